@@ -229,3 +229,18 @@ def test_unknown_filter_lists_allowed_names():
 def test_duplicate_names_rejected():
     with pytest.raises(ValueError, match="duplicated"):
         F.FilterSet((box_filter("x", 1, 2), box_filter("x", 3, 4)))
+
+
+def test_template_table_combines_linearly():
+    fs = synthetic_set()
+    rest = np.geomspace(300, 40000, 1500)
+    templates = np.stack([(rest / 5000.0) ** a for a in (-1.0, 0.0, 1.5)])
+    proj = fs.redshift_projector(rest, 0.2, 1.2, dlnz=0.004)
+    table = proj.template_table(templates)
+    assert table.shape == (proj.z_nodes.size, 3, 3)
+    rng = np.random.default_rng(4)
+    z = rng.uniform(0.2, 1.2, 20)
+    coefficients = rng.random((20, 3))
+    via_table = np.einsum("bt,btf->bf", coefficients, proj.interpolate_table(table, z))
+    via_spectra = proj(coefficients @ templates, z)
+    np.testing.assert_allclose(via_table, via_spectra, rtol=1e-12)

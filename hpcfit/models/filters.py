@@ -355,14 +355,17 @@ class RedshiftProjector:
     """Band fluxes of rest-frame-gridded spectra observed at a per-row redshift, vectorised over rows.
 
     Row b of ``spectra`` holds observed-frame f_nu at observed wavelengths ``rest_wavelength * (1 + z[b])``.
-    Weights are precomputed at ``n_nodes`` redshifts uniform in ln(1+z) over [z_min, z_max] (spacing ``dlnz``,
-    default 0.005) and stored sparsely (each filter's non-zero range only: memory ~ n_nodes * F * points per band).
-    A call sorts rows by node interval and does one BLAS product per occupied interval, with the fluxes linearly
-    interpolated in ln(1+z) between the two bracketing nodes.
+    Weights are precomputed at redshift nodes uniform in ln(1+z) over [z_min, z_max] (spacing ``dlnz``, default
+    0.002) and stored sparsely (each filter's non-zero range only). A call groups rows by node interval and does one
+    BLAS product per occupied interval, with the fluxes linearly interpolated in ln(1+z) between the two bracketing
+    nodes. Rows already sorted by redshift are sliced in place (no gather copy).
 
-    Accuracy of that interpolation: the error is second order in ``dlnz``. Measured for a 300-Myr-old-like spectrum
-    with a sharp 4000 A break plus a Lyman break, through the ``des`` bands over 0 < z < 6 with dlnz = 0.005: max
-    relative error 3e-5 (2e-4 in the worst band while the break crosses it), i.e. < 0.001 mag; it scales as dlnz^2.
+    Accuracy of the interpolation (measured against :meth:`exact`, ``des`` bands, 0 < z < 6, 4000 random z, a
+    6900-point log grid 91 A - 100 um): a smooth power law is good to 5e-7 relative (dlnz = 0.002; 3e-6 at 0.005,
+    1e-5 at 0.01: second order). A step-function break (4000 A, factor 3) crossing a band is the worst case: max
+    error 5e-4 of the band flux at dlnz = 0.002 (99th percentile 5e-5), 2e-3 at 0.005, 6e-3 at 0.01; near a complete
+    Lyman break, where the band flux itself tends to zero, relative errors of the (tiny) flux grow accordingly.
+    Memory for that setup with dlnz = 0.002: 974 nodes, 39 MB, built in ~2 s; a rank's narrower z band costs less.
     :meth:`exact` computes exact weights per distinct redshift (a Python loop over redshifts: for small catalogues).
     """
 
@@ -373,7 +376,7 @@ class RedshiftProjector:
         z_min: float,
         z_max: float,
         *,
-        dlnz: float = 0.005,
+        dlnz: float = 0.002,
         quoted: bool = False,
         outside: Literal["raise", "zero"] = "raise",
         dtype: DTypeLike = np.float64,
@@ -442,16 +445,43 @@ class RedshiftProjector:
         position = (np.log1p(z) - self.lnz_min) / self.dlnz
         interval = np.clip(np.floor(position).astype(np.intp), 0, self.z_nodes.size - 2)
         frac = np.clip(position - interval, 0.0, 1.0)
-        order = np.argsort(interval, kind="stable")
+        presorted = bool(np.all(np.diff(interval) >= 0))
+        order = np.arange(z.size) if presorted else np.argsort(interval, kind="stable")
         occupied, first = np.unique(interval[order], return_index=True)
         bounds = np.append(first, z.size)
         for index, k in enumerate(occupied):  # one BLAS product per occupied ln(1+z) interval, not per row
-            rows = order[bounds[index] : bounds[index + 1]]
+            a, b = bounds[index], bounds[index + 1]
+            # Rows already ordered by redshift (a rank's sorted band) are sliced in place instead of gathered.
+            rows = slice(a, b) if presorted else order[a:b]
             lo, dense = self._pair_matrix(int(k))
             both = spectra[rows, lo : lo + dense.shape[0]] @ dense
             t = frac[rows, np.newaxis]
             out[rows] = (1.0 - t) * both[:, :n_filters] + t * both[:, n_filters:]
         return out
+
+    def template_table(self, templates: ArrayLike) -> np.ndarray:
+        """Fluxes of fixed rest-frame templates (T, n_lambda) at every redshift node: (n_nodes, T, F).
+
+        Projection is linear, so a model that is a linear combination of templates (e.g. SSPs weighted by a
+        star-formation history) can be projected once per node here and combined per sample afterwards with
+        :meth:`interpolate_table`: far cheaper than projecting one full spectrum per sample.
+        """
+        templates = np.atleast_2d(np.asarray(templates))
+        n_filters = len(self.filters)
+        table = np.zeros((self.z_nodes.size, templates.shape[0], n_filters), dtype=np.result_type(templates, self.dtype))
+        for k in range(self.z_nodes.size):
+            for f in range(n_filters):
+                lo, values = self._lo[k, f], self._values[k][f]
+                table[k, :, f] = templates[:, lo : lo + values.size] @ values
+        return table
+
+    def interpolate_table(self, table: np.ndarray, z: ArrayLike) -> np.ndarray:
+        """Linear interpolation in ln(1+z) of a :meth:`template_table` result at redshifts z (B,): (B, T, F)."""
+        z = np.asarray(z, dtype=float).ravel()
+        position = (np.log1p(z) - self.lnz_min) / self.dlnz
+        interval = np.clip(np.floor(position).astype(np.intp), 0, self.z_nodes.size - 2)
+        t = np.clip(position - interval, 0.0, 1.0)[:, np.newaxis, np.newaxis]
+        return (1.0 - t) * table[interval] + t * table[interval + 1]
 
     def exact(self, spectra: ArrayLike, z: ArrayLike) -> np.ndarray:
         """Fluxes with weights computed exactly at each distinct redshift (loops over distinct z values)."""
