@@ -1,0 +1,176 @@
+"""The ``hpcfit`` command line: run, validate, demo, inspect, schema.
+
+Every verb works the same under ``mpiexec -n N hpcfit ...`` / ``srun hpcfit ...`` and as a plain serial command.
+Exit codes: 0 success, 1 a fatal error during the run, 2 a configuration or usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .runtime.errors import EXIT_CONFIG, EXIT_OK
+
+_EPILOG = """\
+examples:
+  hpcfit validate configs/cubefit_l1448.yaml
+  mpiexec -n 4 hpcfit run configs/cubefit_l1448.yaml --set cubefit.chunk_n_max=200
+  srun hpcfit run my.yaml                      (inside an sbatch script; see jobscripts/)
+  hpcfit inspect l1448_fit.h5
+  hpcfit schema cubefit                        (every config key, its type, default and meaning)
+exit codes: 0 success, 1 fatal error during the run (message names the rank and work item), 2 config/usage error
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpcfit",
+        description="Run astronomy model fits and samplings on MPI: one YAML config in, one HDF5 file out. "
+                    "Jobs: sample (photometry training sets), gridfit (grid SED fitting), cubefit (fit an "
+                    "astropy model to every spectrum/plane of a cube), calibrate (CCD reduction).",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"hpcfit {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+
+    def overrides(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                       help="override one config key (value parsed as YAML); repeatable, e.g. "
+                            "--set run.schedule=static --set output=other.h5")
+
+    run = verbs.add_parser("run", help="run the job described by a config file",
+                           description="Validate CONFIG on rank 0, plan the work, run it on all ranks and write "
+                                       "one HDF5 file. Launch under mpiexec/mpirun/srun for parallel runs.")
+    run.add_argument("config", help="YAML config file")
+    overrides(run)
+
+    val = verbs.add_parser("validate", help="check a config file without running anything",
+                           description="Report every problem in CONFIG as FILE:LINE: key.path: message "
+                                       "(allowed: ...). Exit code 0 when valid, 2 otherwise.")
+    val.add_argument("config", help="YAML config file")
+    val.add_argument("--plan", action="store_true",
+                     help="also plan the work (opens the input files), and report the work items")
+    overrides(val)
+
+    demo = verbs.add_parser("demo", help="write a ready example config and run it",
+                            description="Write a demo config (and its data, when synthetic) into OUTPUT_DIR and "
+                                        "run it. Run under mpiexec to see it in parallel.")
+    demo.add_argument("job", help="job to demonstrate (cubefit, sample, gridfit, calibrate)")
+    demo.add_argument("--output-dir", default="demo_output", help="where to put the config, data and results "
+                                                                   "(default: %(default)s)")
+    overrides(demo)
+
+    insp = verbs.add_parser("inspect", help="summarise an hpcfit output file",
+                            description="Print the provenance, contents (shapes, types, units, NaN counts) and "
+                                        "fit status counts of an hpcfit HDF5 file.")
+    insp.add_argument("file", help="HDF5 file written by hpcfit")
+    insp.add_argument("--config", action="store_true", help="also print the config text stored in the file")
+
+    schema = verbs.add_parser("schema", help="print the config keys of a job",
+                              description="Print every config key of JOB with its type, default and meaning "
+                                          "(markdown), as in docs/config_reference.md.")
+    schema.add_argument("job", nargs="?", help="job name (default: the engine keys and every job)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.verb == "inspect":
+        return _inspect(args)
+    if args.verb == "schema":
+        return _schema(args)
+
+    from .runtime.comm import MPIUnavailableError, world_comm
+
+    try:
+        comm = world_comm()
+    except MPIUnavailableError as exc:
+        print(f"hpcfit: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    full_argv = ["hpcfit"] + argv
+    if args.verb == "run":
+        from .runtime.engine import execute
+
+        return execute(args.config, args.overrides, comm, argv=full_argv)
+    if args.verb == "validate":
+        return _validate(args, comm)
+    if args.verb == "demo":
+        return _demo(args, comm, full_argv)
+    return EXIT_CONFIG
+
+
+def _validate(args: argparse.Namespace, comm) -> int:
+    from .runtime.engine import prepare
+
+    prepared, code = prepare(args.config, args.overrides, comm, plan=args.plan)
+    if prepared is not None and comm.is_root:
+        print(f"{args.config}: valid {prepared.job_name} configuration")
+        if prepared.plan is not None:
+            plan = prepared.plan
+            total = sum(item.size for item in plan.items)
+            print(f"plan: {len(plan.items)} work item(s), {total:,} {plan.unit}")
+    return code
+
+
+def _demo(args: argparse.Namespace, comm, argv: list[str]) -> int:
+    from .jobs import available_jobs, job_class
+    from .runtime.engine import execute
+    from .runtime.errors import fatal
+
+    if args.job not in available_jobs():
+        if comm.is_root:
+            print(f"hpcfit: unknown job '{args.job}' (allowed: {', '.join(available_jobs())})", file=sys.stderr)
+        return EXIT_CONFIG
+    directory = Path(args.output_dir).resolve()
+    config = None
+    if comm.is_root:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            config = job_class(args.job)().demo(directory)
+            print(f"hpcfit: demo config written to {config}", flush=True)
+        except Exception as exc:  # noqa: BLE001
+            fatal(comm, exc, item=f"preparing the {args.job} demo")
+    config = comm.bcast(config)
+    code = execute(str(config), ["run.overwrite=true"] + args.overrides, comm, argv=argv)
+    if code == EXIT_OK and comm.is_root:
+        from .io.inspect import inspect_file
+        from .config.schema import lookup
+        from .config.yamlsource import load_yaml_file
+
+        output = lookup(load_yaml_file(config).values, job_class(args.job).output_key)
+        output_path = Path(output) if Path(output).is_absolute() else Path(config).parent / output
+        print()
+        print(inspect_file(output_path))
+        print(f"\nhpcfit: demo output: {output_path}")
+    return code
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .io.inspect import inspect_file
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"hpcfit: no such file: {path}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        print(inspect_file(path, show_config=args.config))
+    except OSError as exc:
+        print(f"hpcfit: {path} is not a readable HDF5 file: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from .config.reference import config_reference
+
+    try:
+        print(config_reference(args.job))
+    except KeyError:
+        from .jobs import available_jobs
+
+        print(f"hpcfit: unknown job '{args.job}' (allowed: {', '.join(available_jobs())})", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK

@@ -1,0 +1,137 @@
+"""Load YAML safely into plain Python values while remembering the line of every key and list item.
+
+Errors must say ``FILE:LINE: key.path: ...``, so the loader keeps a map from key paths (tuples of dict keys
+and list indices) to 1-based line numbers. Duplicate keys, which plain ``yaml.safe_load`` silently merges,
+are reported as errors. Command-line overrides (``--set a.b=value``) are applied to the same tree and
+remember that they came from the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..runtime.errors import ConfigError, ConfigIssue
+
+KeyPath = tuple[Any, ...]
+OVERRIDE_SOURCE = "--set"
+
+
+@dataclass
+class YamlSource:
+    """A parsed configuration: the values, where each key came from, and the original text."""
+
+    values: dict[str, Any]
+    source: str
+    text: str
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+    overridden: set[KeyPath] = field(default_factory=set)
+
+    def where(self, path: KeyPath) -> tuple[str, int | None]:
+        """(source, line) for a key path, falling back to its nearest located ancestor."""
+        for cut in range(len(path), -1, -1):
+            prefix = tuple(path[:cut])
+            if prefix in self.overridden:
+                return OVERRIDE_SOURCE, None
+            if prefix in self.lines:
+                return self.source, self.lines[prefix]
+        return self.source, None
+
+    def apply_override(self, assignment: str) -> None:
+        """Apply one ``key.path=value`` override (the value is parsed as YAML)."""
+        if "=" not in assignment:
+            raise ConfigError([ConfigIssue(OVERRIDE_SOURCE, None, "", f"'{assignment}' is not of the form key.path=value")])
+        key, _, raw = assignment.partition("=")
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError([ConfigIssue(OVERRIDE_SOURCE, None, "", f"'{assignment}' has an empty key")])
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError([ConfigIssue(OVERRIDE_SOURCE, None, key, f"value is not valid YAML: {exc}")]) from exc
+        node: Any = self.values
+        for depth, part in enumerate(parts[:-1]):
+            index: Any = int(part) if isinstance(node, list) and part.isdigit() else part
+            if isinstance(node, dict):
+                if not isinstance(node.get(index), (dict, list)):
+                    node[index] = {}
+                node = node[index]
+            elif isinstance(node, list) and isinstance(index, int) and index < len(node):
+                node = node[index]
+            else:
+                path = ".".join(parts[: depth + 1])
+                raise ConfigError([ConfigIssue(OVERRIDE_SOURCE, None, path, "cannot descend into a non-mapping value")])
+        last: Any = parts[-1]
+        if isinstance(node, list):
+            if not (last.isdigit() and int(last) < len(node)):
+                raise ConfigError([ConfigIssue(OVERRIDE_SOURCE, None, key, f"list index out of range (length {len(node)})")])
+            last = int(last)
+        node[last] = value
+        self.overridden.add(tuple(int(p) if p.isdigit() else p for p in parts))
+
+
+def load_yaml_text(text: str, source: str) -> YamlSource:
+    """Parse YAML text; the top level must be a mapping."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigIssue(source, line, "", f"not valid YAML: {problem}")]) from exc
+    if root is None:
+        raise ConfigError([ConfigIssue(source, 1, "", "the file is empty")])
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError([ConfigIssue(source, root.start_mark.line + 1, "", "the top level must be a mapping of keys")])
+    lines: dict[KeyPath, int] = {(): 1}
+    issues: list[ConfigIssue] = []
+    values = _convert(root, (), lines, issues, source)
+    if issues:
+        raise ConfigError(issues)
+    return YamlSource(values=values, source=source, text=text, lines=lines)
+
+
+def load_yaml_file(path: str | Path) -> YamlSource:
+    """Read and parse a YAML configuration file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(path), None, "", f"cannot read the configuration: {exc.strerror or exc}")]) from exc
+    return load_yaml_text(text, str(path))
+
+
+_constructor = yaml.constructor.SafeConstructor()
+
+
+def _convert(node: yaml.Node, path: KeyPath, lines: dict, issues: list, source: str) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                issues.append(ConfigIssue(source, key_node.start_mark.line + 1, _dotted(path), "keys must be plain scalars"))
+                continue
+            key = _constructor.construct_object(key_node)
+            key = key if isinstance(key, str) else str(key)
+            child = path + (key,)
+            if key in result:
+                issues.append(ConfigIssue(source, key_node.start_mark.line + 1, _dotted(child),
+                                          f"duplicate key (first given on line {lines[child]})"))
+                continue
+            lines[child] = key_node.start_mark.line + 1
+            result[key] = _convert(value_node, child, lines, issues, source)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for index, item in enumerate(node.value):
+            lines[path + (index,)] = item.start_mark.line + 1
+            items.append(_convert(item, path + (index,), lines, issues, source))
+        return items
+    return _constructor.construct_object(node, deep=True)
+
+
+def _dotted(path: KeyPath) -> str:
+    return ".".join(str(p) for p in path)

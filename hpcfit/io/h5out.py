@@ -1,0 +1,226 @@
+"""The run's one HDF5 output file, written collectively with parallel HDF5 or by a correct serial fallback.
+
+Modes, chosen automatically:
+
+* ``mpio``   several ranks and h5py built with MPI: every rank opens the file with the ``mpio`` driver; metadata
+             operations (create dataset, attributes) are made by all ranks with identical arguments; data is
+             written with collective transfers, each rank its own pieces (ranks with fewer pieces take part with
+             empty selections, since a collective write needs everyone).
+* ``serial`` several ranks but h5py without MPI: rank 0 makes the metadata; data is written rank after rank,
+             each opening the file in turn (memory stays per rank: nothing is gathered on one rank).
+* ``single`` one rank: plain h5py.
+
+The file is written as ``<name>.incomplete`` and renamed to its final name only by ``commit()``, after every rank
+has finished, so a crash never leaves a file that looks finished. A fatal error removes the incomplete file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import h5py
+import numpy as np
+
+from ..runtime.comm import Comm
+from ..runtime.errors import on_fatal
+
+Selection = tuple[slice, ...]
+Piece = tuple[str, Selection, np.ndarray]
+
+INCOMPLETE_SUFFIX = ".incomplete"
+_MAX_PIECE_BYTES = 1 << 30  # MPI-IO transfers above 2 GiB fail in HDF5 1.10: split well below
+
+
+def parallel_hdf5_available() -> bool:
+    """True when h5py was built against a parallel HDF5 (and can use the mpio driver)."""
+    if os.environ.get("HPCFIT_SERIAL_HDF5", "") not in ("", "0"):
+        return False
+    return bool(h5py.get_config().mpi)
+
+
+def incomplete_path(final: str | Path) -> Path:
+    final = Path(final)
+    return final.with_name(final.name + INCOMPLETE_SUFFIX)
+
+
+class OutputFile:
+    """One output file per run; every method is collective (all ranks call it, same arguments)."""
+
+    def __init__(self, path: str | Path, comm: Comm, *, mode: str | None = None):
+        self.comm = comm
+        self.final = Path(path)
+        self.temp = incomplete_path(self.final)
+        if mode is None:
+            mode = "single" if comm.size == 1 else ("mpio" if parallel_hdf5_available() and comm.mpi is not None else "serial")
+        self.mode = mode
+        if comm.is_root:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            if self.temp.exists():
+                self.temp.unlink()
+        comm.barrier()
+        self.h5: h5py.File | None
+        if mode == "mpio":
+            self.h5 = h5py.File(self.temp, "w", driver="mpio", comm=comm.mpi)
+        else:
+            self.h5 = h5py.File(self.temp, "w") if comm.is_root else None
+        self._unregister = on_fatal(self._remove_incomplete)
+
+    # -- metadata -----------------------------------------------------------------------------------------------
+    def create_dataset(self, name: str, shape: Sequence[int], dtype: Any, *, attrs: dict[str, Any] | None = None,
+                       chunks: Sequence[int] | bool | None = None, fillvalue: Any = None) -> None:
+        """Create a dataset (collective). Chunked datasets default to the fill value where never written."""
+        shape = tuple(int(s) for s in shape)
+        if chunks is not None and chunks is not True:
+            chunks = tuple(max(1, min(int(c), s)) for c, s in zip(chunks, shape)) if all(shape) else None
+        if self.h5 is not None:
+            dset = self.h5.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, fillvalue=fillvalue)
+            for key, value in (attrs or {}).items():
+                dset.attrs[key] = _attr_value(value)
+
+    def write_small(self, name: str, data: Any, *, attrs: dict[str, Any] | None = None) -> None:
+        """Create a dataset holding rank 0's ``data`` (small arrays: names, axes, tables). Collective."""
+        data = self.comm.bcast(np.asarray(data) if self.comm.is_root else None)
+        if data.dtype.kind == "U":
+            # Fixed-length UTF-8 bytes: parallel HDF5 cannot write variable-length strings collectively.
+            data = np.char.encode(data, "utf-8") if data.size else data.astype("S1")
+        if self.h5 is not None:
+            dset = self.h5.create_dataset(name, data=data)
+            for key, value in (attrs or {}).items():
+                dset.attrs[key] = _attr_value(value)
+
+    def set_attrs(self, path: str, attrs: dict[str, Any]) -> None:
+        """Set attributes on a group or dataset (rank 0's values are used on every rank). Collective."""
+        attrs = self.comm.bcast(attrs if self.comm.is_root else None)
+        if self.h5 is not None:
+            target = self.h5.require_group(path) if path not in self.h5 else self.h5[path]
+            for key, value in attrs.items():
+                target.attrs[key] = _attr_value(value)
+
+    def require_group(self, path: str) -> None:
+        if self.h5 is not None:
+            self.h5.require_group(path)
+
+    # -- data ---------------------------------------------------------------------------------------------------
+    def write(self, pieces: Iterable[Piece]) -> None:
+        """Write this rank's pieces (dataset name, selection, array). Collective: every rank calls it."""
+        local: dict[str, list[tuple[Selection, np.ndarray]]] = {}
+        for name, selection, array in pieces:
+            for sel, part in _split_piece(_normalise(selection), np.asarray(array)):
+                local.setdefault(name, []).append((sel, part))
+        if self.mode == "mpio":
+            self._write_collective(local)
+        elif self.mode == "serial":
+            self._write_in_turn(local)
+        else:
+            self._write_direct(self.h5, local)
+
+    def _write_collective(self, local: dict[str, list[tuple[Selection, np.ndarray]]]) -> None:
+        counts = self.comm.allgather({name: len(items) for name, items in local.items()})
+        names = sorted(set().union(*counts))
+        for name in names:
+            dset = self.h5[name]
+            rounds = max(c.get(name, 0) for c in counts)
+            mine = local.get(name, [])
+            with dset.collective:
+                for r in range(rounds):
+                    if r < len(mine):
+                        sel, array = mine[r]
+                        _write_selection(dset, sel, array)
+                    else:
+                        _write_nothing(dset)
+
+    def _write_in_turn(self, local: dict[str, list[tuple[Selection, np.ndarray]]]) -> None:
+        if self.comm.is_root:
+            self.h5.close()
+        for turn in range(self.comm.size):
+            if turn == self.comm.rank and local:
+                with h5py.File(self.temp, "r+") as h5:
+                    self._write_direct(h5, local)
+            self.comm.barrier()
+        if self.comm.is_root:
+            self.h5 = h5py.File(self.temp, "r+")
+
+    @staticmethod
+    def _write_direct(h5: h5py.File, local: dict[str, list[tuple[Selection, np.ndarray]]]) -> None:
+        for name, items in local.items():
+            dset = h5[name]
+            for sel, array in items:
+                _write_selection(dset, sel, array)
+
+    # -- completion ---------------------------------------------------------------------------------------------
+    def commit(self) -> Path:
+        """Close the file on every rank and give it its final name. Collective."""
+        if self.h5 is not None:
+            self.h5.close()
+            self.h5 = None
+        self.comm.barrier()
+        if self.comm.is_root:
+            os.replace(self.temp, self.final)
+        self.comm.barrier()
+        self._unregister()
+        return self.final
+
+    def _remove_incomplete(self) -> None:
+        try:
+            self.temp.unlink()
+        except OSError:
+            pass
+
+
+def _normalise(selection: Any) -> Selection:
+    if not isinstance(selection, tuple):
+        selection = (selection,)
+    out = []
+    for s in selection:
+        if isinstance(s, (int, np.integer)):
+            out.append(slice(int(s), int(s) + 1))
+        elif isinstance(s, slice) and s.step in (None, 1) and s.start is not None and s.stop is not None:
+            out.append(slice(int(s.start), int(s.stop)))
+        else:
+            raise ValueError(f"output selections must be explicit slices or integers, got {s!r}")
+    return tuple(out)
+
+
+def _split_piece(sel: Selection, array: np.ndarray) -> list[tuple[Selection, np.ndarray]]:
+    shape = tuple(s.stop - s.start for s in sel)
+    if int(np.prod(shape)) != array.size:
+        raise ValueError(f"piece of shape {array.shape} does not fill selection of shape {shape}")
+    array = array.reshape(shape + array.shape[len(shape):] if array.ndim > len(shape) else shape)
+    if array.nbytes <= _MAX_PIECE_BYTES or shape[0] <= 1:
+        return [(sel, array)]
+    rows = max(1, int(_MAX_PIECE_BYTES // max(array[0].nbytes, 1)))
+    first = sel[0]
+    return [((slice(first.start + r, first.start + min(r + rows, shape[0])),) + sel[1:], array[r:r + rows])
+            for r in range(0, shape[0], rows)]
+
+
+def _write_selection(dset: h5py.Dataset, sel: Selection, array: np.ndarray) -> None:
+    full = sel + tuple(slice(0, n) for n in dset.shape[len(sel):])
+    array = np.ascontiguousarray(array, dtype=dset.dtype if dset.dtype.kind != "O" else None)
+    if array.size == 0:
+        _write_nothing(dset)
+        return
+    dset[full] = array.reshape(tuple(s.stop - s.start for s in full))
+
+
+def _write_nothing(dset: h5py.Dataset) -> None:
+    """Take part in a collective write with an empty selection (h5py skips empty writes itself)."""
+    file_space = dset.id.get_space()
+    file_space.select_none()
+    mem_space = h5py.h5s.create_simple((1,))
+    mem_space.select_none()
+    dset.id.write(mem_space, file_space, np.zeros(1, dtype=dset.dtype), dxpl=dset._dxpl)
+
+
+def _attr_value(value: Any) -> Any:
+    if value is None:
+        return "None"
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return np.array(value, dtype=h5py.string_dtype())
+    if isinstance(value, (dict,)):
+        import json
+
+        return json.dumps(value, default=str)
+    return value

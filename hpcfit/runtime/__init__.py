@@ -1,0 +1,1 @@
+"""The engine's runtime: communicator, error handling, scheduling, progress and provenance."""

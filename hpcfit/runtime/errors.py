@@ -1,0 +1,111 @@
+"""Errors and how a job ends on them.
+
+Two kinds of failure end a run:
+
+* ``ConfigError`` (and usage errors): detected on rank 0 before any work starts; reported once, every rank
+  exits with code 2 (``EXIT_CONFIG``), no output file is created.
+* anything unexpected during the work: the failing rank prints one message naming itself, the work item and
+  the cause (plus the traceback), runs the registered clean-ups (e.g. removes the incomplete output file) and
+  calls ``MPI_Abort`` so that no other rank waits forever in a collective.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable, NoReturn
+
+from .comm import Comm
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_CONFIG = 2
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a configuration: where it is and what is wrong."""
+
+    source: str  # file name, or "--set" for command-line overrides
+    line: int | None
+    path: str  # dotted key path, "" for the whole file
+    message: str
+    allowed: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        key = f" {self.path}:" if self.path else ""
+        allowed = f" (allowed: {self.allowed})" if self.allowed else ""
+        return f"{where}:{key} {self.message}{allowed}"
+
+
+@dataclass
+class ConfigError(Exception):
+    """All the problems found in a configuration, reported together."""
+
+    issues: list[ConfigIssue] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        n = len(self.issues)
+        head = f"{n} problem{'s' if n != 1 else ''} in the configuration:"
+        return "\n".join([head] + [f"  {issue}" for issue in self.issues])
+
+
+class UsageError(Exception):
+    """A command-line mistake (exit code 2)."""
+
+
+class WorkItemError(Exception):
+    """An unexpected exception while processing one work item (wraps the cause)."""
+
+    def __init__(self, item_label: str, cause: BaseException):
+        super().__init__(f"{item_label}: {type(cause).__name__}: {cause}")
+        self.item_label = item_label
+        self.cause = cause
+
+
+_cleanups: list[Callable[[], None]] = []
+_fatal_lock = threading.Lock()
+
+
+def on_fatal(callback: Callable[[], None]) -> Callable[[], None]:
+    """Register a clean-up to run (best effort) before a fatal abort; returns a function that unregisters it."""
+    _cleanups.append(callback)
+
+    def remove() -> None:
+        if callback in _cleanups:
+            _cleanups.remove(callback)
+
+    return remove
+
+
+def fatal(comm: Comm, exc: BaseException, *, item: str | None = None) -> NoReturn:
+    """Report an unexpected failure on this rank and end the whole job now."""
+    with _fatal_lock:  # the scheduler thread and the main thread may fail together: report once
+        cause = exc.cause if isinstance(exc, WorkItemError) else exc
+        item = item or (exc.item_label if isinstance(exc, WorkItemError) else None)
+        where = f" while processing {item}" if item else ""
+        tb = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+        message = (
+            f"hpcfit: FATAL on {comm.describe()}{where}: {type(cause).__name__}: {cause}\n"
+            f"{tb.rstrip()}\n"
+            f"hpcfit: aborting all {comm.size} rank(s); no complete output file was written.\n"
+        )
+        try:
+            sys.stdout.flush()
+            sys.stderr.write(message)
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - the abort below matters more than the message
+            pass
+        for callback in list(_cleanups):
+            try:
+                callback()
+            except Exception:  # noqa: BLE001
+                pass
+        if comm.size > 1:
+            comm.abort(EXIT_FATAL)
+            os._exit(EXIT_FATAL)  # not reached: MPI_Abort does not return
+    raise SystemExit(EXIT_FATAL)

@@ -1,0 +1,174 @@
+"""Work distribution: run a plan's work items on every rank, statically or by dynamic self-scheduling.
+
+*dynamic* (default): rank 0 keeps a queue of item indices, largest estimated cost first, and a helper thread on
+rank 0 answers "next item?" requests from the other ranks while rank 0's main thread works through the same
+queue. Ranks that draw cheap items simply come back sooner, so uneven items (slow-converging spectra, tiles full
+of NaNs) do not leave ranks idle. The requests travel on a duplicate of the job's communicator, so they never
+mix with the job's own collectives.
+
+*static*: items are assigned up front by a deterministic greedy balance of the cost estimates (every rank computes
+the same assignment, no messages); the other ranks only send progress notices to rank 0.
+
+Which rank processed an item never changes its result, so outputs do not depend on the rank count or timing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Sequence
+
+from .comm import Comm
+from .errors import WorkItemError, fatal
+from .progress import Progress
+
+TAG_REQUEST = 101  # worker -> root: "I finished `size` units, give me the next item"
+TAG_REPLY = 102    # root -> worker: next item index, or -1 when the queue is empty
+TAG_NOTICE = 103   # worker -> root (static schedule): "I finished `size` units"
+TAG_DONE = 104     # worker -> root (static schedule): "I have no more items"
+
+_POLL_SECONDS = 0.001
+
+
+def cost_order(costs: Sequence[float]) -> list[int]:
+    """Item indices by decreasing cost (ties by index), the order in which work is handed out."""
+    return sorted(range(len(costs)), key=lambda i: (-costs[i], i))
+
+
+def static_assignment(costs: Sequence[float], size: int) -> list[list[int]]:
+    """Greedy longest-processing-time assignment of items to ``size`` ranks; identical on every rank."""
+    loads = [(0.0, rank) for rank in range(size)]
+    heapq.heapify(loads)
+    assignment: list[list[int]] = [[] for _ in range(size)]
+    for index in cost_order(costs):
+        load, rank = heapq.heappop(loads)
+        assignment[rank].append(index)
+        heapq.heappush(loads, (load + max(float(costs[index]), 1e-12), rank))
+    return [sorted(items) for items in assignment]
+
+
+def run_items(comm: Comm, items: Sequence[Any], work: Callable[[Any], Any], *, schedule: str,
+              progress: Progress | None, label: Callable[[Any], str]) -> dict[int, Any]:
+    """Process every item exactly once across the ranks; return this rank's results by item index.
+
+    ``items[i].size`` is the item's weight in progress units and ``items[i].cost`` its relative cost.
+    An exception in ``work`` ends the whole job (see ``errors.fatal``) naming the rank and the item.
+    """
+    sizes = [int(getattr(item, "size", 1)) for item in items]
+    costs = [float(getattr(item, "cost", 1.0)) for item in items]
+
+    def do(index: int) -> Any:
+        try:
+            return work(items[index])
+        except Exception as exc:  # noqa: BLE001 - every failure must end the job with its item named
+            raise WorkItemError(label(items[index]), exc) from exc
+
+    results: dict[int, Any] = {}
+    if comm.size == 1:
+        for index in cost_order(costs):
+            results[index] = do(index)
+            if progress:
+                progress.advance(sizes[index])
+        return results
+
+    if schedule == "dynamic" and not comm.thread_safe():
+        schedule = "static"  # the MPI library cannot take calls from rank 0's helper thread
+    channel = comm.dup()
+    try:
+        if schedule == "dynamic":
+            _run_dynamic(comm, channel, sizes, costs, do, progress, results)
+        else:
+            _run_static(comm, channel, sizes, costs, do, progress, results)
+    except WorkItemError as exc:
+        fatal(comm, exc)
+    channel.free()
+    return results
+
+
+def _run_dynamic(comm: Comm, channel: Any, sizes: list[int], costs: list[float], do: Callable[[int], Any],
+                 progress: Progress | None, results: dict[int, Any]) -> None:
+    if comm.is_root:
+        queue = deque(cost_order(costs))
+        lock = threading.Lock()
+
+        def take() -> int | None:
+            with lock:
+                return queue.popleft() if queue else None
+
+        def serve_requests() -> None:
+            remaining = comm.size - 1
+            while remaining:
+                pending = channel.iprobe()
+                if pending is None:
+                    time.sleep(_POLL_SECONDS)
+                    continue
+                source, tag = pending
+                finished = channel.recv(source, tag)
+                if progress and finished:
+                    progress.advance(finished)
+                index = take()
+                channel.send(-1 if index is None else index, source, TAG_REPLY)
+                remaining -= index is None
+
+        server = _start_guarded_thread(comm, serve_requests)
+        while (index := take()) is not None:
+            results[index] = do(index)
+            if progress:
+                progress.advance(sizes[index])
+        server.join()
+    else:
+        finished = 0
+        while True:
+            channel.send(finished, 0, TAG_REQUEST)
+            index = channel.recv(0, TAG_REPLY)
+            if index < 0:
+                break
+            results[index] = do(index)
+            finished = sizes[index]
+
+
+def _run_static(comm: Comm, channel: Any, sizes: list[int], costs: list[float], do: Callable[[int], Any],
+                progress: Progress | None, results: dict[int, Any]) -> None:
+    mine = static_assignment(costs, comm.size)[comm.rank]
+    if comm.is_root:
+        def collect_notices() -> None:
+            remaining = comm.size - 1
+            while remaining:
+                pending = channel.iprobe()
+                if pending is None:
+                    time.sleep(_POLL_SECONDS)
+                    continue
+                source, tag = pending
+                finished = channel.recv(source, tag)
+                if tag == TAG_DONE:
+                    remaining -= 1
+                elif progress:
+                    progress.advance(finished)
+
+        server = _start_guarded_thread(comm, collect_notices)
+        for index in mine:
+            results[index] = do(index)
+            if progress:
+                progress.advance(sizes[index])
+        server.join()
+    else:
+        for index in mine:
+            results[index] = do(index)
+            channel.send(sizes[index], 0, TAG_NOTICE)
+        channel.send(0, 0, TAG_DONE)
+
+
+def _start_guarded_thread(comm: Comm, target: Callable[[], None]) -> threading.Thread:
+    """A daemon thread whose unexpected failure ends the job instead of vanishing silently."""
+
+    def guarded() -> None:
+        try:
+            target()
+        except Exception as exc:  # noqa: BLE001
+            fatal(comm, exc, item="work distribution on rank 0")
+
+    thread = threading.Thread(target=guarded, name="hpcfit-scheduler", daemon=True)
+    thread.start()
+    return thread
