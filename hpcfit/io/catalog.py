@@ -1,0 +1,369 @@
+"""Read a galaxy photometry catalogue (ECSV, FITS, CSV, VOTable via astropy.table) into validated arrays in mJy.
+
+The caller maps columns: an id column, a distance (or a redshift turned into a luminosity distance with an astropy
+cosmology), and per band a flux and an error column (``BandSpec``, as in a config ``bands:`` list).
+
+Units, per column: the band's explicit ``unit`` if given, else the table's unit for that column, else
+``flux_unit`` (default mJy; an error column without a unit takes its flux column's unit). A table unit that
+contradicts an explicit band unit is an error. Everything is converted to mJy; distances to Mpc.
+
+Upper limits and missing values, per galaxy and band (``nsigma`` = ``upper_limit_nsigma``, default 3):
+
+* with an ``upper_limit_column`` flag set: an upper limit at the flux if it is positive, else at nsigma x error;
+  its sigma is the error if given, else limit / nsigma;
+* flux NaN/masked (or negative, unless ``negative_flux="measurement"``) with a positive error: an upper limit at
+  nsigma x error with sigma = error -- the source was not detected above nsigma times its noise;
+* flux and error both given (flux >= 0): a detection;
+* anything else (no flux and no error, a flux without an error): missing, skipped for that galaxy.
+
+Errors must be positive wherever they are given (CIGALE's negative-error convention is not used). Problems raise
+:class:`CatalogError` carrying the column or option at fault and a message naming the rows; the config layer adds
+the YAML line with :meth:`CatalogError.with_location`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import astropy.units as u
+import numpy as np
+from astropy.table import Table
+
+DEFAULT_FLUX_UNIT = "mJy"
+_TRUE_STRINGS = {"1", "t", "true", "y", "yes"}
+
+
+class CatalogError(ValueError):
+    """A catalogue problem: ``key`` is the column (``kind="column"``) or reader option (``kind="option"``) at fault."""
+
+    def __init__(
+        self,
+        key: str | None,
+        message: str,
+        *,
+        path: str | None = None,
+        kind: Literal["column", "option"] = "column",
+        location: str | None = None,
+    ):
+        self.key = key
+        self.message = message
+        self.path = path
+        self.kind = kind
+        self.location = location
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = []
+        if self.path:
+            where.append(str(self.path))
+        if self.location:
+            where.append(self.location)
+        if self.key is not None:
+            where.append(f"{self.kind} '{self.key}'")
+        return f"{': '.join(where)}: {self.message}" if where else self.message
+
+    def with_location(self, location: str) -> CatalogError:
+        """The same error with a config location (e.g. ``"run.yaml line 12"``) added to the message."""
+        return CatalogError(self.key, self.message, path=self.path, kind=self.kind, location=location)
+
+
+@dataclass(frozen=True)
+class BandSpec:
+    """One band of the catalogue: its name, flux and error columns, filter name, optional unit and flag column."""
+
+    name: str
+    flux_column: str
+    error_column: str
+    filter: str | None = None
+    unit: str | None = None
+    upper_limit_column: str | None = None
+
+    @classmethod
+    def from_mapping(cls, spec: Mapping[str, Any], position: int = 0) -> BandSpec:
+        """From a config mapping ``{name, flux_column, error_column, filter?, unit?, upper_limit_column?}``."""
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(set(spec) - set(allowed))
+        if unknown:
+            raise CatalogError(f"bands[{position}].{unknown[0]}", f"unknown key (allowed: {', '.join(allowed)})",
+                               kind="option")
+        for required in ("name", "flux_column", "error_column"):
+            if not spec.get(required):
+                raise CatalogError(f"bands[{position}].{required}", "is required", kind="option")
+        return cls(**{k: (None if v is None else str(v)) for k, v in spec.items()})
+
+
+@dataclass(frozen=True, eq=False)
+class Catalog:
+    """G galaxies x B bands in mJy. ``flux`` holds the limit of upper limits; missing entries are NaN, not valid."""
+
+    ids: np.ndarray  # (G,)
+    distance_mpc: np.ndarray  # (G,)
+    redshift: np.ndarray | None  # (G,) when a redshift column was read
+    bands: tuple[BandSpec, ...]
+    flux: np.ndarray  # (G, B) mJy
+    error: np.ndarray  # (G, B) mJy
+    valid: np.ndarray  # (G, B) bool, band enters the fit
+    upper: np.ndarray  # (G, B) bool, band is an upper limit
+    source: str | None = None
+
+    @property
+    def n_galaxies(self) -> int:
+        return self.flux.shape[0]
+
+    @property
+    def n_bands(self) -> int:
+        return self.flux.shape[1]
+
+    @property
+    def band_names(self) -> list[str]:
+        return [b.name for b in self.bands]
+
+    @property
+    def filters(self) -> list[str | None]:
+        return [b.filter for b in self.bands]
+
+    def flux_factor(self, luminosity_unit: str | u.UnitBase = "W / Hz") -> np.ndarray:
+        """1 / (4 pi D^2) per galaxy, in mJy per ``luminosity_unit``: model L_nu times this is the flux in mJy.
+
+        No (1 + z) or band shift is applied: those belong to the model grid when redshifts matter.
+        """
+        lum = u.Unit(luminosity_unit)
+        area = 4.0 * np.pi * (self.distance_mpc * u.Mpc) ** 2
+        try:
+            return (1.0 * lum / area).to_value(u.mJy)
+        except u.UnitConversionError as exc:
+            raise CatalogError("luminosity_unit", f"{lum} is not a luminosity density: {exc}", kind="option") from None
+
+    def subset(self, index: slice | np.ndarray) -> Catalog:
+        """The catalogue restricted to some rows (a galaxy block)."""
+        z = None if self.redshift is None else self.redshift[index]
+        return Catalog(self.ids[index], self.distance_mpc[index], z, self.bands, self.flux[index],
+                       self.error[index], self.valid[index], self.upper[index], self.source)
+
+
+def read_catalog(
+    source: str | Path | Table,
+    bands: Sequence[BandSpec | Mapping[str, Any]],
+    *,
+    id_column: str = "id",
+    distance_column: str | None = None,
+    redshift_column: str | None = None,
+    cosmology: Any = None,
+    distance_unit: str = "Mpc",
+    flux_unit: str = DEFAULT_FLUX_UNIT,
+    format: str | None = None,
+    upper_limit_nsigma: float = 3.0,
+    negative_flux: Literal["upper_limit", "measurement"] = "upper_limit",
+) -> Catalog:
+    """Read and validate a catalogue (see the module docstring for the rules).
+
+    Distances: ``distance_column`` (default ``"distance"`` when no redshift column is given), in the column's unit
+    or ``distance_unit``; or, with only ``redshift_column``, the luminosity distance of ``cosmology`` (an astropy
+    cosmology or the name of a built-in realisation such as ``"Planck18"``; default astropy's default cosmology).
+    """
+    path = None if isinstance(source, Table) else str(source)
+    try:
+        table = source if isinstance(source, Table) else _read_table(source, format)
+        return _Reader(table, path, flux_unit, upper_limit_nsigma, negative_flux).read(
+            bands, id_column, distance_column, redshift_column, cosmology, distance_unit
+        )
+    except CatalogError as exc:
+        if exc.path is None and path is not None:
+            raise CatalogError(exc.key, exc.message, path=path, kind=exc.kind, location=exc.location) from None
+        raise
+
+
+def _read_table(path: str | Path, format: str | None) -> Table:
+    if not Path(path).exists():
+        raise CatalogError(None, "file not found", path=str(path))
+    try:
+        return Table.read(path, format=format) if format else Table.read(path)
+    except Exception as exc:  # astropy raises many types for unreadable/unknown formats
+        hint = "" if format else " (pass format=, e.g. 'ascii.csv', 'ascii.ecsv', 'fits', 'votable')"
+        raise CatalogError(None, f"cannot read the table: {exc}{hint}", path=str(path)) from None
+
+
+class _Reader:
+    """Column lookups, unit conversion and validation on one astropy table."""
+
+    def __init__(self, table: Table, path: str | None, flux_unit: str, nsigma: float, negative_flux: str):
+        self.table = table
+        self.path = path
+        self.default_unit = self._unit(flux_unit, "flux_unit")
+        if not nsigma > 0:
+            raise CatalogError("upper_limit_nsigma", f"must be > 0, got {nsigma}", kind="option")
+        if negative_flux not in ("upper_limit", "measurement"):
+            raise CatalogError("negative_flux", f"must be 'upper_limit' or 'measurement', got {negative_flux!r}",
+                               kind="option")
+        self.nsigma = float(nsigma)
+        self.negative_is_limit = negative_flux == "upper_limit"
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _unit(text: str | u.UnitBase, key: str, column: str | None = None) -> u.UnitBase:
+        try:
+            unit = u.Unit(text)
+        except ValueError as exc:
+            raise CatalogError(column or key, f"unknown unit {text!r}: {exc}",
+                               kind="column" if column else "option") from None
+        return unit
+
+    def column(self, name: str):
+        if name not in self.table.colnames:
+            close = difflib.get_close_matches(name, self.table.colnames, n=3)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise CatalogError(name, f"column not found{hint} (available columns: {', '.join(self.table.colnames)})")
+        return self.table[name]
+
+    def floats(self, name: str) -> np.ndarray:
+        """The column as float64 with masked entries as NaN."""
+        col = self.column(name)
+        if col.dtype.kind not in "biuf":
+            raise CatalogError(name, f"is not numeric (dtype {col.dtype})")
+        data = np.ma.asarray(col).astype(np.float64)
+        return np.ma.filled(data, np.nan)
+
+    def rows_text(self, mask: np.ndarray, ids: np.ndarray | None) -> str:
+        """'3 rows (ids: a, b, c)' for error messages; at most five named."""
+        where = np.flatnonzero(mask)
+        label = "ids" if ids is not None else "rows"
+        names = [str(ids[i]) if ids is not None else str(i) for i in where[:5]]
+        more = ", ..." if where.size > 5 else ""
+        return f"{where.size} row{'s' if where.size != 1 else ''} ({label}: {', '.join(names)}{more})"
+
+    def column_unit(self, name: str) -> u.UnitBase | None:
+        unit = getattr(self.column(name), "unit", None)
+        return None if unit is None or unit == u.dimensionless_unscaled else u.Unit(unit)
+
+    def to_mjy(self, name: str, explicit: u.UnitBase | None, fallback: u.UnitBase) -> tuple[np.ndarray, u.UnitBase]:
+        """Column values in mJy and the unit they were read in."""
+        table_unit = self.column_unit(name)
+        if explicit is not None and table_unit is not None and not _same_unit(explicit, table_unit):
+            raise CatalogError(name, f"the table gives unit '{table_unit}' but the configuration says '{explicit}'")
+        unit = explicit or table_unit or fallback
+        try:
+            factor = unit.to(u.mJy)
+        except u.UnitConversionError:
+            raise CatalogError(name, f"unit '{unit}' is not a flux density (convertible to mJy)") from None
+        return self.floats(name) * factor, unit
+
+    # -- the catalogue ------------------------------------------------------------------------------------------
+
+    def read(self, bands, id_column, distance_column, redshift_column, cosmology, distance_unit) -> Catalog:
+        specs = [b if isinstance(b, BandSpec) else BandSpec.from_mapping(b, i) for i, b in enumerate(bands)]
+        if not specs:
+            raise CatalogError("bands", "at least one band is required", kind="option")
+        names = [b.name for b in specs]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise CatalogError("bands", f"duplicate band names: {', '.join(dup)}", kind="option")
+
+        ids = self.ids(id_column)
+        redshift = None
+        if redshift_column is not None:
+            redshift = self.floats(redshift_column)
+            bad = ~(np.isfinite(redshift) & (redshift > 0))
+            if bad.any():
+                raise CatalogError(redshift_column, f"redshift must be > 0: {self.rows_text(bad, ids)}")
+        if distance_column is None and redshift_column is not None:
+            distance = _luminosity_distance_mpc(redshift, cosmology)
+            dist_key = redshift_column
+        else:
+            dist_key = distance_column or "distance"
+            distance = self.distance(dist_key, distance_unit)
+        bad = ~(np.isfinite(distance) & (distance > 0))
+        if bad.any():
+            raise CatalogError(dist_key, f"distance must be > 0 and finite: {self.rows_text(bad, ids)}")
+
+        n_gal, n_band = len(self.table), len(specs)
+        flux = np.full((n_gal, n_band), np.nan)
+        error = np.full((n_gal, n_band), np.nan)
+        valid = np.zeros((n_gal, n_band), dtype=bool)
+        upper = np.zeros((n_gal, n_band), dtype=bool)
+        for j, spec in enumerate(specs):
+            flux[:, j], error[:, j], valid[:, j], upper[:, j] = self.band(spec, ids)
+        return Catalog(ids, distance, redshift, tuple(specs), flux, error, valid, upper, self.path)
+
+    def ids(self, id_column: str) -> np.ndarray:
+        col = self.column(id_column)
+        if np.ma.is_masked(np.ma.asarray(col)):
+            raise CatalogError(id_column, "has missing ids")
+        ids = np.asarray(col)
+        uniq, counts = np.unique(ids, return_counts=True)
+        if np.any(counts > 1):
+            dups = uniq[counts > 1]
+            shown = ", ".join(str(d) for d in dups[:5]) + (", ..." if dups.size > 5 else "")
+            raise CatalogError(id_column, f"duplicate ids: {shown}")
+        return ids
+
+    def distance(self, name: str, distance_unit: str) -> np.ndarray:
+        values = self.floats(name)
+        unit = self.column_unit(name) or self._unit(distance_unit, "distance_unit")
+        try:
+            return values * unit.to(u.Mpc)
+        except u.UnitConversionError:
+            raise CatalogError(name, f"unit '{unit}' is not a length") from None
+
+    def flags(self, name: str) -> np.ndarray:
+        col = self.column(name)
+        data = np.ma.asarray(col)
+        if data.dtype.kind in "US":
+            lowered = np.char.lower(np.char.strip(np.ma.filled(data, "").astype(str)))
+            return np.isin(lowered, list(_TRUE_STRINGS))
+        if data.dtype.kind not in "biuf":
+            raise CatalogError(name, f"upper-limit flags must be boolean, integer or text (dtype {data.dtype})")
+        return np.ma.filled(data.astype(float), 0.0) != 0
+
+    def band(self, spec: BandSpec, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        explicit = self._unit(spec.unit, f"bands[{spec.name}].unit") if spec.unit else None
+        f, flux_unit = self.to_mjy(spec.flux_column, explicit, self.default_unit)
+        e, _ = self.to_mjy(spec.error_column, explicit, flux_unit)
+        has_e = np.isfinite(e)
+        bad = has_e & (e <= 0)
+        if bad.any():
+            raise CatalogError(spec.error_column, f"errors must be positive: {self.rows_text(bad, ids)}")
+        has_f = np.isfinite(f)
+        flagged = self.flags(spec.upper_limit_column) if spec.upper_limit_column else np.zeros(f.shape, bool)
+
+        # Flagged limits: at the flux if positive, else at nsigma x error.
+        flag_at_flux = flagged & has_f & (f > 0)
+        flag_ul = flag_at_flux | (flagged & has_e)
+        # Unflagged non-detections: no flux (or a negative one) but a noise level.
+        negative = has_f & (f < 0) & self.negative_is_limit
+        noise_ul = ~flagged & has_e & (~has_f | negative)
+        upper = flag_ul | noise_ul
+        detected = ~flagged & has_f & has_e & ~negative
+
+        limit = np.where(flag_at_flux, f, self.nsigma * e)
+        sigma = np.where(has_e, e, limit / self.nsigma)
+        flux = np.where(upper, limit, np.where(detected, f, np.nan))
+        error = np.where(upper, sigma, np.where(detected, e, np.nan))
+        return flux, error, upper | detected, upper
+
+
+def _same_unit(a: u.UnitBase, b: u.UnitBase) -> bool:
+    try:
+        return bool(np.isclose(a.to(b), 1.0, rtol=1e-12, atol=0.0))
+    except u.UnitConversionError:
+        return False
+
+
+def _luminosity_distance_mpc(redshift: np.ndarray, cosmology: Any) -> np.ndarray:
+    import astropy.cosmology as cosmo_mod
+
+    if cosmology is None:
+        cosmo = cosmo_mod.default_cosmology.get()
+    elif isinstance(cosmology, str):
+        available = list(cosmo_mod.realizations.available)
+        if cosmology not in available:
+            raise CatalogError("cosmology", f"unknown cosmology {cosmology!r} (available: {', '.join(available)})",
+                               kind="option")
+        cosmo = getattr(cosmo_mod, cosmology)
+    else:
+        cosmo = cosmology
+    return cosmo.luminosity_distance(redshift).to_value(u.Mpc)
