@@ -51,6 +51,7 @@ DUST_TO_H: dict[str, float] = {
     "00": 0.0100, "10": 0.0100, "20": 0.0101, "30": 0.0102, "40": 0.0102, "50": 0.0103, "60": 0.0104,
 }
 UMAX_POWER_LAW = 1.0e6
+_UMAX_ALLOWED = f"{UMAX_POWER_LAW:g} (power law), or U_min itself (single field)"
 
 M_H_GRAM = 1.6735575e-24  # mass of a hydrogen atom
 M_SUN_GRAM = 1.98840987e33
@@ -201,7 +202,7 @@ class DL07Templates:
         single = np.isclose(umax_v, umin_v, rtol=1e-6)
         bad = ~(power | single)
         if np.any(bad):
-            raise DL07AxisError("U_max", float(umax_v[bad].ravel()[0]), f"{UMAX_POWER_LAW:g}, or U_min for a single field")
+            raise DL07AxisError("U_max", float(umax_v[bad].ravel()[0]), _UMAX_ALLOWED)
         return power
 
     def check_axes(
@@ -220,9 +221,7 @@ class DL07Templates:
             power = np.isclose(values, UMAX_POWER_LAW, rtol=1e-6)
             on_umin = np.isclose(values[:, None], self.umin, rtol=1e-6).any(axis=1)
             if not np.all(power | on_umin):
-                raise DL07AxisError(
-                    "U_max", float(values[~(power | on_umin)][0]), f"{UMAX_POWER_LAW:g}, or U_min for a single field"
-                )
+                raise DL07AxisError("U_max", float(values[~(power | on_umin)][0]), _UMAX_ALLOWED)
         if gamma is not None:
             values = np.atleast_1d(np.asarray(gamma, float))
             bad = ~((values >= 0) & (values <= 1))
@@ -274,7 +273,9 @@ class DL07Templates:
         lnu = self.lnu(umin, umax, gamma, qpah)
         return lnu / self.total_luminosity(lnu)[..., np.newaxis]
 
-    def luminosity_per_mass_lsun(self, umin: ArrayLike, umax: ArrayLike, gamma: ArrayLike, qpah: ArrayLike) -> np.ndarray:
+    def luminosity_per_mass_lsun(
+        self, umin: ArrayLike, umax: ArrayLike, gamma: ArrayLike, qpah: ArrayLike
+    ) -> np.ndarray:
         """Total dust luminosity per unit dust mass (L_sun / M_sun) of the mixture, integrated on the grid."""
         return self.total_luminosity(self.lnu(umin, umax, gamma, qpah)) * 1e7 / L_SUN_ERG_S
 

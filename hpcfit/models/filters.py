@@ -196,15 +196,20 @@ class Filter:
 
     def quote_factor(self, wavelength: ArrayLike) -> float:
         """R(lambda0) / <R> for the reference spectrum R, integrated on ``wavelength``; 1 without a reference."""
-        if self.reference is None:
-            return 1.0
         grid = np.asarray(wavelength, dtype=float)
-        average = float(self.reference.fnu(grid) @ self.weights(grid))
-        return float(self.reference.fnu(np.array([self.quote_wavelength]))[0]) / average
+        return _quote_scale(self, grid, self.weights(grid))
 
     def quoted_flux(self, wavelength: ArrayLike, fnu: ArrayLike) -> np.ndarray:
         """Quoted flux density <S> R(lambda0)/<R> of spectra ``fnu`` (..., n_lambda); see the module docstring."""
         return self.band_average(wavelength, fnu) * self.quote_factor(wavelength)
+
+
+def _quote_scale(filt: Filter, grid: np.ndarray, weights: np.ndarray) -> float:
+    """R(lambda0) / <R>, with <R> integrated by the same weights as the model so R is reproduced exactly."""
+    if filt.reference is None:
+        return 1.0
+    at_nominal = filt.reference.fnu(np.array([filt.quote_wavelength]))[0]
+    return float(at_nominal / (filt.reference.fnu(grid) @ weights))
 
 
 def _band_weights(grid: np.ndarray, filt: Filter, outside: str) -> np.ndarray:
@@ -305,8 +310,8 @@ def _weight_matrix(filters: FilterSet, grid: np.ndarray, quoted: bool, outside: 
     columns = []
     for filt in filters:  # F is small (a handful of bands): one vectorised weight build per filter
         weights = _band_weights(grid, filt, outside)
-        if quoted and filt.reference is not None:
-            weights = weights * (filt.reference.fnu(np.array([filt.quote_wavelength]))[0] / (filt.reference.fnu(grid) @ weights))
+        if quoted:
+            weights = weights * _quote_scale(filt, grid, weights)
         columns.append(weights)
     return np.stack(columns, axis=1)
 
@@ -468,7 +473,8 @@ class RedshiftProjector:
         """
         templates = np.atleast_2d(np.asarray(templates))
         n_filters = len(self.filters)
-        table = np.zeros((self.z_nodes.size, templates.shape[0], n_filters), dtype=np.result_type(templates, self.dtype))
+        shape = (self.z_nodes.size, templates.shape[0], n_filters)
+        table = np.zeros(shape, dtype=np.result_type(templates, self.dtype))
         for k in range(self.z_nodes.size):
             for f in range(n_filters):
                 lo, values = self._lo[k, f], self._values[k][f]
