@@ -245,3 +245,29 @@ def test_template_table_combines_linearly():
     via_table = np.einsum("bt,btf->bf", coefficients, proj.interpolate_table(table, z))
     via_spectra = proj(coefficients @ templates, z)
     np.testing.assert_allclose(via_table, via_spectra, rtol=1e-12)
+
+
+def _dl07_header_band_values(path) -> dict[float, float]:
+    """j_nu(band) of the SST-MIPS rows of a DL07 file header, keyed by wavelength (um)."""
+    values = {}
+    for line in open(path):
+        parts = line.split()
+        if len(parts) == 4 and parts[3] == "SST-MIPS":
+            values[float(parts[0])] = float(parts[2])
+    return values
+
+
+def test_mips_quoted_flux_matches_draine_li_band_values(shared_path):
+    """DL07 tabulate MIPS band fluxes of their own spectra in the MIPS convention: an independent check."""
+    path = shared_path("dl07/U1.00/U1.00_1.00_MW3.1_00.txt")
+    shared_path("filters_ir/MIPS1.dat")
+    from hpcfit.models.dl07 import parse_dl07_file
+
+    template = parse_dl07_file(path)
+    bands = _dl07_header_band_values(path)
+    grid = template.wavelength_um * 1e4
+    mips24 = F.load_filter("MIPS1")
+    assert mips24.quoted_flux(grid, template.jnu) == pytest.approx(bands[23.68], rel=0.01)
+    if F._sedpy_names():
+        for name, wavelength in (("spitzer_mips_70", 71.42), ("spitzer_mips_160", 155.9)):
+            assert F.load_filter(name).quoted_flux(grid, template.jnu) == pytest.approx(bands[wavelength], rel=0.01)
