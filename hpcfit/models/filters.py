@@ -26,7 +26,7 @@ Conventions (all wavelengths in Angstrom, all spectra are f_nu sampled on a wave
   projector only shifts wavelengths: the caller supplies observed-frame f_nu values, i.e. already including
   (1+z) L_nu / (4 pi D_L^2).
 
-* Quoted flux densities (far-IR bolometers, :meth:`Filter.reference`): PACS and SPIRE quote the flux density at a
+* Quoted flux densities (far-IR bolometers, :attr:`Filter.reference`): PACS and SPIRE quote the flux density at a
   nominal wavelength lambda0 for a reference spectrum nu f_nu = const (f_nu ~ nu^-1), MIPS for a 10^4 K blackbody. The
   quoted value of a model spectrum S is the value at lambda0 of the reference spectrum R scaled so that it gives the
   same in-band signal as S:  S_quoted = <S> * R(lambda0) / <R>,  with <.> the band average of the filter's convention.
@@ -38,7 +38,9 @@ Conventions (all wavelengths in Angstrom, all spectra are f_nu sampled on a wave
 Named filters come from optional packages: ``astro-sedpy`` (MIT; import name ``sedpy``; provides DECam, VISTA,
 LSST, WISE, Herschel, Spitzer, ... -- note that the PyPI name ``sedpy`` is an unrelated sed clone) and ``speclite``
 (BSD-3-Clause; provides Euclid, LSST, DECam, WISE, ...). The CIGALE-format far-IR curves of the shared data directory
-(``MIPS1``, ``PACS_blue/green/red``, ``PSW/PMW/PLW``) and any transmission file need neither package.
+(``MIPS1``, ``PACS_blue/green/red``, ``PSW/PMW/PLW``) and any transmission file need neither package. astro-sedpy's
+Herschel curves are documented by it as flux-density (energy) transmissions and are loaded with that convention;
+they differ from the CIGALE SPIRE curves by a few per cent in band flux, so the gridfit example uses the latter.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
