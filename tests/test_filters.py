@@ -47,7 +47,8 @@ def test_flat_3631_jy_is_ab_zero_in_every_band():
 
 
 def test_package_filter_sets_give_ab_zero_for_flat_spectrum():
-    pytest.importorskip("sedpy.observate", reason="astro-sedpy not installed")
+    if not F._sedpy_names():
+        pytest.skip("astro-sedpy (optional) not installed")
     fs = F.load_filter_set("des")
     assert fs.names == list(F.FILTER_SETS["des"])
     grid = np.geomspace(1000, 40000, 4000)  # the VISTA curves keep their weak red leaks out to 3.5 um
@@ -58,7 +59,8 @@ def test_package_filter_sets_give_ab_zero_for_flat_spectrum():
 
 
 def test_speclite_euclid_set():
-    pytest.importorskip("speclite", reason="speclite not installed")
+    if not F._speclite_names():
+        pytest.skip("speclite (optional) not installed")
     fs = F.load_filter_set("euclid")
     assert len(fs) == 4 and 6000 < fs["Euclid-VIS"].pivot_wavelength < 8000
 
