@@ -13,9 +13,12 @@ that the (tile-sized) intermediates stay in cache and only chi2 and s are writte
 the (G, B) weights, never into an (G, N) pass. chi2 does not depend on k; s is in units of the model
 normalisation (e.g. solar masses of dust when M is L_nu per solar mass and k = 1/(4 pi D^2)).
 
-Precision: ``Ff - A s`` cancels when chi2 << Ff (a near-perfect fit at high S/N); the absolute error is ~1e-15 Ff.
-:func:`best_in_block` therefore re-evaluates the best pair of each galaxy directly, sum w (f - s k m)^2, which also
-makes the reported best fit independent of how the grid is sliced over ranks.
+Precision: ``Ff - A s`` cancels when chi2 << Ff; its absolute error is a few 1e-16 Ff (Ff ~ n_bands x S/N^2, so
+~1e-12 at S/N 30 but ~1e-7 at S/N 1e4, where it would blur the likelihood weights exp(-chi2/2)). Rows with
+Ff > ``direct_above`` (default 1e6, i.e. S/N above ~400 with no calibration floor) are therefore re-evaluated as
+sum_b w (f - s k m)^2, one pass per band, keeping chi2 to ~1e-10 absolute everywhere. :func:`best_in_block`
+re-evaluates the best pair of each galaxy the same way, which also makes the reported best fit independent of how
+the grid is sliced over ranks.
 
 Upper limits (non-detections) follow CIGALE (Boquien et al. 2019, A&A 622, A103; ``compute_chi2`` and
 ``_correct_scaling_ul`` of its pdf_analysis module), which uses Sawicki (2012, PASP 124, 1208, eqs. A10-A11):
@@ -215,11 +218,13 @@ def chi2_block(
     tile_elements: int = DEFAULT_TILE_ELEMENTS,
     ul_rtol: float = 1e-13,
     ul_maxiter: int = 100,
+    direct_above: float = 1e6,
 ) -> tuple[np.ndarray, np.ndarray]:
     """chi2 and best scale of every (galaxy, model) pair: two (G, N) float64 arrays.
 
     ``out`` = (chi2, scale) buffers of shape (G, N) (views allowed) to reuse across blocks. Galaxies with upper
-    limits are then solved by :func:`_solve_upper_limits`; galaxies with no used band get chi2 = 0, scale = 0.
+    limits are then solved by :func:`_solve_upper_limits`; galaxies with no used band get chi2 = 0, scale = 0;
+    galaxies with sum w f^2 > ``direct_above`` get chi2 from their residuals (see the module docstring).
     """
     bank = _as_slice(models)
     if bank.n_bands != phot.n_bands:
@@ -261,13 +266,26 @@ def chi2_block(
     empty = np.flatnonzero(phot.n_used == 0)
     chi2[empty] = 0.0
     scale[empty] = 0.0
+    step = max(1, UL_CHUNK_ELEMENTS // n_mod)
     ul_rows = np.flatnonzero(phot.n_upper > 0)
-    if ul_rows.size:
-        step = max(1, UL_CHUNK_ELEMENTS // n_mod)
-        for r0 in range(0, ul_rows.size, step):
-            sel = ul_rows[r0 : r0 + step]
-            chi2[sel], scale[sel] = _solve_upper_limits(phot, bank, sel, ul_rtol, ul_maxiter)
+    for r0 in range(0, ul_rows.size, step):
+        sel = ul_rows[r0 : r0 + step]
+        chi2[sel], scale[sel] = _solve_upper_limits(phot, bank, sel, ul_rtol, ul_maxiter)
+    bright = np.flatnonzero((phot.ff > direct_above) & (phot.n_upper == 0))
+    for r0 in range(0, bright.size, step):
+        sel = bright[r0 : r0 + step]
+        chi2[sel] = _detection_chi2(phot, bank, sel, scale[sel])
     return chi2, scale
+
+
+def _detection_chi2(phot: Photometry, bank: ModelSlice, rows: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """sum over detected bands of w (f - s k m)^2 for rows x all models, accumulated band by band."""
+    out = np.zeros(s.shape)
+    k = phot.factor[rows, None]
+    for b in np.flatnonzero(phot.det_weight[rows].any(axis=0)):
+        resid = phot.flux[rows, b, None] - s * (k * bank.mt[b][None, :])
+        out += phot.det_weight[rows, b, None] * resid * resid
+    return out
 
 
 def _fix_vanishing_c(phot: Photometry, bank: ModelSlice, chi2: np.ndarray, scale: np.ndarray) -> None:
@@ -376,12 +394,7 @@ def _solve_upper_limits(
         g, h = grad_curv(sv, r_idx, n_idx)
 
     # chi2 evaluated directly (no Ff - A s cancellation) on the detections, plus the upper-limit penalties.
-    chi2 = terms.chi2(s)
-    k = phot.factor[rows, None]
-    for b in np.flatnonzero(phot.det_weight[rows].any(axis=0)):
-        resid = phot.flux[rows, b, None] - s * (k * bank.mt[b][None, :])
-        chi2 += phot.det_weight[rows, b, None] * resid * resid
-    return chi2, s
+    return _detection_chi2(phot, bank, rows, s) + terms.chi2(s), s
 
 
 def _lower_bracket(
