@@ -86,7 +86,11 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-"${PIP[@]}" install -U pip "setuptools>=77" wheel "cython>=3" numpy pkgconfig 2> >(grep -v '^WARNING: Location' >&2)
+LOG="$VENV/setup.log"
+quietly() {  # run a command with its chatter in $LOG; show the log only if it fails
+    "$@" >>"$LOG" 2>&1 || { tail -n 40 "$LOG" >&2; die "failed: $* (full log: $LOG)"; }
+}
+quietly "${PIP[@]}" install -U pip "setuptools>=77" wheel "cython>=3" numpy pkgconfig
 
 # --- 4. mpi4py + h5py wheels, built once per key ---------------------------------------------------------------
 pytag="$("$VENV/bin/python" -c 'import sys, platform; print(f"cp{sys.version_info[0]}{sys.version_info[1]}-{platform.machine()}")')"
@@ -104,28 +108,28 @@ build_wheel() {  # $1 = package, $2 = version; extra environment comes from the 
     say "$pkg $ver: building from source against $MPICC (a few minutes, once)"
     tmp="$(mktemp -d)"
     # --no-binary + --no-cache-dir: pip's own wheel cache ignores HDF5_MPI and could hand back a serial h5py.
-    "${PIP[@]}" wheel --no-deps --no-build-isolation --no-cache-dir --no-binary "$pkg" "$pkg==$ver" -w "$tmp" \
-        2> >(grep -v '^WARNING: Location' >&2) >/dev/null
+    quietly "${PIP[@]}" wheel --no-deps --no-build-isolation --no-cache-dir --no-binary "$pkg" "$pkg==$ver" -w "$tmp"
     mv "$tmp"/"$pkg"-*.whl "$WHEELS"/
     rm -rf "$tmp"
 }
 
 CC="$MPICC" MPICC="$MPICC" build_wheel mpi4py "$MPI4PY_VERSION"
-"${PIP[@]}" install --no-index --no-cache-dir --find-links "$WHEELS" "mpi4py==$MPI4PY_VERSION"
+quietly "${PIP[@]}" install --no-index --no-cache-dir --find-links "$WHEELS" "mpi4py==$MPI4PY_VERSION"
 CC="$MPICC" HDF5_MPI=ON HDF5_DIR="$HDF5_PREFIX" build_wheel h5py "$H5PY_VERSION"
-"${PIP[@]}" install --no-index --no-cache-dir --find-links "$WHEELS" --force-reinstall --no-deps "h5py==$H5PY_VERSION"
+quietly "${PIP[@]}" install --no-index --no-cache-dir --find-links "$WHEELS" --force-reinstall --no-deps "h5py==$H5PY_VERSION"
 
 # --- 5. hpcfit itself -----------------------------------------------------------------------------------------
 constraints="$(mktemp)"
 printf 'mpi4py==%s\nh5py==%s\n' "$MPI4PY_VERSION" "$H5PY_VERSION" > "$constraints"
-"${PIP[@]}" install --no-build-isolation -c "$constraints" -e "$ROOT[test,plot]" 2> >(grep -v '^WARNING: Location' >&2)
+say "installing hpcfit (editable) and its dependencies"
+quietly "${PIP[@]}" install --no-build-isolation -c "$constraints" -e "$ROOT[test,plot,filters]"
 rm -f "$constraints"
 
 # A stock serial h5py (PyPI wheel with its own bundled HDF5), kept aside for the tests of the serial fallback.
 SERIAL="$VENV/serial-h5py"
 if [ ! -d "$SERIAL/h5py" ]; then
-    "${PIP[@]}" install --no-deps --only-binary h5py --target "$SERIAL" "h5py==$H5PY_VERSION" \
-        2> >(grep -v '^WARNING: Location' >&2) || say "note: could not fetch a serial h5py wheel; the serial-h5py tests will skip"
+    "${PIP[@]}" install --no-deps --only-binary h5py --target "$SERIAL" "h5py==$H5PY_VERSION" >>"$LOG" 2>&1 \
+        || say "note: could not fetch a serial h5py wheel; the serial-h5py tests will skip"
 fi
 
 # --- 6. check -------------------------------------------------------------------------------------------------

@@ -167,3 +167,39 @@ def row_bands(ny: int, parts: int) -> list[tuple[int, int]]:
     q, r = divmod(ny, parts)
     starts = [i * q + min(i, r) for i in range(parts + 1)]
     return [(starts[i], starts[i + 1]) for i in range(parts)]
+
+
+# --------------------------------------------------------------------------------------------- data-level frame checks
+def band_stats(stack: np.ndarray, saturation: float | None = None) -> np.ndarray:
+    """Per plane of a (N, rows, nx) band: [finite pixels, pixels >= saturation, min, max] (N, 4), to be merged
+    over bands with :func:`merge_band_stats` and judged with :func:`stats_problems`."""
+    planes = np.asarray(stack).reshape(len(stack), -1)
+    out = np.empty((len(planes), 4))
+    for i, plane in enumerate(planes):
+        finite = np.isfinite(plane)
+        v = plane if finite.all() else plane[finite]
+        out[i, 0] = v.size
+        out[i, 1] = np.count_nonzero(v >= saturation) if saturation is not None else 0
+        out[i, 2:] = (v.min(), v.max()) if v.size else (np.inf, -np.inf)
+    return out
+
+
+def merge_band_stats(pieces: Sequence[np.ndarray]) -> np.ndarray:
+    """Combine per-band :func:`band_stats`: counts add up, min of minima, max of maxima."""
+    arr = np.stack(pieces)
+    return np.column_stack([arr[:, :, 0].sum(0), arr[:, :, 1].sum(0), arr[:, :, 2].min(0), arr[:, :, 3].max(0)])
+
+
+def stats_problems(stats: np.ndarray, n_pixels: int, *, max_saturated_fraction: float = 0.5) -> list[list[str]]:
+    """Reasons to reject each frame from its merged stats: no finite pixel, constant image, mostly saturated."""
+    out = []
+    for finite, saturated, lo, hi in np.asarray(stats):
+        reasons = []
+        if finite == 0:
+            reasons.append("empty: no finite pixel")
+        elif lo == hi:
+            reasons.append(f"empty: every pixel equals {lo:g}")
+        if n_pixels and saturated / n_pixels > max_saturated_fraction:
+            reasons.append(f"saturated: {100 * saturated / n_pixels:.0f} % of pixels at or above saturation")
+        out.append(reasons)
+    return out

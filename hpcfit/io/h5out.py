@@ -3,9 +3,10 @@
 Modes, chosen automatically:
 
 * ``mpio``   several ranks and h5py built with MPI: every rank opens the file with the ``mpio`` driver; metadata
-             operations (create dataset, attributes) are made by all ranks with identical arguments; data is
-             written with collective transfers, each rank its own pieces (ranks with fewer pieces take part with
-             empty selections, since a collective write needs everyone).
+             operations (create dataset, attributes) are made by all ranks with identical arguments; each rank
+             writes its own pieces. Large writes use collective transfers (ranks with fewer pieces take part with
+             empty selections, since a collective transfer needs everyone); small ones are written independently,
+             which avoids a synchronisation per piece (``transfer``: auto | collective | independent).
 * ``serial`` several ranks but h5py without MPI: rank 0 makes the metadata; data is written rank after rank,
              each opening the file in turn (memory stays per rank: nothing is gathered on one rank).
 * ``single`` one rank: plain h5py.
@@ -30,7 +31,8 @@ Selection = tuple[slice, ...]
 Piece = tuple[str, Selection, np.ndarray]
 
 INCOMPLETE_SUFFIX = ".incomplete"
-_MAX_PIECE_BYTES = 1 << 30  # MPI-IO transfers above 2 GiB fail in HDF5 1.10: split well below
+_MAX_PIECE_BYTES = 1 << 30
+_COLLECTIVE_MIN_BYTES = 64 << 20  # "auto": collective transfers for writes of at least this size in total  # MPI-IO transfers above 2 GiB fail in HDF5 1.10: split well below
 
 
 def parallel_hdf5_available() -> bool:
@@ -48,8 +50,9 @@ def incomplete_path(final: str | Path) -> Path:
 class OutputFile:
     """One output file per run; every method is collective (all ranks call it, same arguments)."""
 
-    def __init__(self, path: str | Path, comm: Comm, *, mode: str | None = None):
+    def __init__(self, path: str | Path, comm: Comm, *, mode: str | None = None, transfer: str = "auto"):
         self.comm = comm
+        self.transfer = transfer
         self.final = Path(path)
         self.temp = incomplete_path(self.final)
         if mode is None:
@@ -117,12 +120,18 @@ class OutputFile:
             self._write_direct(self.h5, local)
 
     def _write_collective(self, local: dict[str, list[tuple[Selection, np.ndarray]]]) -> None:
-        counts = self.comm.allgather({name: len(items) for name, items in local.items()})
+        counts = self.comm.allgather({name: (len(items), sum(a.nbytes for _, a in items))
+                                      for name, items in local.items()})
         names = sorted(set().union(*counts))
         for name in names:
             dset = self.h5[name]
-            rounds = max(c.get(name, 0) for c in counts)
+            rounds = max(c.get(name, (0, 0))[0] for c in counts)
+            total = sum(c.get(name, (0, 0))[1] for c in counts)
             mine = local.get(name, [])
+            if not _use_collective(self.transfer, total, self.comm.size):
+                for sel, array in mine:
+                    _write_selection(dset, sel, array)
+                continue
             with dset.collective:
                 for r in range(rounds):
                     if r < len(mine):
@@ -169,6 +178,14 @@ class OutputFile:
             pass
 
 
+def _use_collective(transfer: str, total_bytes: int, size: int) -> bool:
+    """Collective (two-phase) transfers pay off for large writes on parallel file systems; for small ones the
+    extra synchronisation costs more than it saves, so ``auto`` writes them independently."""
+    if transfer == "auto":
+        return total_bytes >= _COLLECTIVE_MIN_BYTES
+    return transfer == "collective"
+
+
 def _normalise(selection: Any) -> Selection:
     if not isinstance(selection, tuple):
         selection = (selection,)
@@ -184,10 +201,13 @@ def _normalise(selection: Any) -> Selection:
 
 
 def _split_piece(sel: Selection, array: np.ndarray) -> list[tuple[Selection, np.ndarray]]:
+    """Check a piece against its selection (trailing dataset axes may be left out of the selection) and
+    split pieces too large for one MPI-IO transfer along their first axis."""
     shape = tuple(s.stop - s.start for s in sel)
-    if int(np.prod(shape)) != array.size:
-        raise ValueError(f"piece of shape {array.shape} does not fill selection of shape {shape}")
-    array = array.reshape(shape + array.shape[len(shape):] if array.ndim > len(shape) else shape)
+    if array.shape[:len(shape)] != shape:
+        if array.size != int(np.prod(shape)):
+            raise ValueError(f"piece of shape {array.shape} does not fill selection of shape {shape}")
+        array = array.reshape(shape)
     if array.nbytes <= _MAX_PIECE_BYTES or shape[0] <= 1:
         return [(sel, array)]
     rows = max(1, int(_MAX_PIECE_BYTES // max(array[0].nbytes, 1)))

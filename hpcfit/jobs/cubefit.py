@@ -228,7 +228,7 @@ class CubefitJob(Job):
         iter_shape = tuple(info["iter_shape"])
         fit = ctx.state["fit"]
         world = ctx.state["world"]
-        chunks = tuple(min(n, 256) for n in iter_shape)
+        chunks = None  # contiguous: every cell is written, and parallel HDF5 fills chunked datasets eagerly
         names = fit.built.names
         for p in fit.built.parameters:
             attrs = {"unit": p.unit, "astropy_name": p.astropy_name, "fixed": p.fixed, "tied": p.tied or ""}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 # Environment variables set by the common launchers (MPICH/Hydra, Open MPI, PMIx, Slurm's PMI2).
 _LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 
+_NAP_SECONDS = 0.0005
 _REDUCE_OPS = {"sum", "max", "min", "land", "lor"}
 
 
@@ -63,6 +65,7 @@ class Comm:
 
     # Collectives: subclasses implement them.
     def barrier(self) -> None: ...
+    def idle_barrier(self) -> None: ...
     def bcast(self, obj: Any, root: int = 0) -> Any: ...
     def gather(self, obj: Any, root: int = 0) -> list[Any] | None: ...
     def allgather(self, obj: Any) -> list[Any]: ...
@@ -86,6 +89,9 @@ class SerialComm(Comm):
     size = 1
 
     def barrier(self) -> None:
+        return None
+
+    def idle_barrier(self) -> None:
         return None
 
     def bcast(self, obj: Any, root: int = 0) -> Any:
@@ -209,7 +215,17 @@ class MPIComm(Comm):
         self._comm.send(obj, dest=dest, tag=tag)
 
     def recv(self, source: int, tag: int) -> Any:
+        """Receive, sleeping between polls: MPICH's blocking receive spins, which starves the ranks that are
+        computing when a laptop or a test runs more ranks than cores."""
+        while not self._comm.Iprobe(source=source, tag=tag):
+            time.sleep(_NAP_SECONDS)
         return self._comm.recv(source=source, tag=tag)
+
+    def idle_barrier(self) -> None:
+        """A barrier that sleeps while waiting (used where ranks may wait long, e.g. for the slowest rank)."""
+        request = self._comm.Ibarrier()
+        while not request.Test():
+            time.sleep(_NAP_SECONDS)
 
     def split_shared(self) -> "MPIComm":
         return MPIComm(self._comm.Split_type(self._MPI.COMM_TYPE_SHARED))

@@ -11,6 +11,7 @@ MPI_Abort), so no rank is ever left waiting in a collective.
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 import time
@@ -43,6 +44,10 @@ ENGINE_SCHEMA = Section(
                                   "every `progress_interval` seconds (batch logs); `auto` picks by terminal."),
                 "progress_interval": Field(Float(min=0.0), 30.0, "Seconds between progress log lines."),
                 "overwrite": Field(Bool(), False, "Replace an existing output file (otherwise refuse)."),
+                "hdf5_transfer": Field(Choice("auto", "collective", "independent"), "auto",
+                                       "MPI-IO transfer mode of parallel HDF5 writes: `collective` (two-phase "
+                                       "I/O, best for large writes on parallel file systems), `independent`, "
+                                       "or `auto` (collective for writes of 64 MiB or more)."),
             },
             doc="Engine settings shared by every job.",
         ),
@@ -70,7 +75,9 @@ def load_config(path: str, overrides: list[str]) -> tuple[Job, Settings, YamlSou
     name = source.values.get("job")
     known = available_jobs()
     if name not in known:
-        message = "missing required key" if name is None else f"unknown job '{name}'"
+        close = difflib.get_close_matches(str(name), known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        message = "missing required key" if name is None else f"unknown job '{name}'{hint}"
         report(("job",), message, known)
         report.raise_if_any()
     job = job_class(name)()
@@ -146,7 +153,7 @@ def execute(config_path: str, overrides: list[str], comm: Comm, *, argv: list[st
         progress.finish()
     work_seconds = time.monotonic() - t_work
 
-    out = _guarded(comm, "opening the output file", lambda: OutputFile(output, comm))
+    out = _guarded(comm, "opening the output file", lambda: OutputFile(output, comm, transfer=cfg.run.hdf5_transfer))
     local = _guarded(comm, "writing the output", lambda: job.write(ctx, results, out) or {})
     keys = sorted(set().union(*comm.allgather(list(local))))
     totals = {key: comm.allreduce(int(local.get(key, 0))) for key in keys}

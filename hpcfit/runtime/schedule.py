@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 from .comm import Comm
 from .errors import WorkItemError, fatal
+from .faults import maybe_fail
 from .progress import Progress
 
 TAG_REQUEST = 101  # worker -> root: "I finished `size` units, give me the next item"
@@ -61,6 +62,7 @@ def run_items(comm: Comm, items: Sequence[Any], work: Callable[[Any], Any], *, s
 
     def do(index: int) -> Any:
         try:
+            maybe_fail(comm.rank, index)
             return work(items[index])
         except Exception as exc:  # noqa: BLE001 - every failure must end the job with its item named
             raise WorkItemError(label(items[index]), exc) from exc
@@ -83,6 +85,7 @@ def run_items(comm: Comm, items: Sequence[Any], work: Callable[[Any], Any], *, s
             _run_static(comm, channel, sizes, costs, do, progress, results)
     except WorkItemError as exc:
         fatal(comm, exc)
+    channel.idle_barrier()  # ranks that finish early wait here without spinning
     channel.free()
     return results
 

@@ -1,0 +1,37 @@
+"""Fault injection for testing how jobs end on failures (never set in production runs).
+
+``HPCFIT_INJECT_FAULT="rank=R,item=I,action=A"`` makes rank R fail when it starts work item I (``item=*``: the
+first item it gets). Actions: ``raise`` (an exception, the default) or ``kill`` (SIGKILL of the process, as a
+node failure or the OOM killer would).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV_VAR = "HPCFIT_INJECT_FAULT"
+
+
+class InjectedFault(RuntimeError):
+    """The exception raised by an injected fault."""
+
+
+def _spec() -> dict[str, str] | None:
+    raw = os.environ.get(ENV_VAR)
+    if not raw:
+        return None
+    return dict(part.split("=", 1) for part in raw.split(",") if "=" in part)
+
+
+def maybe_fail(rank: int, item_index: int) -> None:
+    """Raise or die here if the environment asks for a fault at (rank, item)."""
+    spec = _spec()
+    if spec is None or int(spec.get("rank", -1)) != rank:
+        return
+    item = spec.get("item", "*")
+    if item != "*" and int(item) != item_index:
+        return
+    if spec.get("action", "raise") == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise InjectedFault(f"injected fault on rank {rank}, item {item_index} ({ENV_VAR})")

@@ -1,0 +1,61 @@
+"""A failure on one rank ends the whole MPI job promptly (no hang), naming the rank, the work item and the
+cause, with a non-zero exit code and no output file that looks complete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpcfit.cube.synthetic import write_cube
+from launch import hpcfit
+
+pytestmark = pytest.mark.mpi
+
+CONFIG = """\
+job: cubefit
+output: out.h5
+cubefit:
+  data: {path: cube.fits}
+  model:
+    class: Gaussian1D
+    parameters:
+      amplitude: 1.0
+      mean: {value: 4000, unit: m/s}
+      stddev: {value: 300, unit: m/s}
+  solver: astropy
+  chunk_n_max: 15
+"""
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("faults")
+    write_cube(path / "cube.fits", shape=(30, 10, 12))
+    (path / "cfg.yaml").write_text(CONFIG)
+    return path
+
+
+@pytest.mark.parametrize("rank", [2, 0], ids=["worker-rank", "rank-0"])
+def test_exception_on_one_rank_ends_four_rank_job(workdir, rank):
+    result = hpcfit(["run", "cfg.yaml", "--set", "run.overwrite=true"], n=4, cwd=workdir,
+                    env={"HPCFIT_INJECT_FAULT": f"rank={rank},item=*"})
+    assert result.returncode != 0
+    assert f"FATAL on rank {rank} of 4" in result.stderr, result.output
+    assert "while processing work item" in result.stderr and "fits " in result.stderr
+    assert "InjectedFault: injected fault" in result.stderr
+    assert not (workdir / "out.h5").exists()
+    assert not (workdir / "out.h5.incomplete").exists()  # the failing rank removed it
+
+
+def test_killed_rank_ends_job_and_leaves_nothing_complete(workdir):
+    result = hpcfit(["run", "cfg.yaml", "--set", "run.overwrite=true"], n=2, cwd=workdir,
+                    env={"HPCFIT_INJECT_FAULT": "rank=1,item=*,action=kill"})
+    assert result.returncode != 0, result.output
+    assert not (workdir / "out.h5").exists()
+
+
+def test_same_job_without_fault_succeeds(workdir):
+    result = hpcfit(["run", "cfg.yaml", "--set", "run.overwrite=true"], n=4, cwd=workdir)
+    assert result.returncode == 0, result.output
+    assert (workdir / "out.h5").exists() and not (workdir / "out.h5.incomplete").exists()
