@@ -206,7 +206,7 @@ def find_frames(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
             candidates = []
             for match in sorted(glob.glob(text, recursive=True)):
                 p = Path(match)
-                candidates.extend(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else candidates.append(p)
+                candidates.extend((q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])
         else:
             candidates = [Path(text)] if os.path.isfile(text) else []
         matched = [p for p in candidates if p.name.lower().endswith(exts)]
