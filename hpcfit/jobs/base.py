@@ -71,6 +71,9 @@ class Job:
     schema: ClassVar[Section]
     output_key: ClassVar[str] = "output"
 
+    def warm_up(self) -> None:
+        """Import heavy modules ahead of time (the other ranks do this while rank 0 plans)."""
+
     def check(self, cfg: Settings, report: Report) -> None:
         """Cross-key checks that need no file access (rank 0). Report problems; do not raise."""
 

@@ -126,6 +126,13 @@ class CubefitJob(Job):
              "on MPI).")
     schema = SCHEMA
 
+    def warm_up(self) -> None:
+        import astropy.modeling.fitting  # noqa: F401
+        import astropy.wcs  # noqa: F401
+
+        from ..cube import fit_chunk, model_spec, world  # noqa: F401
+        from ..fitting import astropy_batch  # noqa: F401
+
     # -- rank 0 ---------------------------------------------------------------------------------------------
     def check(self, cfg: Settings, report: Report) -> None:
         c = cfg.cubefit

@@ -106,8 +106,24 @@ def _check_output(job: Job, cfg: Settings, report: Reporter) -> None:
         report(job.output_key, f"cannot create the output: directory '{ancestor}' is not writable")
 
 
+def _peek_job_name(config_path: str) -> str | None:
+    """The job named in a config, read cheaply (None when the file cannot tell yet; validation will say why)."""
+    try:
+        name = load_yaml_file(config_path).values.get("job")
+    except (ConfigError, AttributeError):
+        return None
+    return name if name in available_jobs() else None
+
+
 def prepare(config_path: str, overrides: list[str], comm: Comm, *, plan: bool) -> tuple[Prepared | None, int]:
-    """Validate (and plan) on rank 0, then share the outcome. Returns (prepared, exit code)."""
+    """Validate (and plan) on rank 0, then share the outcome. Returns (prepared, exit code).
+
+    While rank 0 validates and plans, the other ranks import the job's heavy modules (``Job.warm_up``) and then
+    wait without spinning, so that they are ready to work as soon as the plan arrives.
+    """
+    name = comm.bcast(_peek_job_name(config_path) if comm.is_root else None)
+    if name is not None and comm.size > 1 and not comm.is_root:
+        _guarded(comm, "importing the job's modules", job_class(name)().warm_up)
     outcome: tuple[str, Any] = ("ok", None)
     if comm.is_root:
         try:
@@ -119,6 +135,7 @@ def prepare(config_path: str, overrides: list[str], comm: Comm, *, plan: bool) -
             outcome = ("config", str(exc))
         except Exception as exc:  # noqa: BLE001 - unexpected: end the job naming rank 0 and the stage
             fatal(comm, exc, item="validation and planning")
+    comm.idle_barrier()
     outcome = comm.bcast(outcome)
     if outcome[0] == "config":
         if comm.is_root:
