@@ -8,10 +8,12 @@ What is computed, per pixel, over the N values of the stack (non-finite values n
   the next iteration; it stops when an iteration rejects nothing or after ``iters`` iterations (``None``: until
   convergence). As in astropy, the values finally kept are all valid values inside the last bounds computed (a
   value rejected early can be readmitted when the bounds widen as outliers leave).
-  ``dev='mad_std'`` (default) is the robust deviation ``1.482602218505602 * median(|x - median(x)|)`` (astropy's
-  ``mad_std``); ``dev='std'`` is the standard deviation about the mean with ddof=0 (``np.nanstd``, astropy's and
-  ccdproc's default). The robust default matters with few frames: one cosmic ray inflates the plain std so much that
-  with N = 5 it can never lie more than (N-1)/sqrt(N) = 1.8 std from the mean, so a 3-sigma clip cannot reject it.
+  ``dev='std'`` (default, as astropy's ``sigma_clip`` and ccdproc) is the standard deviation about the mean with
+  ddof=0 (``np.nanstd``); ``dev='mad_std'`` is the robust ``1.482602218505602 * median(|x - median(x)|)`` (astropy's
+  ``mad_std``). The choice matters with few frames: a lone outlier inflates the plain std so much that it lies at
+  most about N / sqrt(N - 1) std from the median, below 3 for N <= 7, so a 3-sigma ``std`` clip cannot reject a
+  single cosmic ray in a stack of 7 (the median ignores it anyway, a *mean* combine does not: use ``mad_std``
+  there). The price of ``mad_std`` is noise: with N = 10 Gaussian values it rejects ~4 % of good values.
   ``low``/``high`` = None disables that side. ccdproc's ``Combiner.sigma_clipping`` is astropy's clip with
   ``iters=1`` and centre/deviation of the caller's choice (ccdproc's defaults: mean and std).
 - The combined value is the median (mean of the two middle values for an even count, as ``np.median``) or the mean
@@ -21,8 +23,10 @@ How: each chunk of pixels (sized to stay in cache) is copied, non-finite values 
 every pixel are sorted together (an odd-even merge sorting network of vectorised ``minimum``/``maximum`` for small N,
 numpy's SIMD sort for larger N). In sorted order the kept values of a pixel are always one index range [lo, hi), so
 the median is two gathers, the clip bounds become counts, and later iterations only revisit the pixels whose range
-changed. Every pixel's arithmetic depends only on its own values (float64 statistics, fixed summation order), so the
-result does not depend on how the image is split into row bands or chunks: 1, 2 or 4 ranks give identical masters.
+changed. Sums are accumulated in the stack's precision about the pixel's median (small, mostly exact differences)
+and the float64 bounds are compared exactly. Every pixel's arithmetic depends only on its own values, in a fixed
+order, so the result does not depend on how the image is split into row bands or chunks: 1, 2 or 4 ranks give
+bit-identical masters.
 
 Per-kind preparation before combining (in place on the stack band): :func:`prepare_darks` gives dark *rates*
 ``(raw - bias) / t_exp`` (ADU/s); :func:`prepare_flats` gives ``raw - bias - dark_rate * t_exp``; each flat is then
@@ -68,7 +72,7 @@ class SigmaClip:
     high: float | None = 3.0
     iters: int | None = 5
     center: Literal["median", "mean"] = "median"
-    dev: Literal["mad_std", "std"] = "mad_std"
+    dev: Literal["std", "mad_std"] = "std"
 
     def __post_init__(self) -> None:
         for name in ("low", "high"):
