@@ -332,6 +332,7 @@ class _BlockMoments:
         xc = x - self.param_shift
         self.design = np.hstack([np.ones((n_mod, 1)), xc, xc * xc])
         self.log_units = [self._unit_term(q) for q in self.quantities]
+        self.unit_is_constant = [np.ndim(q.unit) == 0 for q in self.quantities]
         self.q_shift = np.array([self._quantity_at(i, rows, self.best) for i in range(len(self.quantities))]).T
         self.q_shift = np.where(np.isfinite(self.q_shift), self.q_shift, 0.0).reshape(n_gal, len(self.quantities))
 
@@ -400,14 +401,27 @@ class _BlockMoments:
     def _quantity_tile(self, i: int, w: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
         """[W_q, sum w d, sum w d^2] of scale quantity i over a tile, d = x - shift."""
         s = self.scale[rows, cols]
-        d = self._transform(i, s, cols)
-        d -= self.q_shift[rows, i, None]
-        defined = np.isfinite(d)
-        if defined.all():
-            wq = w
+        q, unit = self.quantities[i], self.log_units[i]
+        shift = self.q_shift[rows, i, None]
+        defined = None
+        if not q.log10:
+            d = s * unit[cols]
+        elif s.min() > 0:  # the usual case: every scale positive, no masking passes
+            d = np.log10(s)
         else:
+            defined = s > 0
+            d = np.log10(np.where(defined, s, 1.0))
+        if q.log10:
+            # A per-model unit costs one pass; a constant one is folded into the per-galaxy shift.
+            if self.unit_is_constant[i]:
+                shift = shift - unit[0]
+            else:
+                d += unit[cols]
+        d -= shift
+        wq = w
+        if defined is not None:
             wq = np.where(defined, w, 0.0)
-            d = np.where(defined, d, 0.0)
+            d[~defined] = 0.0
         wd = wq * d
         return np.stack([wq.sum(axis=1), wd.sum(axis=1), np.einsum("ij,ij->i", wd, d)], axis=1)
 
