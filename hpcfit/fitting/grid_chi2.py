@@ -321,13 +321,6 @@ class _UpperLimitTerms:
         self.qs = q_over_sigma[:, :, None] * bank.mt[bands][None, :, :]  # (R, U, N)
         self.z0 = np.where(ul, phot.flux[np.ix_(rows, bands)] / sigma, _Z_INACTIVE)[:, :, None]  # (R, U, 1)
 
-    def z(self, s: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """z_u for every band, shape (U, ...) matching ``s`` (full (R, N) or a flat subset of pairs)."""
-        if pairs is None:
-            return np.moveaxis(self.z0 - s[:, None, :] * self.qs, 1, 0)
-        r, n = pairs
-        return self.z0[r, :, 0].T - s[None, :] * self.qs[r, :, n].T
-
     def gradient_curvature(self, s: np.ndarray, pairs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Upper-limit parts of dchi2/ds and d2chi2/ds2 at flat pairs."""
         r, n = pairs
@@ -340,7 +333,7 @@ class _UpperLimitTerms:
 
     def chi2(self, s: np.ndarray) -> np.ndarray:
         """sum_u -2 ln Phi(z_u) for a full (R, N) scale array."""
-        return -2.0 * np.sum(log_ndtr(self.z(s)), axis=0)
+        return -2.0 * np.sum(log_ndtr(self.z0 - s[:, None, :] * self.qs), axis=1)
 
 
 def _solve_upper_limits(

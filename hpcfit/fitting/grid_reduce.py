@@ -30,8 +30,8 @@ that expansion cannot resolve (M2 < 1e-6 of the shifted second moment: the poste
 grid) are recomputed exactly in a second, elementwise pass.
 
 Shipping them with MPI (the engine's job): ``pack()`` gives one contiguous float64 array, one record per galaxy
-(``BestFit``: 3 + E doubles [chi2, index, scale, extra_1..E]; ``Moments``: 2 + 3 Q doubles [log_lmax, wsum, W_1..Q, mu_1..Q,
-M2_1..Q]). Either Allgather the packed partials and fold them locally with ``merge_best_packed`` /
+(``BestFit``: 3 + E doubles [chi2, index, scale, extra_1..E]; ``Moments``: 2 + 3 Q doubles [log_lmax, wsum,
+W_1..Q, mu_1..Q, M2_1..Q]). Either Allgather the packed partials and fold them locally with ``merge_best_packed`` /
 ``merge_moments_packed`` in rank order (deterministic for a given rank count), or build an MPI user-defined op on a
 contiguous datatype of one record (so MPI never splits a record) whose body is ``inout[:] = merge_*(in, inout)``.
 ``BestFit`` alone also maps onto MPI.MINLOC with MPI.DOUBLE_INT (its tie rule is MPI's), the scale then travelling
