@@ -14,12 +14,12 @@ sets), raises :class:`NotBatchable` with the reason, and the caller fits it with
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from astropy.modeling import CompoundModel, Model
 
-from .batched_lm import BatchResult, SolverOptions, Termination, solve_batch
+from .batched_lm import EPS, STATUS_CONVERGED, STATUS_FAILED, BatchResult, SolverOptions, Termination, solve_batch
 
 #: scipy's least_squares status for each termination (what astropy's fit_info['status'] holds)
 _SCIPY_STATUS = {t: int(t) for t in Termination if t >= 0}
@@ -27,6 +27,36 @@ _SCIPY_STATUS = {t: int(t) for t in Termination if t >= 0}
 _MINPACK_IERR = {Termination.FTOL: 1, Termination.XTOL: 2, Termination.FTOL_XTOL: 3, Termination.GTOL: 4,
                  Termination.MAX_NFEV: 5}  # fmt: skip
 _DERIVATIVE_OPS = ("+", "-", "*", "/")
+
+
+@dataclass(frozen=True)
+class FitterSemantics:
+    """How one astropy fitter turns a model into a least-squares problem, as far as the solver is concerned."""
+
+    method: str  # the solver's algorithm
+    ftol: float
+    gtol: float
+    bounds_in_solver: bool  # bounds handed to the algorithm (least_squares' trf)...
+    clip_objective: bool  # ...or enforced by clipping parameters inside the objective (use_min_max_bounds)
+    clip_result: bool  # the returned parameters are clipped to the bounds too
+    covariance_if_converged: bool  # leastsq gives no covariance for an unsuccessful fit
+
+
+#: What each astropy fitter does (astropy.modeling.fitting, scipy.optimize); DogBox runs as TRF here.
+FITTERS = {
+    "TRFLSQFitter": FitterSemantics("trf", 1e-8, 1e-8, True, False, False, False),
+    "DogBoxLSQFitter": FitterSemantics("trf", 1e-8, 1e-8, True, False, False, False),
+    "LMLSQFitter": FitterSemantics("lm", 1e-8, 1e-8, False, True, False, False),
+    "LevMarLSQFitter": FitterSemantics("lm", 1.49012e-8, 0.0, False, True, True, True),
+}
+
+
+def solver_options(fitter: str = "TRFLSQFitter", *, maxiter: int = 100, acc: float = 1e-7,
+                   epsilon: float = float(np.sqrt(EPS)), **extra) -> SolverOptions:
+    """SolverOptions reproducing ``fitter(model, ..., maxiter=, acc=, epsilon=)`` (astropy's keywords)."""
+    sem = FITTERS[fitter]
+    return SolverOptions(method=sem.method, max_nfev=maxiter, xtol=acc, ftol=sem.ftol, gtol=sem.gtol,
+                         diff_step=epsilon, **extra)
 
 
 class NotBatchable(Exception):
@@ -251,14 +281,23 @@ class BatchModel:
                 for name, c in zip(self.param_names, cols)}
 
     def fit(self, coords: Coords, y: np.ndarray, weights: np.ndarray | None = None, *,
-            initial: Mapping[str, np.ndarray] | None = None, options: SolverOptions | None = None,
-            absolute_weights: bool = True, estimate_jacobian: bool = False) -> BatchFit:
-        """Fit every row of ``y`` (B, n). ``coords``: one array per model input, (n,) shared or (B, n).
+            fitter: str = "TRFLSQFitter", initial: Mapping[str, np.ndarray] | None = None,
+            options: SolverOptions | None = None, absolute_weights: bool = True,
+            estimate_jacobian: bool = False) -> BatchFit:
+        """Fit every row of ``y`` (B, n) as astropy's ``fitter`` would, one row at a time.
 
-        ``weights`` as in astropy (1/sigma; 0 masks a sample); ``initial``: per-item values (B,) for any
-        parameter, free or fixed; ``absolute_weights=False`` when the weights only mask (astropy then
-        scales the covariance by the reduced chi-square); ``estimate_jacobian`` forces finite differences.
+        ``coords``: one array per model input, (n,) shared or (B, n); ``weights`` as in astropy (1/sigma;
+        0 masks a sample); ``initial``: per-item values (B,) for any parameter, free or fixed;
+        ``options`` default to :func:`solver_options` of the fitter; ``absolute_weights=False`` when
+        the weights only mask (astropy then scales the covariance by the reduced chi-square);
+        ``estimate_jacobian`` forces finite differences.
         """
+        if fitter not in FITTERS:
+            raise ValueError(f"no batched equivalent of {fitter!r} (known: {', '.join(FITTERS)})")
+        sem = FITTERS[fitter]
+        options = options or solver_options(fitter)
+        if options.method != sem.method:
+            options = replace(options, method=sem.method)
         y = np.asarray(y, dtype=float)
         if y.ndim != 2:
             raise ValueError(f"y must be (B, n), got shape {y.shape}")
@@ -272,17 +311,29 @@ class BatchModel:
         fixed = {name: np.asarray(initial[name], dtype=float) for name, free in zip(self.param_names, self.free_mask)
                  if not free and initial is not None and name in initial} or None
         p0 = self.initial_values(batch, initial)
+        clip = sem.clip_objective and bool(np.isfinite(self.lower).any() or np.isfinite(self.upper).any())
+        # astropy's derivative wrapper sees clipped parameters only when the model has fixed ones
+        clip_jac = clip and not self.free_mask.all()
 
         def model_fn(params, rows):
-            return self.evaluate(coords, params, rows, fixed)
+            return self.evaluate(coords, self.clip(params) if clip else params, rows, fixed)
 
         def jac_fn(params, rows):
-            return self.jacobian(coords, params, rows, fixed)
+            return self.jacobian(coords, self.clip(params) if clip_jac else params, rows, fixed)
 
         analytic = self._analytic and not estimate_jacobian
-        result = solve_batch(model_fn, jac_fn if analytic else None, y, weights, p0, self.lower, self.upper,
-                             options, absolute_weights=absolute_weights)
+        lower, upper = (self.lower, self.upper) if sem.bounds_in_solver else (None, None)
+        result = solve_batch(model_fn, jac_fn if analytic else None, y, weights, p0, lower, upper, options,
+                             absolute_weights=absolute_weights)
+        if sem.clip_result:
+            result.params = self.clip(result.params)
+        if sem.covariance_if_converged and result.covariance is not None:
+            result.covariance[result.status != STATUS_CONVERGED] = np.nan
         return BatchFit(self, result, fixed)
+
+    def clip(self, free_params: np.ndarray) -> np.ndarray:
+        """Free parameters clipped to their bounds (astropy's ``use_min_max_bounds``)."""
+        return np.fmin(np.fmax(free_params, self.lower), self.upper)
 
 
 @dataclass
@@ -298,7 +349,7 @@ class BatchFit:
         """(B, P) all parameters in model order (fixed ones at their values); NaN rows for failed fits."""
         values = self.model.parameters(self.result.params, self.fixed)
         out = np.stack([values[n] for n in self.model.param_names], axis=1)
-        out[self.result.status == 2] = np.nan
+        out[self.result.status == STATUS_FAILED] = np.nan
         return out
 
     @property
@@ -324,7 +375,7 @@ class BatchFit:
     def fit_info(self, key: str, fitter_name: str = "TRFLSQFitter") -> np.ndarray:
         """(B,) numeric fit_info entry as astropy's fitter would report it (NaN where it has none)."""
         res = self.result
-        failed = res.status == 2
+        failed = res.status == STATUS_FAILED
         if key in ("nfev", "njev", "cost", "optimality"):
             values = getattr(res, key).astype(float)
         elif key == "status":

@@ -1,18 +1,24 @@
 """Batched non-linear least squares: many small independent problems solved together with numpy.
 
-The algorithm is the trust-region-reflective method that astropy's ``TRFLSQFitter`` runs through
-``scipy.optimize.least_squares(method='trf')``: Coleman-Li scaling for bounds, reflected and
-gradient steps when the trust-region step leaves the box, the trust-region subproblem solved exactly
-from one eigen-decomposition per outer iteration, the same radius updates and the same ftol / xtol /
-gtol tests. It is written here so that every operation acts on a whole batch: arrays carry a leading
-batch axis, each problem keeps its own radius, counters and termination state, and problems that have
-stopped leave the active set so that later iterations only evaluate the others. Following the same
-path as scipy (not just reaching *a* minimum) is what makes the results agree with astropy's fitter
-on poorly constrained spectra as well as on good ones.
+Two algorithms, each following step for step the one astropy's fitters call in scipy, so that a batched
+fit lands where astropy's would -- on poorly constrained spectra as well as on good ones:
+
+- ``method="trf"``: the trust-region-reflective method of ``scipy.optimize.least_squares`` (astropy's
+  ``TRFLSQFitter``): Coleman-Li scaling for bounds, reflected and gradient steps when the trust-region
+  step leaves the box, the same radius updates and ftol / xtol / gtol tests;
+- ``method="lm"``: MINPACK's ``lmder`` Levenberg-Marquardt (astropy's ``LevMarLSQFitter`` through
+  ``scipy.optimize.leastsq`` and ``LMLSQFitter`` through ``least_squares(method='lm')``): column-norm
+  scaling, More's ``lmpar`` for the damping parameter, MINPACK's step-bound updates and tests. No bounds.
+
+Every operation acts on a whole batch: arrays carry a leading batch axis, each problem keeps its own
+radius, counters and termination state, and problems that have stopped leave the active set so that
+later iterations only evaluate the others. The small p x p systems are handled through one batched
+eigen-decomposition of the scaled normal matrix per outer iteration, from which every trial step of
+that iteration (any damping parameter) follows in closed form.
 
 A problem is ``minimise 0.5 * sum((weights * (model(params) - y))**2)`` over its free parameters,
-within ``lower <= params <= upper``; ``weights == 0`` masks a sample. The model is any function of a
-(B', p) parameter array and the batch rows it is evaluated for; this module knows nothing of astropy.
+within ``lower <= params <= upper`` (trf); ``weights == 0`` masks a sample. The model is any function
+of a (B', p) parameter array and the batch rows it is evaluated for; this module knows nothing of astropy.
 """
 
 from __future__ import annotations
@@ -42,6 +48,10 @@ class Termination(IntEnum):
     FTOL = 2
     XTOL = 3
     FTOL_XTOL = 4
+    # MINPACK's info 6-8: a tolerance below machine precision stopped the fit (a warning in astropy)
+    FTOL_TOO_SMALL = 6
+    XTOL_TOO_SMALL = 7
+    GTOL_TOO_SMALL = 8
     ALL_MASKED = -1
     NONFINITE_START = -2
     OUTSIDE_BOUNDS = -3
@@ -54,6 +64,9 @@ MESSAGES = {
     Termination.FTOL: "`ftol` termination condition is satisfied.",
     Termination.XTOL: "`xtol` termination condition is satisfied.",
     Termination.FTOL_XTOL: "Both `ftol` and `xtol` termination conditions are satisfied.",
+    Termination.FTOL_TOO_SMALL: "ftol is too small: no further reduction in the sum of squares is possible.",
+    Termination.XTOL_TOO_SMALL: "xtol is too small: no further improvement in the approximate solution is possible.",
+    Termination.GTOL_TOO_SMALL: "gtol is too small: the residuals are orthogonal to the Jacobian to machine precision.",
     Termination.ALL_MASKED: "All samples are masked (zero weight); nothing to fit.",
     Termination.NONFINITE_START: "Residuals are not finite at the initial parameters.",
     Termination.OUTSIDE_BOUNDS: "Initial parameters are outside the bounds.",
@@ -69,8 +82,9 @@ def _failed(code: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SolverOptions:
-    """Tolerances and limits; the defaults are the values astropy's fitters pass to scipy."""
+    """Algorithm, tolerances and limits; the defaults are what astropy's TRFLSQFitter passes to scipy."""
 
+    method: str = "trf"  # "trf" (least_squares' trust-region reflective) or "lm" (MINPACK's lmder)
     max_nfev: int = 100  # astropy's DEFAULT_MAXITER, passed as max_nfev
     xtol: float = 1e-7  # astropy's DEFAULT_ACC, passed as xtol
     ftol: float = 1e-8  # scipy's default
@@ -80,6 +94,11 @@ class SolverOptions:
     # own remedy instead (shrink the trust region and try again).
     fail_on_nonfinite: bool = True
     compute_covariance: bool = True
+    factor: float = 100.0  # lm: initial step bound, factor * ||diag * x0|| (MINPACK's default)
+
+    def __post_init__(self):
+        if self.method not in ("trf", "lm"):
+            raise ValueError(f"method must be 'trf' or 'lm', got {self.method!r}")
 
 
 @dataclass
@@ -92,7 +111,7 @@ class BatchResult:
     nfev: np.ndarray  # (B,) residual evaluations, the initial one included
     njev: np.ndarray  # (B,) Jacobian evaluations
     cost: np.ndarray  # (B,) 0.5 * sum(residual**2) at the result
-    optimality: np.ndarray  # (B,) infinity norm of the (Coleman-Li scaled) gradient at the result
+    optimality: np.ndarray  # (B,) infinity norm of the gradient at the result (Coleman-Li scaled for trf)
     covariance: np.ndarray | None  # (B, p, p) as astropy's fit_info['param_cov'], NaN where unavailable
 
     def message(self, index: int) -> str:
@@ -100,10 +119,16 @@ class BatchResult:
         return MESSAGES[Termination(int(self.code[index]))]
 
 
+_WARNING_CODES = (Termination.MAX_NFEV, Termination.FTOL_TOO_SMALL, Termination.XTOL_TOO_SMALL,
+                  Termination.GTOL_TOO_SMALL)
+
+
 def status_from_code(code: np.ndarray) -> np.ndarray:
-    """Map Termination codes to the 0 / 1 / 2 status convention."""
+    """Map Termination codes to the 0 converged / 1 converged with warning / 2 failed convention."""
     code = np.asarray(code)
-    return np.where(code > 0, STATUS_CONVERGED, np.where(code == 0, STATUS_WARNING, STATUS_FAILED)).astype(np.int8)
+    status = np.where(code < 0, STATUS_FAILED, STATUS_CONVERGED)
+    status[np.isin(code, _WARNING_CODES)] = STATUS_WARNING
+    return status.astype(np.int8)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -354,17 +379,18 @@ def _forward_difference(model_fn, x, rows, m0, lb, ub, rel_step):
 
 
 class _Active:
-    """Compact state of the problems still running; rows maps back to the caller's batch."""
+    """Compact state of the problems still running: every attribute has the batch axis first."""
 
-    FIELDS = (
-        "rows", "x", "lb", "ub", "y", "w", "valid", "n_valid", "cost", "g", "jtj", "delta", "alpha",
-        "nfev", "njev", "term", "fresh", "g_norm", "d", "diag_h", "g_h", "ah", "theta",
-        "s2", "vecs", "suf", "full_rank", "gn_coef", "gn_norm",
-    )  # fmt: skip
+    def __init__(self, **arrays):
+        self.__dict__.update(arrays)
+
+    def zeros(self, *names: str, shape: tuple[int, ...] = (), dtype=float) -> None:
+        for name in names:
+            setattr(self, name, np.zeros((self.size, *shape), dtype=dtype))
 
     def keep(self, mask: np.ndarray) -> None:
-        for name in self.FIELDS:
-            setattr(self, name, getattr(self, name)[mask])
+        for name, value in list(vars(self).items()):
+            setattr(self, name, value[mask])
 
     @property
     def size(self) -> int:
@@ -372,20 +398,31 @@ class _Active:
 
 
 class _Solver:
-    """One call of :func:`solve_batch`: owns the result arrays and the active state."""
+    """Machinery shared by both algorithms for one :func:`solve_batch` call.
 
-    def __init__(self, model_fn, jac_fn, options, batch, n, n_par):
+    Owns the result arrays, evaluates residuals and Jacobians for subsets of the active problems and
+    retires problems as they stop. Subclasses provide ``start`` (extra state), ``outer_setup`` (for
+    problems at a new point: tests, scaling, decomposition) and ``trial`` (one residual evaluation per
+    active problem); the loop alternates the last two until no problem is left.
+    """
+
+    def __init__(self, model_fn, jac_fn, options, y, w, lb, ub):
         self.model_fn, self.jac_fn, self.opt = model_fn, jac_fn, options
+        batch, n = y.shape
+        n_par = lb.shape[1]
         self.params = np.full((batch, n_par), np.nan)
         self.code = np.full(batch, _RUNNING, dtype=np.int8)
         self.nfev = np.zeros(batch, dtype=np.int64)
         self.njev = np.zeros(batch, dtype=np.int64)
         self.cost = np.full(batch, np.nan)
         self.optimality = np.full(batch, np.nan)
-        self.any_masked = False
-        self.unit_weights = False  # no weights and nothing masked: skip multiplying by ones
+        self.valid = w != 0
+        self.n_valid = self.valid.sum(axis=1)
+        self.any_masked = not self.valid.all()
+        self.unit_weights = bool(np.all(w == 1.0))  # no weights and nothing masked: skip multiplying by ones
+        self.y, self.w, self.lb, self.ub = y, w, lb, ub
 
-    # residuals and derivatives of a subset of the active problems
+    # --- residuals and derivatives -----------------------------------------------------------------------
     def residual(self, model, st: _Active):
         if self.unit_weights:
             return model - st.y
@@ -408,29 +445,93 @@ class _Solver:
         return jac
 
     def store_jacobian(self, st: _Active, idx, x, model, f):
-        """Evaluate J at accepted points; keep J^T f, J^T J (and J itself for the covariance)."""
+        """Evaluate J at new points and keep what the algorithms use: g = J^T f and J^T J."""
         jac = self.jacobian(x, st.rows[idx], model, st.w[idx], st.valid[idx], st.lb[idx], st.ub[idx])
         st.njev[idx] += 1
         st.g[idx] = _matvec(jac, f)
         st.jtj[idx] = jac @ jac.transpose(0, 2, 1)
         bad = ~np.isfinite(st.jtj[idx]).all(axis=(1, 2))
-        if bad.any():
+        if bad.any():  # scipy's SVD would raise on these, and astropy would report a failed fit
             bad_idx = idx[bad]
             st.term[bad_idx] = Termination.NONFINITE
             st.fresh[bad_idx] = True
             st.g[bad_idx] = 0.0
             st.jtj[bad_idx] = 0.0
 
-    def finish(self, st: _Active, idx) -> None:
-        rows = st.rows[idx]
-        code = st.term[idx]
+    # --- bookkeeping -------------------------------------------------------------------------------------
+    def retire(self, st: _Active, idx: np.ndarray) -> None:
+        """Record the results of problems that stopped and drop them from the active set."""
+        rows, code = st.rows[idx], st.term[idx]
         self.code[rows] = code
-        ok = code >= 0
+        ok = ~_failed(code)
         self.params[rows[ok]] = st.x[idx][ok]
         self.cost[rows] = np.where(ok, st.cost[idx], np.nan)
-        self.optimality[rows] = np.where(ok, st.g_norm[idx], np.nan)
+        self.optimality[rows] = np.where(ok, self.optimality_of(st, idx), np.nan)
         self.nfev[rows] = st.nfev[idx]
         self.njev[rows] = st.njev[idx]
+        keep = np.ones(st.size, bool)
+        keep[idx] = False
+        st.keep(keep)
+
+    def run(self, p0: np.ndarray) -> None:
+        start = np.flatnonzero(self.code == _RUNNING)
+        valid = self.valid[start]
+        st = _Active(rows=start, lb=self.lb[start], ub=self.ub[start], x=self.initial_point(p0[start], start),
+                     y=np.where(valid, self.y[start], 0.0), w=self.w[start], valid=valid,
+                     n_valid=self.n_valid[start])
+        n_par = p0.shape[1]
+        model = np.asarray(self.model_fn(st.x, st.rows), dtype=float)
+        f = self.residual(model, st)
+        st.cost = 0.5 * _dot(f, f)
+        st.nfev = np.ones(st.size, dtype=np.int64)
+        st.zeros("njev", dtype=np.int64)
+        st.term = np.full(st.size, _RUNNING, dtype=np.int8)
+        st.fresh = np.ones(st.size, bool)
+        st.zeros("g_norm")
+        st.zeros("g", shape=(n_par,))
+        st.zeros("jtj", shape=(n_par, n_par))
+        finite = np.isfinite(f).all(axis=1)
+        st.term[~finite] = Termination.NONFINITE_START
+        ok = np.flatnonzero(finite)
+        self.store_jacobian(st, ok, st.x[ok], model[ok], f[ok])
+        self.start(st)
+        while st.size:
+            self.outer_setup(st)
+            if st.size:
+                self.trial(st)
+
+    def initial_point(self, p0, rows):
+        return p0.copy()
+
+    def optimality_of(self, st: _Active, idx: np.ndarray) -> np.ndarray:
+        return st.g_norm[idx]
+
+    def start(self, st: _Active) -> None:
+        raise NotImplementedError
+
+    def outer_setup(self, st: _Active) -> None:
+        raise NotImplementedError
+
+    def trial(self, st: _Active) -> None:
+        raise NotImplementedError
+
+
+class _TrustRegionReflective(_Solver):
+    """scipy's ``least_squares(method='trf')`` (exact trust-region solver), problem by problem in lockstep."""
+
+    def initial_point(self, p0, rows):
+        return _strictly_feasible(p0, self.lb[rows], self.ub[rows], rstep=1e-10)
+
+    def start(self, st: _Active) -> None:
+        n_par = st.x.shape[1]
+        st.zeros("alpha", "theta", "gn_norm")
+        st.zeros("d", "diag_h", "g_h", "s2", "suf", "gn_coef", shape=(n_par,))
+        st.zeros("ah", "vecs", shape=(n_par, n_par))
+        st.zeros("full_rank", dtype=bool)
+        v, _ = _coleman_li(st.x, st.g, st.lb, st.ub)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            st.delta = _norm(st.x / np.sqrt(v))
+        st.delta[st.delta == 0] = 1.0
 
     def outer_setup(self, st: _Active) -> None:
         """Start an outer iteration for problems that just moved: gtol / nfev tests, then the scaled system."""
@@ -446,10 +547,7 @@ class _Solver:
         if stop.any():
             ended = fresh[stop]
             st.term[ended[st.term[ended] == _RUNNING]] = Termination.MAX_NFEV
-            self.finish(st, ended)
-            keep = np.ones(st.size, bool)
-            keep[ended] = False
-            st.keep(keep)
+            self.retire(st, ended)
             fresh = np.flatnonzero(st.fresh)
             if fresh.size == 0:
                 return
@@ -529,11 +627,179 @@ class _Solver:
         st.term[good[stopped]] = term[stopped]
         accepted = reduction > 0
         st.fresh[good] = stopped | accepted | (st.nfev[good] >= opt.max_nfev)
-        if accepted.any():
+        if accepted.any():  # scipy evaluates J at an accepted point even when it then stops
             acc = good[accepted]
             st.x[acc] = x_new[accepted]
             st.cost[acc] = cost_new[accepted]
             self.store_jacobian(st, acc, x_new[accepted], model[accepted], f_new[accepted])
+
+
+_DWARF = float(np.finfo(float).tiny)
+
+
+def _lmpar(lam, c, full_rank, gn_q, gn_dx, gn_curv, delta, par, max_iter=10):
+    """MINPACK's lmpar in the eigenbasis of the scaled normal matrix D^-1 J^T J D^-1 = V diag(lam) V^T.
+
+    With c = V^T D^-1 J^T f, the damped step is D^-1 V q with q = c / (lam + par), ||D p|| = ||q||, and
+    the quantities lmpar gets from its QR factors follow in closed form. Returns (q, par).
+    """
+    q = gn_q.copy()
+    new_par = np.zeros_like(par)
+    fp0 = gn_dx - delta
+    rest = np.flatnonzero(~(fp0 <= 0.1 * delta))  # otherwise the Gauss-Newton step is accepted, par = 0
+    if rest.size == 0:
+        return q, new_par
+    lam_r, c_r, d_r, fr = lam[rest], c[rest], delta[rest], full_rank[rest]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        fp = fp0[rest]
+        parl = np.where(fr, fp / (d_r * gn_curv[rest] / gn_dx[rest] ** 2), 0.0)
+        gnorm = _norm(c_r)
+        paru = gnorm / d_r
+        paru = np.where(paru == 0, _DWARF / np.minimum(d_r, 0.1), paru)
+        p = np.minimum(np.maximum(par[rest], parl), paru)
+        p = np.where(p == 0, gnorm / gn_dx[rest], p)
+        q_r = np.empty_like(c_r)
+        run = np.arange(rest.size)
+        for it in range(1, max_iter + 1):
+            pr, lo, up = p[run], parl[run], paru[run]
+            pr = np.where(pr == 0, np.maximum(_DWARF, 0.001 * up), pr)
+            denom = lam_r[run] + pr[:, None]
+            qi = c_r[run] / denom
+            dx = _norm(qi)
+            previous = fp[run]
+            fpi = dx - d_r[run]
+            q_r[run], p[run], fp[run] = qi, pr, fpi
+            done = (np.abs(fpi) <= 0.1 * d_r[run]) | ((lo == 0) & (fpi <= previous) & (previous < 0))
+            if it == max_iter:
+                break
+            go = ~done
+            run, pr, lo, up, fpi, dx = run[go], pr[go], lo[go], up[go], fpi[go], dx[go]
+            if run.size == 0:
+                break
+            curv = np.sum(c_r[run] ** 2 / (lam_r[run] + pr[:, None]) ** 3, axis=1) / dx**2
+            parc = fpi / (d_r[run] * curv)
+            parl[run] = np.where(fpi > 0, np.maximum(lo, pr), lo)
+            paru[run] = np.where(fpi < 0, np.minimum(up, pr), up)
+            p[run] = np.maximum(parl[run], pr + parc)
+    q[rest] = q_r
+    new_par[rest] = p
+    return q, new_par
+
+
+class _LevenbergMarquardt(_Solver):
+    """MINPACK's ``lmder`` (scipy's ``leastsq`` / ``least_squares(method='lm')``), problems in lockstep."""
+
+    def optimality_of(self, st: _Active, idx: np.ndarray) -> np.ndarray:
+        return np.abs(st.g[idx]).max(axis=1)  # at the last Jacobian (g_norm holds MINPACK's cosine)
+
+    def start(self, st: _Active) -> None:
+        n_par = st.x.shape[1]
+        st.zeros("delta", "par", "xnorm", "gn_dx", "gn_curv")
+        st.zeros("diag", "lam", "c", "gn_q", shape=(n_par,))
+        st.zeros("vecs", shape=(n_par, n_par))
+        st.zeros("full_rank", dtype=bool)
+        st.first = np.ones(st.size, bool)  # no successful step yet (MINPACK's iter == 1)
+
+    def outer_setup(self, st: _Active) -> None:
+        """At a new point (J just evaluated): scaling, step bound on the first pass, gtol test, decomposition."""
+        opt = self.opt
+        done = np.flatnonzero(st.term != _RUNNING)
+        if done.size:
+            self.retire(st, done)
+        fresh = np.flatnonzero(st.fresh)
+        if fresh.size == 0:
+            return
+        n_par = st.x.shape[1]
+        jtj, g, x = st.jtj[fresh], st.g[fresh], st.x[fresh]
+        acnorm = np.sqrt(np.maximum(np.diagonal(jtj, axis1=1, axis2=2), 0.0))  # column norms of J
+        first = st.first[fresh]
+        diag = np.where(first[:, None], np.where(acnorm == 0, 1.0, acnorm), st.diag[fresh])
+        xnorm = _norm(diag * x)
+        delta = opt.factor * xnorm
+        st.xnorm[fresh] = np.where(first, xnorm, st.xnorm[fresh])
+        st.delta[fresh] = np.where(first, np.where(delta == 0, opt.factor, delta), st.delta[fresh])
+        fnorm = np.sqrt(2.0 * st.cost[fresh])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cosine = np.where(acnorm > 0, np.abs(g) / (acnorm * fnorm[:, None]), 0.0)
+        gnorm = np.where(fnorm == 0, 0.0, cosine.max(axis=1))
+        st.g_norm[fresh] = gnorm
+        stop = gnorm <= opt.gtol
+        if stop.any():
+            st.term[fresh[stop]] = Termination.GTOL
+            self.retire(st, fresh[stop])
+            fresh, diag, acnorm, jtj, g = fresh[~stop], diag[~stop], acnorm[~stop], jtj[~stop], g[~stop]
+            fresh = np.flatnonzero(st.fresh)
+            if fresh.size == 0:
+                return
+        diag = np.maximum(diag, acnorm)
+        scaled = jtj / (diag[:, :, None] * diag[:, None, :])
+        lam, vecs = np.linalg.eigh(scaled)
+        lam = np.maximum(lam, 0.0)
+        c = _matvec(vecs.transpose(0, 2, 1), g / diag)
+        s = np.sqrt(lam)
+        full_rank = (st.n_valid[fresh] >= n_par) & (s[:, 0] > EPS * st.n_valid[fresh] * s[:, -1])
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            usable = lam > (EPS * st.n_valid[fresh] * s[:, -1])[:, None] ** 2
+            gn_q = np.where(usable, c / np.where(usable, lam, 1.0), 0.0)
+            gn_dx = _norm(gn_q)
+            gn_curv = np.sum(np.where(usable, c**2 / np.where(usable, lam, 1.0) ** 3, 0.0), axis=1)
+        st.diag[fresh], st.lam[fresh], st.vecs[fresh], st.c[fresh] = diag, lam, vecs, c
+        st.full_rank[fresh], st.gn_q[fresh], st.gn_dx[fresh], st.gn_curv[fresh] = full_rank, gn_q, gn_dx, gn_curv
+        st.fresh[fresh] = False
+
+    def trial(self, st: _Active) -> None:
+        """One damped step (one residual evaluation) per active problem, with MINPACK's updates and tests."""
+        opt = self.opt
+        q, par = _lmpar(st.lam, st.c, st.full_rank, st.gn_q, st.gn_dx, st.gn_curv, st.delta, st.par)
+        step = -_matvec(st.vecs, q) / st.diag
+        pnorm = _norm(q)
+        delta = np.where(st.first, np.minimum(st.delta, pnorm), st.delta)
+        x_new = st.x + step
+        model = np.asarray(self.model_fn(x_new, st.rows), dtype=float)
+        st.nfev += 1
+        f_new = self.residual(model, st)
+        finite = np.isfinite(f_new).all(axis=1)
+        if opt.fail_on_nonfinite and not finite.all():
+            bad = np.flatnonzero(~finite)
+            st.term[bad] = Termination.NONFINITE
+        fnorm = np.sqrt(2.0 * st.cost)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            fnorm1 = np.where(finite, _norm(np.where(finite[:, None], f_new, 0.0)), np.inf)
+            actred = np.where(0.1 * fnorm1 < fnorm, 1.0 - (fnorm1 / fnorm) ** 2, -1.0)
+            t1 = np.sum(st.lam * q * q, axis=1) / fnorm**2  # ||J p||^2 / fnorm^2
+            t2 = par * pnorm**2 / fnorm**2
+            prered = t1 + 2.0 * t2
+            dirder = -(t1 + t2)
+            ratio = np.where(prered != 0, actred / prered, 0.0)
+            shrink = ratio <= 0.25
+            temp = np.where(actred >= 0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
+            temp = np.where((0.1 * fnorm1 >= fnorm) | (temp < 0.1), 0.1, temp)
+            grow = ~shrink & ((par == 0) | (ratio >= 0.75))
+            st.delta = np.where(shrink, temp * np.minimum(delta, pnorm / 0.1), np.where(grow, pnorm / 0.5, delta))
+            st.par = np.where(shrink, par / temp, np.where(grow, 0.5 * par, par))
+        success = (ratio >= 1e-4) & finite
+        if success.any():
+            st.x[success] = x_new[success]
+            st.cost[success] = 0.5 * fnorm1[success] ** 2
+            st.xnorm[success] = _norm(st.diag[success] * x_new[success])
+            st.first[success] = False
+        ftol_ok = (np.abs(actred) <= opt.ftol) & (prered <= opt.ftol) & (0.5 * ratio <= 1)
+        xtol_ok = st.delta <= opt.xtol * st.xnorm
+        info = np.where(ftol_ok & xtol_ok, Termination.FTOL_XTOL,
+                        np.where(xtol_ok, Termination.XTOL, np.where(ftol_ok, Termination.FTOL, _RUNNING)))
+        # MINPACK's later tests overwrite earlier ones: the last true condition wins
+        other = info == _RUNNING
+        info = np.where(other & (st.nfev >= opt.max_nfev), Termination.MAX_NFEV, info)
+        info = np.where(other & (np.abs(actred) <= EPS) & (prered <= EPS) & (0.5 * ratio <= 1),
+                        Termination.FTOL_TOO_SMALL, info)
+        info = np.where(other & (st.delta <= EPS * st.xnorm), Termination.XTOL_TOO_SMALL, info)
+        info = np.where(other & (st.g_norm <= EPS), Termination.GTOL_TOO_SMALL, info)
+        running = st.term == _RUNNING
+        st.term = np.where(running, info, st.term).astype(np.int8)
+        new_point = np.flatnonzero(success & (st.term == _RUNNING))
+        if new_point.size:  # J at the new point starts the next outer iteration
+            st.fresh[new_point] = True
+            self.store_jacobian(st, new_point, x_new[new_point], model[new_point], f_new[new_point])
 
 
 def _as_bounds(bound, shape, fill):
@@ -554,13 +820,13 @@ def solve_batch(
     *,
     absolute_weights: bool = True,
 ) -> BatchResult:
-    """Fit B independent problems at once with the trust-region-reflective algorithm.
+    """Fit B independent problems at once (see the module docstring for the algorithms).
 
     ``y`` (B, n) data; ``weights`` (B, n) or None (all ones), residual ``weights * (model - y)``,
     zero weight masks a sample (its ``y`` may then be NaN); ``p0`` (B, p) or (p,) initial values;
-    ``lower`` / ``upper`` (p,) or (B, p), +-inf for no bound; ``jac_fn`` None means batched forward
-    differences. ``absolute_weights=False`` scales the covariance by the reduced chi-square, which is
-    what astropy does when it fits without weights.
+    ``lower`` / ``upper`` (p,) or (B, p), +-inf for no bound (``method="lm"`` takes none); ``jac_fn``
+    None means batched forward differences. ``absolute_weights=False`` scales the covariance by the
+    reduced chi-square, which is what astropy does when it fits without weights.
     """
     opt = options or SolverOptions()
     y = np.asarray(y, dtype=float)
@@ -574,70 +840,36 @@ def solve_batch(
     ub = _as_bounds(upper, (batch, n_par), np.inf)
     if np.any(lb >= ub):
         raise ValueError("each lower bound must be strictly less than its upper bound")
+    if opt.method == "lm" and (np.isfinite(lb).any() or np.isfinite(ub).any()):
+        raise ValueError("method 'lm' does not support bounds")
 
-    solver = _Solver(model_fn, jac_fn, opt, batch, n, n_par)
-    valid = w != 0
-    n_valid = valid.sum(axis=1)
-    solver.any_masked = not valid.all()
-    solver.unit_weights = bool(np.all(w == 1.0))
+    solver = (_LevenbergMarquardt if opt.method == "lm" else _TrustRegionReflective)(model_fn, jac_fn, opt, y, w, lb, ub)
     inside = np.all((p0 >= lb) & (p0 <= ub), axis=1)
-    solver.code[n_valid == 0] = Termination.ALL_MASKED
-    solver.code[(n_valid > 0) & ~inside] = Termination.OUTSIDE_BOUNDS
-    start = np.flatnonzero(solver.code == _RUNNING)
-
-    st = _Active()
-    st.rows = start
-    st.lb, st.ub = lb[start], ub[start]
-    st.x = _strictly_feasible(p0[start], st.lb, st.ub, rstep=1e-10)
-    st.y = np.where(valid[start], y[start], 0.0)
-    st.w, st.valid, st.n_valid = w[start], valid[start], n_valid[start]
-    k = start.size
-    model = np.asarray(model_fn(st.x, st.rows), dtype=float)
-    f = solver.residual(model, st)
-    st.cost = 0.5 * _dot(f, f)
-    st.nfev = np.ones(k, dtype=np.int64)
-    st.njev = np.zeros(k, dtype=np.int64)
-    st.term = np.full(k, _RUNNING, dtype=np.int8)
-    st.fresh = np.ones(k, bool)
-    st.g = np.zeros((k, n_par))
-    st.jtj = np.zeros((k, n_par, n_par))
-    for name in ("g_norm", "alpha", "theta", "gn_norm"):
-        setattr(st, name, np.zeros(k))
-    for name in ("d", "diag_h", "g_h", "s2", "suf", "gn_coef"):
-        setattr(st, name, np.zeros((k, n_par)))
-    for name in ("ah", "vecs"):
-        setattr(st, name, np.zeros((k, n_par, n_par)))
-    st.full_rank = np.zeros(k, bool)
-
-    finite0 = np.isfinite(f).all(axis=1)
-    st.term[~finite0] = Termination.NONFINITE_START
-    ok0 = np.flatnonzero(finite0)
-    solver.store_jacobian(st, ok0, st.x[ok0], model[ok0], f[ok0])
-    v, _ = _coleman_li(st.x, st.g, st.lb, st.ub)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        st.delta = _norm(st.x / np.sqrt(v))
-    st.delta[st.delta == 0] = 1.0
-
-    while st.size:
-        solver.outer_setup(st)
-        if st.size:
-            solver.trial(st)
+    solver.code[solver.n_valid == 0] = Termination.ALL_MASKED
+    solver.code[(solver.n_valid > 0) & ~inside] = Termination.OUTSIDE_BOUNDS
+    solver.run(p0)
 
     code = solver.code
-    nonfinite = (code >= 0) & ~np.isfinite(solver.params).all(axis=1)
+    nonfinite = ~_failed(code) & ~np.isfinite(solver.params).all(axis=1)
     code[nonfinite] = Termination.NONFINITE
     status = status_from_code(code)
     solver.params[status == STATUS_FAILED] = np.nan
+    solver.cost[status == STATUS_FAILED] = np.nan
+    solver.optimality[status == STATUS_FAILED] = np.nan
     covariance = None
+    n_valid = solver.n_valid
     if opt.compute_covariance:
         use = np.flatnonzero((status != STATUS_FAILED) & (n_valid > n_par))
         covariance = np.full((batch, n_par, n_par), np.nan)
         if use.size:
             # J at the result, evaluated once more rather than kept from every accepted step
             x = solver.params[use]
-            model = None if jac_fn is not None else np.asarray(model_fn(x, use), dtype=float)
-            jac = solver.jacobian(x, use, model, w[use], valid[use], lb[use], ub[use])
+            model = np.asarray(model_fn(x, use), dtype=float)
+            jac = solver.jacobian(x, use, model, w[use], solver.valid[use], lb[use], ub[use])
             covariance[use] = _covariance(jac, solver.cost[use], n_valid[use], absolute_weights)
+            if opt.method == "lm":  # least_squares reports |J^T f| at the result for 'lm'
+                f = np.where(solver.valid[use], w[use] * (model - np.where(solver.valid[use], y[use], 0.0)), 0.0)
+                solver.optimality[use] = np.abs(_matvec(jac, f)).max(axis=1)
     return BatchResult(
         params=solver.params,
         status=status,
