@@ -25,9 +25,10 @@ Chan, Golub & LeVeque (1979) never subtracts two large numbers. Merging a and b:
 
 (a side with zero weight is simply dropped). Finally mean = mu and std = sqrt(M2 / W), as CIGALE's weighted mean
 and standard deviation over all models. Inside a block the moments are computed with matrix products about a fixed
-shift (the slice mean of each grid parameter; the best model's value of each scale quantity); rows whose variance
-that expansion cannot resolve (M2 < 1e-6 of the shifted second moment: the posterior is far narrower than the
-grid) are recomputed exactly in a second, elementwise pass.
+shift (the slice mean of each grid parameter; the best model's value of each scale quantity), M2 = S2 - S1^2 / W,
+whose rounding error is ~1e-16 S2. Rows where M2 < 1e-4 S2 (a posterior ~100 times narrower than the grid's
+spread, where that error would exceed ~1e-12 of M2) are recomputed exactly in a second, elementwise pass over
+their rows, so std is good to ~1e-11 relative whatever the posterior width.
 
 Shipping them with MPI (the engine's job): ``pack()`` gives one contiguous float64 array, one record per galaxy
 (``BestFit``: 3 + E doubles [chi2, index, scale, extra_1..E]; ``Moments``: 2 + 3 Q doubles [log_lmax, wsum,
@@ -50,7 +51,7 @@ from hpcfit.fitting.grid_chi2 import DEFAULT_TILE_ELEMENTS, TILE_ROWS
 
 BEST_RECORD = 3
 # Below this ratio of M2 to the shifted second moment, the one-pass variance is recomputed exactly.
-VARIANCE_RECOMPUTE_RATIO = 1e-6
+VARIANCE_RECOMPUTE_RATIO = 1e-4
 # Rows per chunk of the exact (elementwise) variance pass, times models: bounds its memory.
 RECOMPUTE_CHUNK_ELEMENTS = 1 << 21
 
