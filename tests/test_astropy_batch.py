@@ -195,3 +195,27 @@ def test_l1448_cube_agrees_with_trf(shared_path):
     ref, _ = astropy_fits(model, (x,), spectra)
     rel = np.abs(fit.params - ref) / np.abs(ref)
     assert np.all(rel < 1e-3)
+
+
+@pytest.mark.parametrize("fitter_name", ["LevMarLSQFitter", "LMLSQFitter"])
+def test_levenberg_marquardt_fitters_with_clipped_bounds(fitter_name):
+    """astropy's LM fitters clip bounded parameters inside the objective (and LevMar in its result too)."""
+    model = models.Gaussian1D(1.0, 0.0, 1.0)
+    model.mean.bounds = (-0.5, 0.5)
+    rng = np.random.default_rng(8)
+    true = np.c_[rng.uniform(0.5, 3, 20), rng.uniform(-1.5, 1.5, 20), rng.uniform(0.3, 1.5, 20)]
+    y = models.Gaussian1D.evaluate(X, true[:, :1], true[:, 1:2], true[:, 2:3]) + rng.normal(0, 0.2, (20, X.size))
+    fit = BatchModel(model).fit((X,), y, fitter=fitter_name, absolute_weights=False)
+    ref, ref_cov = astropy_fits(model, (X,), y, fitter_cls=getattr(fitting, fitter_name))
+    np.testing.assert_allclose(fit.params, ref, rtol=1e-6, atol=1e-12)
+    beyond = np.abs(fit.result.params[:, 1]) > 0.5  # the solver's own (unclipped) values
+    assert beyond.any()
+    returned_mean = fit.params[beyond, 1]
+    if fitter_name == "LevMarLSQFitter":
+        assert np.all(np.abs(returned_mean) == 0.5)
+    else:
+        assert np.all(np.abs(returned_mean) > 0.5)
+    ok = fit.status == STATUS_CONVERGED
+    # leastsq's covariance comes from the Jacobian of MINPACK's last outer iteration, ours from the result
+    rtol = 1e-2 if fitter_name == "LevMarLSQFitter" else 1e-5
+    np.testing.assert_allclose(fit.result.covariance[ok & ~beyond], ref_cov[ok & ~beyond], rtol=rtol, atol=1e-9)

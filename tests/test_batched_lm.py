@@ -216,3 +216,48 @@ def test_rows_argument_selects_per_problem_data():
     res = solve_batch(per_row_model, lambda p, rows: gauss_jac(p, xs[rows]), y, None, np.array([1.5, 0.0, 0.8]))
     np.testing.assert_allclose(res.params, true, rtol=1e-6)
     assert min(seen) < 15  # converged problems left the active set
+
+
+def minpack_fit(y, p0, kind, max_nfev=100):
+    """What LMLSQFitter ('least_squares') and LevMarLSQFitter ('leastsq') ask of MINPACK, for one problem."""
+    def fun(p):
+        return gauss(p[None])[0] - y
+
+    def jac(p):
+        return gauss_jac(p[None])[0]
+
+    if kind == "least_squares":
+        r = least_squares(fun, p0, jac=lambda p: jac(p).T, method="lm", xtol=1e-7, max_nfev=max_nfev)
+        return r.x, r.nfev, r.status
+    from scipy.optimize import leastsq
+
+    x, _, info, _, ier = leastsq(fun, p0, Dfun=jac, col_deriv=True, maxfev=max_nfev, xtol=1e-7, full_output=True)
+    return x, info["nfev"], ier
+
+
+@pytest.mark.parametrize("kind, options", [
+    ("least_squares", SolverOptions(method="lm")),
+    ("leastsq", SolverOptions(method="lm", ftol=1.49012e-8, gtol=0.0)),
+])
+def test_levenberg_marquardt_follows_minpack(kind, options):
+    _, y = spectra(30, seed=11)
+    p0 = np.array([1.0, 0.0, 1.0])
+    res = solve_batch(model_fn, jac_fn, y, None, p0, options=options)
+    refs = [minpack_fit(row, p0, kind) for row in y]
+    np.testing.assert_allclose(res.params, [r[0] for r in refs], rtol=1e-8)
+    assert np.mean(res.nfev == [r[1] for r in refs]) >= 0.95
+    # termination codes: least_squares' own, or MINPACK's info (1 ftol, 2 xtol, 3 both, 4 gtol, 5 maxfev)
+    minpack_to_code = {1: Termination.FTOL, 2: Termination.XTOL, 3: Termination.FTOL_XTOL, 4: Termination.GTOL,
+                       5: Termination.MAX_NFEV}
+    expected = [r[2] if kind == "least_squares" else minpack_to_code[r[2]] for r in refs]
+    assert np.mean(res.code == expected) >= 0.95
+
+
+def test_levenberg_marquardt_max_nfev_and_no_bounds():
+    _, y = spectra(4, seed=12)
+    p0 = np.array([1.0, 0.0, 1.0])
+    res = solve_batch(model_fn, jac_fn, y, None, p0, options=SolverOptions(method="lm", max_nfev=4))
+    assert np.all(res.status == STATUS_WARNING) and np.all(res.nfev == 4)
+    np.testing.assert_allclose(res.params, [minpack_fit(row, p0, "least_squares", 4)[0] for row in y], rtol=1e-10)
+    with pytest.raises(ValueError, match="bounds"):
+        solve_batch(model_fn, jac_fn, y, None, p0, [0, -1, 0], [5, 1, 5], SolverOptions(method="lm"))

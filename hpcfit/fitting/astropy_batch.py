@@ -325,11 +325,9 @@ class BatchModel:
         lower, upper = (self.lower, self.upper) if sem.bounds_in_solver else (None, None)
         result = solve_batch(model_fn, jac_fn if analytic else None, y, weights, p0, lower, upper, options,
                              absolute_weights=absolute_weights)
-        if sem.clip_result:
-            result.params = self.clip(result.params)
         if sem.covariance_if_converged and result.covariance is not None:
             result.covariance[result.status != STATUS_CONVERGED] = np.nan
-        return BatchFit(self, result, fixed)
+        return BatchFit(self, result, fixed, clip_result=sem.clip_result)
 
     def clip(self, free_params: np.ndarray) -> np.ndarray:
         """Free parameters clipped to their bounds (astropy's ``use_min_max_bounds``)."""
@@ -341,13 +339,15 @@ class BatchFit:
     """Result of :meth:`BatchModel.fit`, laid out over every model parameter."""
 
     model: BatchModel
-    result: BatchResult
+    result: BatchResult  # the solver's own output (free parameters as the algorithm left them)
     fixed: Mapping[str, np.ndarray] | None = None
+    clip_result: bool = False  # LevMarLSQFitter reports parameters clipped to their bounds
 
     @property
     def params(self) -> np.ndarray:
         """(B, P) all parameters in model order (fixed ones at their values); NaN rows for failed fits."""
-        values = self.model.parameters(self.result.params, self.fixed)
+        free = self.model.clip(self.result.params) if self.clip_result else self.result.params
+        values = self.model.parameters(free, self.fixed)
         out = np.stack([values[n] for n in self.model.param_names], axis=1)
         out[self.result.status == STATUS_FAILED] = np.nan
         return out
