@@ -173,18 +173,22 @@ def build_model(spec: dict[str, Any], *, input_units: list[u.UnitBase | None], d
                 if value is None:
                     raise ModelSpecError(ppath, "needs an initial value")
             number = _to_fit_unit(value, pspec.get("unit"), target, f"{ppath}.value", notes, "value")
-            bounds = list(pspec.get("bounds") or [None, None])
-            low = None if bounds[0] is None else _to_fit_unit(bounds[0], pspec.get("unit"), target,
-                                                              f"{ppath}.bounds.0", notes, "lower bound")
-            high = None if bounds[1] is None else _to_fit_unit(bounds[1], pspec.get("unit"), target,
-                                                               f"{ppath}.bounds.1", notes, "upper bound")
+            param = getattr(model, astropy_name)
+            if pspec.get("bounds") is None:
+                # keep the model's own defaults (e.g. Gaussian1D's stddev > 0), exactly as astropy would
+                low, high = param.bounds
+            else:
+                bounds = list(pspec["bounds"])
+                low = None if bounds[0] is None else _to_fit_unit(bounds[0], pspec.get("unit"), target,
+                                                                  f"{ppath}.bounds.0", notes, "lower bound")
+                high = None if bounds[1] is None else _to_fit_unit(bounds[1], pspec.get("unit"), target,
+                                                                   f"{ppath}.bounds.1", notes, "upper bound")
             if low is not None and high is not None and low >= high:
                 raise ModelSpecError(f"{ppath}.bounds", f"lower bound {low:g} is not below upper bound {high:g}"
                                      + (f" ({target})" if target is not None else ""))
             if (low is not None and number < low) or (high is not None and number > high):
                 raise ModelSpecError(f"{ppath}.value", f"initial value {number:g} lies outside the bounds "
                                      f"[{_fmt(low)}, {_fmt(high)}]" + (f" {target}" if target is not None else ""))
-            param = getattr(model, astropy_name)
             param.value = number
             param.bounds = (low, high)
             param.fixed = bool(pspec.get("fixed", False))
