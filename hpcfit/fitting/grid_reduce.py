@@ -52,8 +52,6 @@ from hpcfit.fitting.grid_chi2 import DEFAULT_TILE_ELEMENTS, TILE_ROWS
 BEST_RECORD = 3
 # Below this ratio of M2 to the shifted second moment, the one-pass variance is recomputed exactly.
 VARIANCE_RECOMPUTE_RATIO = 1e-4
-# Rows per chunk of the exact (elementwise) variance pass, times models: bounds its memory.
-RECOMPUTE_CHUNK_ELEMENTS = 1 << 21
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -396,7 +394,7 @@ class _BlockMoments:
         mean = np.where(weight > 0, shift + dmean, np.nan)
         unresolved = np.flatnonzero(np.any((weight > 0) & (m2 < VARIANCE_RECOMPUTE_RATIO * s2), axis=1))
         if unresolved.size:
-            m2[unresolved] = self._exact_m2(unresolved, mean[unresolved])
+            m2[unresolved] = self._exact_m2(unresolved, mean[unresolved], tile_elements)
         return Moments(self.names, -0.5 * self.chi2_min, wsum, weight, mean, m2)
 
     def _quantity_tile(self, i: int, w: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
@@ -426,21 +424,25 @@ class _BlockMoments:
         wd = wq * d
         return np.stack([wq.sum(axis=1), wd.sum(axis=1), np.einsum("ij,ij->i", wd, d)], axis=1)
 
-    def _exact_m2(self, rows: np.ndarray, mean: np.ndarray) -> np.ndarray:
-        """Two-pass sum w (x - mean)^2 for the given rows (elementwise, chunked over rows)."""
+    def _exact_m2(self, rows: np.ndarray, mean: np.ndarray, tile_elements: int) -> np.ndarray:
+        """Two-pass sum w (x - mean)^2 for the given rows, elementwise on cache-sized tiles."""
         p = self.params.shape[1]
-        out = np.empty((rows.size, len(self.names)))
-        step = max(1, RECOMPUTE_CHUNK_ELEMENTS // self.n_mod)
-        cols = slice(0, self.n_mod)
-        for r0 in range(0, rows.size, step):
-            sel = rows[r0 : r0 + step]
-            mu = mean[r0 : r0 + step]
-            w = self._weights(sel, cols)
-            for j in range(p):
-                d = self.params[None, :, j] - mu[:, j, None]
-                out[r0 : r0 + step, j] = np.einsum("ij,ij,ij->i", w, d, d)
-            for i in range(len(self.quantities)):
-                x = self._transform(i, self.scale[sel], cols)
-                d = np.where(np.isfinite(x), x - mu[:, p + i, None], 0.0)
-                out[r0 : r0 + step, p + i] = np.einsum("ij,ij,ij->i", w, d, d)
+        out = np.zeros((rows.size, len(self.names)))
+        rows_t = min(rows.size, TILE_ROWS)
+        cols_t = min(self.n_mod, max(256, tile_elements // rows_t))
+        w_buf = np.empty((rows_t, cols_t))
+        for r0 in range(0, rows.size, rows_t):
+            sel = rows[r0 : r0 + rows_t]
+            mu = mean[r0 : r0 + rows_t]
+            acc = out[r0 : r0 + rows_t]
+            for n0 in range(0, self.n_mod, cols_t):
+                cols = slice(n0, min(n0 + cols_t, self.n_mod))
+                w = self._weights(sel, cols, out=w_buf[: sel.size, : cols.stop - n0])
+                for j in range(p):
+                    d = self.params[None, cols, j] - mu[:, j, None]
+                    acc[:, j] += np.einsum("ij,ij->i", w * d, d)
+                for i in range(len(self.quantities)):
+                    x = self._transform(i, self.scale[sel, cols], cols)
+                    d = np.where(np.isfinite(x), x - mu[:, p + i, None], 0.0)
+                    acc[:, p + i] += np.einsum("ij,ij->i", w * d, d)
         return out
