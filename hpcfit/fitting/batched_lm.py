@@ -213,6 +213,22 @@ def _trust_region_exit(p_h, r_h, delta):
     return np.maximum(t1, t2)
 
 
+def _gauss_newton(a, g_h, n_valid):
+    """Gauss-Newton step -a^-1 g_h of the scaled system and its norm (NaN where it cannot be trusted).
+
+    Solved by LU, which is much cheaper than the eigen-decomposition; most trial steps are Gauss-Newton
+    steps inside the trust region, and only the others need the decomposition (see ``_decompose``).
+    """
+    try:
+        with np.errstate(all="ignore"):
+            step = -np.linalg.solve(a, g_h[..., None])[..., 0]
+    except np.linalg.LinAlgError:  # an exactly singular system somewhere: leave them all to the eigen path
+        return np.zeros_like(g_h), np.full(g_h.shape[0], np.nan)
+    norm = _norm(step)
+    usable = np.isfinite(norm) & (n_valid >= a.shape[1])
+    return np.where(usable[:, None], step, 0.0), np.where(usable, norm, np.nan)
+
+
 def _decompose(a, g_h, n_valid):
     """Eigen-decomposition of the scaled normal matrix and the Gauss-Newton step it gives.
 
@@ -524,10 +540,10 @@ class _TrustRegionReflective(_Solver):
 
     def start(self, st: _Active) -> None:
         n_par = st.x.shape[1]
-        st.zeros("alpha", "theta", "gn_norm")
-        st.zeros("d", "diag_h", "g_h", "s2", "suf", "gn_coef", shape=(n_par,))
-        st.zeros("ah", "vecs", shape=(n_par, n_par))
-        st.zeros("full_rank", dtype=bool)
+        st.zeros("alpha", "theta", "gn_norm", "eig_gn_norm")
+        st.zeros("d", "diag_h", "g_h", "s2", "suf", "gn_coef", "gn_step", shape=(n_par,))
+        st.zeros("ah", "a", "vecs", shape=(n_par, n_par))
+        st.zeros("full_rank", "have_eig", dtype=bool)
         v, _ = _coleman_li(st.x, st.g, st.lb, st.ub)
         with np.errstate(divide="ignore", invalid="ignore"):
             st.delta = _norm(st.x / np.sqrt(v))
@@ -564,18 +580,29 @@ class _TrustRegionReflective(_Solver):
         st.diag_h[fresh] = diag_h
         st.g_h[fresh] = g_h
         st.ah[fresh] = ah
-        # The eigen-decomposition and Gauss-Newton step serve every trial of this outer iteration.
-        (st.s2[fresh], st.vecs[fresh], st.suf[fresh], st.full_rank[fresh], st.gn_coef[fresh],
-         st.gn_norm[fresh]) = _decompose(a, g_h, st.n_valid[fresh])
+        st.a[fresh] = a
+        # The Gauss-Newton step serves every trial of this outer iteration; the eigen-decomposition
+        # is made only if some trial needs a damped step (see trial).
+        st.gn_step[fresh], st.gn_norm[fresh] = _gauss_newton(a, g_h, st.n_valid[fresh])
+        st.have_eig[fresh] = False
         st.theta[fresh] = np.maximum(0.995, 1.0 - st.g_norm[fresh])
         st.fresh[fresh] = False
 
     def trial(self, st: _Active) -> None:
         """One trust-region trial step (one residual evaluation) for every active problem."""
         opt = self.opt
-        p_h, st.alpha = _solve_trust_region(
-            st.s2, st.vecs, st.suf, st.full_rank, st.gn_coef, st.gn_norm, st.delta, st.alpha
-        )
+        p_h = st.gn_step.copy()
+        damped = np.flatnonzero(~(st.gn_norm <= st.delta))  # NaN norms count as damped too
+        if damped.size:
+            need = damped[~st.have_eig[damped]]
+            if need.size:
+                (st.s2[need], st.vecs[need], st.suf[need], st.full_rank[need], st.gn_coef[need],
+                 st.eig_gn_norm[need]) = _decompose(st.a[need], st.g_h[need], st.n_valid[need])
+                st.have_eig[need] = True
+            p_h[damped], st.alpha[damped] = _solve_trust_region(
+                st.s2[damped], st.vecs[damped], st.suf[damped], st.full_rank[damped], st.gn_coef[damped],
+                st.eig_gn_norm[damped], st.delta[damped], st.alpha[damped])
+        st.alpha[st.gn_norm <= st.delta] = 0.0
         step, step_h, predicted = _select_step(
             st.x, st.ah, st.diag_h, st.g_h, st.d * p_h, p_h, st.d, st.delta, st.lb, st.ub, st.theta
         )
