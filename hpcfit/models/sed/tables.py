@@ -146,27 +146,60 @@ def project_plain(spectra: np.ndarray, blocks: list[BandBlock], dtype: DTypeLike
     return out
 
 
-def contract(
-    table: np.ndarray,
-    z_lower: np.ndarray,
-    z_frac: np.ndarray,
-    x_node: np.ndarray,
-    taylor: np.ndarray,
-    weights: np.ndarray,
-) -> np.ndarray:
-    """sum over basis k, order o and the two z nodes of table[z, x_node, o, f, k] * coefficients, shape (B, F).
+def blend(lower: np.ndarray, upper: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    """Interpolate between two redshift nodes: geometrically where both are positive, linearly otherwise.
 
-    ``weights`` (B, K) are the per-sample basis weights (SFH mass fractions, or a column of ones), ``taylor`` (B, 3)
-    the Taylor coefficients, ``z_frac`` the weight of the upper z node. Table rows are gathered per sample (no Python
-    loop over samples); the gathered (B, 3, F, K) blocks are reduced with einsum.
+    Band fluxes change by large factors between nodes only where the IGM optical depth (which grows roughly
+    linearly with z across a node interval) or a Lyman break sweeps through a band; geometric interpolation follows
+    such exponential changes, where linear interpolation was off by up to 2 % in the g band at z > 5.
     """
-    n_z, n_x, n_o, n_f, n_k = table.shape
-    flat = table.reshape(n_z * n_x, n_o, n_f, n_k)
-    row = z_lower * n_x + x_node
-    dtype = table.dtype
-    out = np.zeros((z_lower.size, n_f), dtype=np.float64)
-    for offset, node_weight in ((0, 1.0 - z_frac), (n_x, z_frac)):
-        coeff = (node_weight[:, None] * taylor).astype(dtype, copy=False)  # (B, 3)
-        mixed = coeff[:, :, None] * weights.astype(dtype, copy=False)[:, None, :]  # (B, 3, K)
-        out += np.einsum("bofk,bok->bf", flat[row + offset], mixed)
-    return out
+    f = frac.reshape(frac.shape + (1,) * (lower.ndim - 1))
+    positive = (lower > 0) & (upper > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        geometric = lower * np.exp(f * np.log(np.where(positive, upper / lower, 1.0)))
+    return np.where(positive, geometric, (1.0 - f) * lower + f * upper)
+
+
+class ExpFamilyTable:
+    """A ``project_exponential_family`` table stored for the per-sample gather, and its batched evaluation.
+
+    Storage is (n_x, n_z, F, 3, K) so that the blocks of the two z nodes bracketing a sample are adjacent: one
+    fancy-index gather of a strided (row, 2, F * 3 * K) window fetches both, contiguous in memory. Batches are
+    processed in chunks of ``chunk`` rows sorted by table row, so the gathered blocks and their reduction stay in
+    cache and neighbouring samples reuse table rows (a rank's batch spans a narrow redshift band, few rows).
+    """
+
+    def __init__(self, table: np.ndarray, chunk: int = 1024):
+        n_z, n_x, n_o, n_f, n_k = table.shape
+        self.shape = table.shape
+        self.dtype = table.dtype
+        self.data = np.ascontiguousarray(table.transpose(1, 0, 3, 2, 4)).reshape(n_x * n_z, n_f * n_o * n_k)
+        row_stride, col_stride = self.data.strides
+        self.windows = np.lib.stride_tricks.as_strided(
+            self.data, shape=(self.data.shape[0] - 1, 2, self.data.shape[1]), strides=(row_stride, row_stride, col_stride),
+            writeable=False)
+        self.chunk = int(chunk)
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+    def __call__(self, z_lower: np.ndarray, z_frac: np.ndarray, x_node: np.ndarray, taylor: np.ndarray,
+                 weights: np.ndarray) -> np.ndarray:
+        """sum over basis k and order o of table[z, x_node, o, f, k] * taylor[o] * weights[k], blended between the
+        two z nodes (``blend``): shape (B, F).
+
+        ``weights`` (B, K) are per-sample basis weights (SFH mass fractions, or a column of ones), ``taylor`` (B, 3)
+        the Taylor coefficients, ``z_frac`` the weight of the upper z node. No Python loop over samples: one
+        gather + one batched matrix-vector product per chunk.
+        """
+        n_z, n_x, n_o, n_f, n_k = self.shape
+        rows = x_node * n_z + z_lower
+        order = np.argsort(rows, kind="stable")
+        nodes = np.empty((rows.size, 2, n_f))
+        for start in range(0, rows.size, self.chunk):
+            idx = order[start : start + self.chunk]
+            gathered = self.windows[rows[idx]].reshape(idx.size, 2 * n_f, n_o * n_k)
+            mixed = (taylor[idx, :, None] * weights[idx, None, :]).astype(self.dtype).reshape(idx.size, n_o * n_k, 1)
+            nodes[idx] = np.matmul(gathered, mixed).reshape(idx.size, 2, n_f)
+        return blend(nodes[:, 0], nodes[:, 1], z_frac)
