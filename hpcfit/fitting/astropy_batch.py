@@ -251,14 +251,19 @@ class BatchModel:
     def jacobian(self, coords: Coords, free_params: np.ndarray, rows: np.ndarray | None = None,
                  fixed: Mapping[str, np.ndarray] | None = None) -> np.ndarray | None:
         """d(model)/d(free parameter), (B', p, n), from astropy's fit_deriv; None if the model has none."""
+        columns = self.jacobian_columns(coords, free_params, rows, fixed)
+        return None if columns is None else np.stack(columns, axis=1)
+
+    def jacobian_columns(self, coords: Coords, free_params: np.ndarray, rows: np.ndarray | None = None,
+                         fixed: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray] | None:
+        """As :meth:`jacobian`, one (B', n) array per free parameter (the form the solver works with)."""
         inputs = _select(coords, rows)
         params = self._all_params(free_params, fixed, rows)
         shape = (free_params.shape[0], inputs[0].shape[-1])
         found = _derivatives(self.model, inputs, params, shape, need_value=False)
         if found is None:
             return None
-        derivs = found[1]
-        return np.stack([d for d, free in zip(derivs, self.free_mask) if free], axis=1)
+        return [d for d, free in zip(found[1], self.free_mask) if free]
 
     # --- batch set-up and results ------------------------------------------------------------------------
     def initial_values(self, batch: int, overrides: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
@@ -288,16 +293,16 @@ class BatchModel:
 
         ``coords``: one array per model input, (n,) shared or (B, n); ``weights`` as in astropy (1/sigma;
         0 masks a sample); ``initial``: per-item values (B,) for any parameter, free or fixed;
-        ``options`` default to :func:`solver_options` of the fitter; ``absolute_weights=False`` when
+        ``options`` give max_nfev (maxiter), xtol (acc), diff_step (epsilon), covariance and non-finite
+        handling, while the algorithm, ftol and gtol follow ``fitter``; ``absolute_weights=False`` when
         the weights only mask (astropy then scales the covariance by the reduced chi-square);
         ``estimate_jacobian`` forces finite differences.
         """
         if fitter not in FITTERS:
             raise ValueError(f"no batched equivalent of {fitter!r} (known: {', '.join(FITTERS)})")
         sem = FITTERS[fitter]
-        options = options or solver_options(fitter)
-        if options.method != sem.method:
-            options = replace(options, method=sem.method)
+        # the algorithm and its ftol / gtol belong to the fitter (astropy exposes neither)
+        options = replace(options or SolverOptions(), method=sem.method, ftol=sem.ftol, gtol=sem.gtol)
         y = np.asarray(y, dtype=float)
         if y.ndim != 2:
             raise ValueError(f"y must be (B, n), got shape {y.shape}")
@@ -319,7 +324,7 @@ class BatchModel:
             return self.evaluate(coords, self.clip(params) if clip else params, rows, fixed)
 
         def jac_fn(params, rows):
-            return self.jacobian(coords, self.clip(params) if clip_jac else params, rows, fixed)
+            return self.jacobian_columns(coords, self.clip(params) if clip_jac else params, rows, fixed)
 
         analytic = self._analytic and not estimate_jacobian
         lower, upper = (self.lower, self.upper) if sem.bounds_in_solver else (None, None)
