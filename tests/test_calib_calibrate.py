@@ -45,6 +45,21 @@ def test_calibration_equals_the_formula():
                                _reference(np.rint(raw), bias, dark, flat, 30.0), rtol=2e-6, atol=2e-3)
 
 
+def test_batch_calibration_equals_frame_by_frame():
+    bias, dark, flat = _masters((300, 50))  # several row blocks
+    rng = np.random.default_rng(2)
+    raws = [(bias + rng.uniform(0, 1000, bias.shape)).astype(np.float32) for _ in range(4)]
+    times = [10.0, 30.0, 10.0, 0.5]
+    cal = ScienceCalibrator(bias, dark, flat)
+    single = [cal.calibrate(r, t) for r, t in zip(raws, times)]
+    copies = [r.copy() for r in raws]
+    batch = cal.calibrate_batch(copies, times, outs=copies)  # in place
+    assert all(b is c for b, c in zip(batch, copies))
+    assert all(np.array_equal(a, b) for a, b in zip(single, batch))
+    with pytest.raises(ValueError):
+        cal.calibrate_batch(raws, times[:2])
+
+
 def test_dark_is_scaled_by_the_science_exposure():
     bias, dark, flat = _masters()
     cal = ScienceCalibrator(bias, dark, flat)

@@ -6,8 +6,9 @@ What is computed, per pixel (float32 output):
   ADU/s, so it is *scaled by the science exposure time*: the classic pitfall, ccdproc's ``subtract_dark`` does not
   scale unless asked) and ``inv_flat = 1 / flat``. ``offset_t`` is built once per distinct exposure time and cached,
   ``inv_flat`` once per master set: each frame then costs one subtraction and one multiplication streamed over the
-  frame in cache-sized row blocks, which is what lets the kernel run near memory bandwidth. The result equals
-  ``(raw - bias - dark_rate * t) / flat`` to float32 rounding.
+  frame in cache-sized row blocks, which is what lets the kernel run near memory bandwidth;
+  :meth:`ScienceCalibrator.calibrate_batch` applies each cached block of the masters to several frames, so the
+  masters' memory traffic is shared. The result equals ``(raw - bias - dark_rate * t) / flat`` to float32 rounding.
 - Bad pixels: where the flat is <= 0 or not finite (or the bias/dark is not finite) ``inv_flat`` is NaN, so the
   calibrated pixel is NaN (never -1 or inf) and ``bad_pixels`` is True.
 - Optional uncertainty (off unless a :class:`NoiseModel` is given), in ADU of the calibrated image, with
@@ -24,6 +25,7 @@ What is computed, per pixel (float32 output):
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,24 +150,40 @@ class ScienceCalibrator:
 
     def calibrate(self, raw: np.ndarray, exptime: float | None, *, out: np.ndarray | None = None) -> np.ndarray:
         """``(raw - bias - dark_rate * exptime) / flat`` as float32; ``out=raw`` (float32) works in place."""
-        raw = np.asarray(raw)
-        self._check(raw)
-        out = np.empty(raw.shape, np.float32) if out is None else out
-        if out.shape != raw.shape or out.dtype != np.float32:
-            raise ValueError(f"out must be float32 of shape {raw.shape}, got {out.dtype} {out.shape}")
-        offset, gain = self.offset(exptime), self.inv_flat
-        in_place = out is raw
-        step = _rows_per_block(raw.shape)
-        for r0 in range(0, raw.shape[0] if raw.ndim else 1, step):
+        return self.calibrate_batch([raw], [exptime], None if out is None else [out])[0]
+
+    def calibrate_batch(
+        self, raws: Sequence[np.ndarray], exptimes: Sequence[float | None], outs: Sequence[np.ndarray] | None = None
+    ) -> list[np.ndarray]:
+        """Calibrate several frames in one sweep over the masters: each row block of the masters is loaded once
+        (it stays in cache) and applied to every frame, so the masters' memory traffic is shared by the batch.
+        ``outs[i]`` may be ``raws[i]`` (in place)."""
+        raws = [np.asarray(r) for r in raws]
+        if outs is None:
+            outs = [np.empty(r.shape, np.float32) for r in raws]
+        if len(exptimes) != len(raws) or len(outs) != len(raws):
+            raise ValueError(f"{len(raws)} frames, {len(exptimes)} exposure times, {len(outs)} outputs")
+        for raw, out in zip(raws, outs):
+            self._check(raw)
+            if out.shape != raw.shape or out.dtype != np.float32:
+                raise ValueError(f"out must be float32 of shape {raw.shape}, got {out.dtype} {out.shape}")
+        offsets = [self.offset(t) for t in exptimes]
+        gain = self.inv_flat
+        if not raws:
+            return []
+        step = _rows_per_block(raws[0].shape)
+        for r0 in range(0, raws[0].shape[0] if raws[0].ndim else 1, step):
             rows = slice(r0, r0 + step)
-            o = out[rows]
-            if offset is not None:
-                np.subtract(raw[rows], offset[rows], out=o, casting="unsafe")
-            elif not in_place:
-                np.copyto(o, raw[rows], casting="unsafe")
-            if gain is not None:
-                o *= gain[rows]
-        return out
+            g = None if gain is None else gain[rows]
+            for raw, out, offset in zip(raws, outs, offsets):
+                o = out[rows]
+                if offset is not None:
+                    np.subtract(raw[rows], offset[rows], out=o, casting="unsafe")
+                elif out is not raw:
+                    np.copyto(o, raw[rows], casting="unsafe")
+                if g is not None:
+                    o *= g
+        return list(outs)
 
     def uncertainty(
         self, raw: np.ndarray, exptime: float | None, image: np.ndarray, *, out: np.ndarray | None = None

@@ -309,8 +309,12 @@ def combine(
 ) -> CombineResult:
     """Combine a (N, ...) stack along axis 0 (sigma-clipped median or mean, NaN-aware); see the module docstring.
 
-    The stack is not modified. ``out``/``count_out`` (shape ``stack.shape[1:]``) receive the result in place.
-    Float32 stacks are combined in float32 storage with float64 statistics; integer stacks are converted.
+    The stack is not modified and not copied as a whole (only one chunk of ``chunk_bytes`` at a time), as long as
+    each frame's band is contiguous, e.g. a (N, rows, nx) array or a row slice of one. ``out``/``count_out`` (shape
+    ``stack.shape[1:]``, C-contiguous) receive the result in place. float32 and float64 stacks keep their type;
+    other types are combined as float32. Without clipping, ``mean`` is a plain nan-mean (bottleneck's when
+    installed); every other case uses the sorted-chunk algorithm, which beats ``bottleneck.nanmedian`` along the
+    frame axis on its own (4-8x measured for a plain median of 10 frames of 1040 x 1392).
     """
     if method not in ("median", "mean"):
         raise ValueError(f"combine method must be 'median' or 'mean', not {method!r}")
