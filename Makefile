@@ -7,7 +7,7 @@ NP        ?= 2
 MPIEXEC   ?= $(shell command -v mpiexec.mpich || command -v mpiexec)
 DEMO_DIR  ?= demo_output
 
-.PHONY: setup test demo bench clean help
+.PHONY: setup test demo bench clean help docs
 
 help:
 	@echo "make demo   - set up (first time: ~8 min) and run the cubefit demo under mpiexec -n $(NP)"
@@ -23,10 +23,12 @@ test: setup
 
 demo: setup
 	$(MPIEXEC) -n $(NP) $(VENV)/bin/hpcfit demo cubefit --output-dir $(DEMO_DIR)
-	$(VENV)/bin/hpcfit inspect $(DEMO_DIR)/cubefit_demo.h5
 
 bench: setup
 	@bash bench/run_all.sh
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache
+
+docs: setup
+	$(VENV)/bin/hpcfit schema > docs/config_reference.md

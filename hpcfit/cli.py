@@ -1,4 +1,4 @@
-"""The ``hpcfit`` command line: run, validate, demo, inspect, schema.
+"""The ``hpcfit`` command line: run, validate, demo, inspect, plot, schema.
 
 Every verb works the same under ``mpiexec -n N hpcfit ...`` / ``srun hpcfit ...`` and as a plain serial command.
 Exit codes: 0 success, 1 a fatal error during the run, 2 a configuration or usage error.
@@ -68,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("file", help="HDF5 file written by hpcfit")
     insp.add_argument("--config", action="store_true", help="also print the config text stored in the file")
 
+    plot = verbs.add_parser("plot", help="draw a figure from an output file",
+                            description="cubefit files: the parameter and status maps. gridfit files: the "
+                                        "observed SED of one galaxy with its best model and the likelihood of "
+                                        "each parameter (--galaxy).")
+    plot.add_argument("file", help="HDF5 file written by hpcfit")
+    plot.add_argument("--output", "-o", help="PNG file to write (default: FILE with .png)")
+    plot.add_argument("--galaxy", help="gridfit: the galaxy id (default: the first)")
+
     schema = verbs.add_parser("schema", help="print the config keys of a job",
                               description="Print every config key of JOB with its type, default and meaning "
                                           "(markdown), as in docs/config_reference.md.")
@@ -82,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         return _inspect(args)
     if args.verb == "schema":
         return _schema(args)
+    if args.verb == "plot":
+        return _plot(args)
 
     from .runtime.comm import MPIUnavailableError, world_comm
 
@@ -160,6 +170,35 @@ def _inspect(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"hpcfit: {path} is not a readable HDF5 file: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    return EXIT_OK
+
+
+def _plot(args: argparse.Namespace) -> int:
+    import h5py
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"hpcfit: no such file: {path}", file=sys.stderr)
+        return EXIT_CONFIG
+    output = Path(args.output) if args.output else path.with_suffix(".png")
+    with h5py.File(path, "r") as h5:
+        job = h5.attrs.get("job", "")
+    try:
+        if job == "cubefit":
+            from .plots.cubefit_maps import plot_cubefit_maps
+
+            plot_cubefit_maps(path, output)
+        elif job == "gridfit":
+            from .plots.gridfit_sed import plot_gridfit_galaxy
+
+            plot_gridfit_galaxy(path, output, galaxy=args.galaxy)
+        else:
+            print(f"hpcfit: no plot for '{job or 'unknown'}' files yet (cubefit and gridfit have one)", file=sys.stderr)
+            return EXIT_CONFIG
+    except (ValueError, KeyError) as exc:
+        print(f"hpcfit: cannot plot {path}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"hpcfit: wrote {output}")
     return EXIT_OK
 
 

@@ -401,17 +401,42 @@ def _validate_section(section: Section, values: Any, path: KeyPath, source: Yaml
 
 
 def describe_section(section: Section, prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """Rows (key path, type, default, doc) for the config reference."""
+    """Rows (key path, type, default, doc) for the config reference, nested records expanded."""
     rows = []
     for name, spec in section.fields.items():
         key = f"{prefix}{name}"
         if isinstance(spec, Section):
             rows.append((key, "section", "required" if spec.required else "", spec.doc))
             rows.extend(describe_section(spec, key + "."))
+            continue
+        default = "required" if spec.default is REQUIRED else _show(spec.default)
+        nested = _record_in(spec.type)
+        if nested is not None:
+            record, suffix = nested
+            rows.append((key, spec.type.describe(), "see below" if isinstance(spec.default, dict) else default,
+                         spec.doc))
+            rows.extend(describe_section(Section(record.fields), f"{key}{suffix}."))
         else:
-            default = "required" if spec.default is REQUIRED else _show(spec.default)
             rows.append((key, spec.type.describe(), default, spec.doc))
     return rows
+
+
+def _record_in(kind: Type) -> tuple["Record", str] | None:
+    """The Record a type holds (directly, as an alternative, or as list items / map values) and the key suffix."""
+    if isinstance(kind, Record):
+        return kind, ""
+    if isinstance(kind, OneOf):
+        for alternative in kind.types:
+            found = _record_in(alternative)
+            if found is not None:
+                return found
+    if isinstance(kind, ListOf):
+        found = _record_in(kind.item)
+        return (found[0], "[]" + found[1]) if found else None
+    if isinstance(kind, MapOf):
+        found = _record_in(kind.value)
+        return (found[0], ".<name>" + found[1]) if found else None
+    return None
 
 
 def _range_text(low: Any, high: Any, noun: str, count: bool = False) -> str | None:
