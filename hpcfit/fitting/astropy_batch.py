@@ -22,10 +22,11 @@ from astropy.modeling import CompoundModel, Model
 from .batched_lm import EPS, STATUS_CONVERGED, STATUS_FAILED, BatchResult, SolverOptions, Termination, solve_batch
 
 #: scipy's least_squares status for each termination (what astropy's fit_info['status'] holds)
-_SCIPY_STATUS = {t: int(t) for t in Termination if t >= 0}
-#: MINPACK's info code (LevMarLSQFitter's fit_info['ierr']): 1 ftol, 2 xtol, 3 both, 4 gtol, 5 maxfev
+_SCIPY_STATUS = {t: int(t) for t in Termination if 0 <= t <= Termination.FTOL_XTOL}
+#: MINPACK's info code (LevMarLSQFitter's fit_info['ierr']): 1 ftol, 2 xtol, 3 both, 4 gtol, 5 maxfev, 6-8
 _MINPACK_IERR = {Termination.FTOL: 1, Termination.XTOL: 2, Termination.FTOL_XTOL: 3, Termination.GTOL: 4,
-                 Termination.MAX_NFEV: 5}  # fmt: skip
+                 Termination.MAX_NFEV: 5, Termination.FTOL_TOO_SMALL: 6, Termination.XTOL_TOO_SMALL: 7,
+                 Termination.GTOL_TOO_SMALL: 8}  # fmt: skip
 _DERIVATIVE_OPS = ("+", "-", "*", "/")
 
 
@@ -178,7 +179,7 @@ class BatchModel:
         coords = tuple(np.asarray(c, dtype=float) for c in coords)
         coords = tuple(c if c.ndim == 1 else c[:3] for c in coords)
         n = coords[0].shape[-1]
-        batch = 3 if all(c.ndim == 1 for c in coords) else coords[0].shape[0]
+        batch = min([3] + [c.shape[0] for c in coords if c.ndim == 2])
         free0 = self.values[self.free_mask]
         factors = 1.0 + 1e-2 * np.arange(batch)[:, None] * (1 + np.arange(free0.size))[None, :]
         params = np.where(free0 == 0, 1e-2 * np.arange(batch)[:, None], free0 * factors)

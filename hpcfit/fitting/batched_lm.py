@@ -752,11 +752,11 @@ class _LevenbergMarquardt(_Solver):
         if fresh.size == 0:
             return
         n_par = st.x.shape[1]
-        jtj, g, x = st.jtj[fresh], st.g[fresh], st.x[fresh]
+        jtj, g = st.jtj[fresh], st.g[fresh]
         acnorm = np.sqrt(np.maximum(np.diagonal(jtj, axis1=1, axis2=2), 0.0))  # column norms of J
         first = st.first[fresh]
         diag = np.where(first[:, None], np.where(acnorm == 0, 1.0, acnorm), st.diag[fresh])
-        xnorm = _norm(diag * x)
+        xnorm = _norm(diag * st.x[fresh])
         delta = opt.factor * xnorm
         st.xnorm[fresh] = np.where(first, xnorm, st.xnorm[fresh])
         st.delta[fresh] = np.where(first, np.where(delta == 0, opt.factor, delta), st.delta[fresh])
@@ -769,8 +769,8 @@ class _LevenbergMarquardt(_Solver):
         if stop.any():
             st.term[fresh[stop]] = Termination.GTOL
             self.retire(st, fresh[stop])
-            fresh, diag, acnorm, jtj, g = fresh[~stop], diag[~stop], acnorm[~stop], jtj[~stop], g[~stop]
-            fresh = np.flatnonzero(st.fresh)
+            diag, acnorm, jtj, g = diag[~stop], acnorm[~stop], jtj[~stop], g[~stop]
+            fresh = np.flatnonzero(st.fresh)  # the same problems, renumbered after retiring
             if fresh.size == 0:
                 return
         diag = np.maximum(diag, acnorm)
