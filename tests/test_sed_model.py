@@ -91,10 +91,12 @@ def test_known_power_law_through_top_hat_gives_analytic_ab_magnitude():
     assert abs(got_mag - expected_mag) < 2e-4
 
 
-def test_dust_emission_luminosity_equals_absorbed_luminosity(default_model):
+@pytest.mark.parametrize("emission", ["auto", "mbb"])
+def test_dust_emission_luminosity_equals_absorbed_luminosity(default_model, emission):
+    m = default_model if emission == "auto" else model(dust_emission=emission)
     p = draw(12, seed=3)
-    rest = default_model.rest_frame_spectra(p)
-    nu = C_LIGHT_AA_S / default_model.wave
+    rest = m.rest_frame_spectra(p)
+    nu = C_LIGHT_AA_S / m.wave
     # integrate independently of the model's quadrature weights: trapezoid in nu on the same grid
     emitted = -np.trapezoid(rest["dust"], nu, axis=1)
     absorbed = -np.trapezoid(rest["stars_intrinsic"] - rest["stars"], nu, axis=1)

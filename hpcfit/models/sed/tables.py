@@ -74,11 +74,13 @@ class BandBlock:
     weights: tuple[np.ndarray, ...]
 
 
-def band_blocks(filters, rest_wave: np.ndarray, z_nodes: np.ndarray, igm: bool) -> list[BandBlock]:
-    """Photon-counting band-average weights of every filter on the stretched grid, at every redshift node.
+def band_blocks(filters, rest_wave: np.ndarray, z_nodes: np.ndarray, igm: bool, quoted: bool = False) -> list[BandBlock]:
+    """Band-average weights of every filter on the stretched grid, at every redshift node.
 
     ``filters`` is a ``hpcfit.models.filters.FilterSet``: block k, filter f gives <f_nu> = f_nu[lo:hi] @ w for a
-    spectrum tabulated at the observed wavelengths rest_wave * (1 + z_k).
+    spectrum tabulated at the observed wavelengths rest_wave * (1 + z_k), with each filter's own convention
+    (photon-counting for optical/NIR curves). ``quoted``: for filters that quote a monochromatic flux density for a
+    reference spectrum (PACS, SPIRE, MIPS), scale to that quoted value (``Filter.quote_factor``).
     """
     blocks = []
     for z in z_nodes:
@@ -89,6 +91,8 @@ def band_blocks(filters, rest_wave: np.ndarray, z_nodes: np.ndarray, igm: bool) 
             nonzero = np.flatnonzero(w)
             lo, hi = int(nonzero[0]), int(nonzero[-1]) + 1
             w = w[lo:hi]
+            if quoted and filt.reference is not None:
+                w = w * filt.quote_factor(observed)
             if igm and z > 0:
                 w = w * madau95_transmission(observed[lo:hi], z)
             starts.append(lo)
