@@ -71,6 +71,12 @@ class NotBatchable(Exception):
 Coords = Sequence[np.ndarray]
 
 
+def _as_shape(values, shape: tuple[int, int]) -> np.ndarray:
+    """Float array of the given shape (a broadcast view when the model returned something smaller)."""
+    values = np.asarray(values, dtype=float)
+    return values if values.shape == shape else np.broadcast_to(values, shape)
+
+
 def _select(coords: Coords, rows: np.ndarray | None) -> tuple[np.ndarray, ...]:
     """Coordinates for the given batch rows: shared (n,) arrays pass through, (B, n) ones are sliced."""
     if rows is None:
@@ -108,10 +114,10 @@ def _derivatives(model: Model, inputs, params, shape, need_value: bool):
     derivs = model.fit_deriv(*inputs, *params)
     if not model.col_fit_deriv:  # one row per sample: put the parameter axis first
         derivs = np.moveaxis(np.asarray(derivs, dtype=float), -1, 0)
-    derivs = [np.broadcast_to(np.asarray(d, dtype=float), shape) for d in derivs]
+    derivs = [_as_shape(d, shape) for d in derivs]
     if len(derivs) != len(params):
         raise ValueError(f"fit_deriv gave {len(derivs)} derivatives for {len(params)} parameters")
-    value = np.broadcast_to(np.asarray(model.evaluate(*inputs, *params), dtype=float), shape) if need_value else None
+    value = _as_shape(model.evaluate(*inputs, *params), shape) if need_value else None
     return value, derivs
 
 
@@ -247,7 +253,7 @@ class BatchModel:
         inputs = _select(coords, rows)
         params = self._all_params(free_params, fixed, rows)
         shape = (free_params.shape[0], inputs[0].shape[-1])
-        return np.broadcast_to(np.asarray(self.model.evaluate(*inputs, *params), dtype=float), shape)
+        return _as_shape(self.model.evaluate(*inputs, *params), shape)
 
     def jacobian(self, coords: Coords, free_params: np.ndarray, rows: np.ndarray | None = None,
                  fixed: Mapping[str, np.ndarray] | None = None) -> np.ndarray | None:

@@ -164,8 +164,7 @@ def _coleman_li(x, g, lb, ub):
 
 def _step_to_bound(x, s, lb, ub):
     """Largest t >= 0 keeping x + t*s inside the box, and which components hit (-1 lower, +1 upper)."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        steps = np.where(s != 0, np.maximum((lb - x) / s, (ub - x) / s), np.inf)
+    steps = np.where(s != 0, np.maximum((lb - x) / s, (ub - x) / s), np.inf)
     t = steps.min(axis=1)
     hits = (steps == t[:, None]) * np.sign(s)
     return t, hits
@@ -190,8 +189,7 @@ def _line_quadratic(ah, diag_h, g_h, s, s0=None):
 
 def _minimise_line_quadratic(a, b, c, lo, hi):
     """Minimum of a*t^2 + b*t + c over [lo, hi]: (t, value); ties go to lo, then hi, as in scipy."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ext = -0.5 * b / a
+    ext = -0.5 * b / a
     ext_ok = (a != 0) & (lo < ext) & (ext < hi)
     t = np.stack([lo, hi, np.where(ext_ok, ext, lo)], axis=1)
     val = t * (a[:, None] * t + b[:, None]) + c[:, None]
@@ -209,9 +207,8 @@ def _trust_region_exit(p_h, r_h, delta):
     # Rounding can put p_h a hair outside the region (c > 0); clamp rather than fail.
     d = np.sqrt(np.maximum(b * b - a * c, 0.0))
     q = -(b + np.copysign(d, b))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t1 = q / a
-        t2 = c / q
+    t1 = q / a
+    t2 = c / q
     return np.maximum(t1, t2)
 
 
@@ -222,8 +219,7 @@ def _gauss_newton(a, g_h, n_valid):
     steps inside the trust region, and only the others need the decomposition (see ``_decompose``).
     """
     try:
-        with np.errstate(all="ignore"):
-            step = -np.linalg.solve(a, g_h[..., None])[..., 0]
+        step = -np.linalg.solve(a, g_h[..., None])[..., 0]
     except np.linalg.LinAlgError:  # an exactly singular system somewhere: leave them all to the eigen path
         return np.zeros_like(g_h), np.full(g_h.shape[0], np.nan)
     norm = _norm(step)
@@ -243,9 +239,8 @@ def _decompose(a, g_h, n_valid):
     suf = _matvec(vecs.transpose(0, 2, 1), g_h)
     s = np.sqrt(s2)
     full_rank = (n_valid >= a.shape[1]) & (s[:, 0] > EPS * n_valid * s[:, -1])
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        coef = np.where(full_rank[:, None], suf / np.where(s2 > 0, s2, 1.0), 0.0)
-        gn_norm = _norm(coef)  # V is orthogonal
+    coef = np.where(full_rank[:, None], suf / np.where(s2 > 0, s2, 1.0), 0.0)
+    gn_norm = _norm(coef)  # V is orthogonal
     return s2, vecs, suf, full_rank, coef, gn_norm
 
 
@@ -261,29 +256,28 @@ def _solve_trust_region(s2, vecs, suf, full_rank, gn_coef, gn_norm, delta, alpha
     rest = np.flatnonzero(~(full_rank & (gn_norm <= delta)))
     if rest.size:
         s2r, sufr, dr, fr = s2[rest], suf[rest], delta[rest], full_rank[rest]
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            upper = _norm(sufr) / dr
-            gn = gn_norm[rest]
-            dphi0 = -np.sum(np.where(s2r > 0, sufr**2 / s2r**3, 0.0), axis=1) / gn
-            lower = np.where(fr, -(gn - dr) / dphi0, 0.0)
-            lam = alpha[rest]
-            lam = np.where(~fr & (lam == 0), np.maximum(0.001 * upper, np.sqrt(lower * upper)), lam)
-            run = np.arange(rest.size)  # positions in rest still iterating
-            for _ in range(max_iter):
-                lo, up, lr, d, s2i, sufi = lower[run], upper[run], lam[run], dr[run], s2r[run], sufr[run]
-                lr = np.where((lr < lo) | (lr > up), np.maximum(0.001 * up, np.sqrt(lo * up)), lr)
-                denom = s2i + lr[:, None]
-                pn = _norm(sufi / denom)
-                phi = pn - d
-                ratio = phi / (-np.sum(sufi**2 / denom**3, axis=1) / pn)
-                upper[run] = np.where(phi < 0, lr, up)
-                lower[run] = np.maximum(lo, lr - ratio)
-                lam[run] = lr - (phi + d) * ratio / d
-                run = run[~(np.abs(phi) < rtol * d)]
-                if run.size == 0:
-                    break
-            c = sufr / (s2r + lam[:, None])
-            c *= (dr / _norm(c))[:, None]  # land exactly on the boundary, as scipy does
+        upper = _norm(sufr) / dr
+        gn = gn_norm[rest]
+        dphi0 = -np.sum(np.where(s2r > 0, sufr**2 / s2r**3, 0.0), axis=1) / gn
+        lower = np.where(fr, -(gn - dr) / dphi0, 0.0)
+        lam = alpha[rest]
+        lam = np.where(~fr & (lam == 0), np.maximum(0.001 * upper, np.sqrt(lower * upper)), lam)
+        run = np.arange(rest.size)  # positions in rest still iterating
+        for _ in range(max_iter):
+            lo, up, lr, d, s2i, sufi = lower[run], upper[run], lam[run], dr[run], s2r[run], sufr[run]
+            lr = np.where((lr < lo) | (lr > up), np.maximum(0.001 * up, np.sqrt(lo * up)), lr)
+            denom = s2i + lr[:, None]
+            pn = _norm(sufi / denom)
+            phi = pn - d
+            ratio = phi / (-np.sum(sufi**2 / denom**3, axis=1) / pn)
+            upper[run] = np.where(phi < 0, lr, up)
+            lower[run] = np.maximum(lo, lr - ratio)
+            lam[run] = lr - (phi + d) * ratio / d
+            run = run[~(np.abs(phi) < rtol * d)]
+            if run.size == 0:
+                break
+        c = sufr / (s2r + lam[:, None])
+        c *= (dr / _norm(c))[:, None]  # land exactly on the boundary, as scipy does
         coef[rest] = c
         new_alpha[rest] = lam
     return -_matvec(vecs, coef), new_alpha
@@ -315,8 +309,7 @@ def _select_step(x, ah, diag_h, g_h, p, p_h, d, delta, lb, ub, theta):
     to_bound, _ = _step_to_bound(x + p, r, lb, ub)
     r_stride = np.minimum(to_bound, to_tr)
     positive = r_stride > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r_lo = np.where(positive, (1 - theta) * p_stride / r_stride, 0.0)
+    r_lo = np.where(positive, (1 - theta) * p_stride / r_stride, 0.0)
     r_hi = np.where(positive, np.where(r_stride == to_bound, theta * to_bound, to_tr), -1.0)
     reflect_ok = r_lo <= r_hi
     a, b, c = _line_quadratic(ah, diag_h, g_h, r_h, s0=p_h)
@@ -351,13 +344,16 @@ def _select_step(x, ah, diag_h, g_h, p, p_h, d, delta, lb, ub, theta):
 
 def _strictly_feasible(x, lb, ub, rstep):
     """Move points that sit on (or beyond) a bound just inside it; rstep=0 means one ulp."""
-    x = x.copy()
     if rstep == 0:
         on_lower, on_upper = x <= lb, x >= ub
+        if not (on_lower.any() or on_upper.any()):  # the usual case: nothing to move
+            return x
+        x = x.copy()
         on_lower &= ~on_upper
         x[on_lower] = np.nextafter(lb[on_lower], ub[on_lower])
         x[on_upper] = np.nextafter(ub[on_upper], lb[on_upper])
     else:
+        x = x.copy()
         lower_dist, upper_dist = x - lb, ub - x
         lower_thr = rstep * np.maximum(1.0, np.abs(lb))
         upper_thr = rstep * np.maximum(1.0, np.abs(ub))
@@ -395,7 +391,8 @@ def _columns(jac, shape) -> list[np.ndarray]:
     """The Jacobian as a list of per-parameter (k, n) arrays, whatever form jac_fn returned."""
     if isinstance(jac, np.ndarray) and jac.ndim == 3:
         return [jac[:, j] for j in range(jac.shape[1])]
-    return [np.broadcast_to(np.asarray(d, dtype=float), shape) for d in jac]
+    columns = [np.asarray(d, dtype=float) for d in jac]
+    return [d if d.shape == shape else np.broadcast_to(d, shape) for d in columns]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -560,8 +557,7 @@ class _TrustRegionReflective(_Solver):
         st.zeros("ah", "a", "vecs", shape=(n_par, n_par))
         st.zeros("full_rank", "have_eig", dtype=bool)
         v, _ = _coleman_li(st.x, st.g, st.lb, st.ub)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            st.delta = _norm(st.x / np.sqrt(v))
+        st.delta = _norm(st.x / np.sqrt(v))
         st.delta[st.delta == 0] = 1.0
 
     def outer_setup(self, st: _Active) -> None:
@@ -645,10 +641,9 @@ class _TrustRegionReflective(_Solver):
         cost_new = 0.5 * _dot(f_new, f_new)
         cost, delta = st.cost[good], st.delta[good]
         reduction = cost - cost_new
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(
-                predicted > 0, reduction / predicted, np.where((predicted == 0) & (reduction == 0), 1.0, 0.0)
-            )
+        ratio = np.where(
+            predicted > 0, reduction / predicted, np.where((predicted == 0) & (reduction == 0), 1.0, 0.0)
+        )
         new_delta = np.where(
             ratio < 0.25,
             0.25 * step_h_norm,
@@ -663,8 +658,7 @@ class _TrustRegionReflective(_Solver):
         ).astype(np.int8)
         stopped = term != _RUNNING
         go_on = ~stopped
-        with np.errstate(divide="ignore", invalid="ignore"):
-            st.alpha[good[go_on]] *= delta[go_on] / new_delta[go_on]
+        st.alpha[good[go_on]] *= delta[go_on] / new_delta[go_on]
         st.delta[good[go_on]] = new_delta[go_on]
         st.term[good[stopped]] = term[stopped]
         accepted = reduction > 0
@@ -692,37 +686,36 @@ def _lmpar(lam, c, full_rank, gn_q, gn_dx, gn_curv, delta, par, max_iter=10):
     if rest.size == 0:
         return q, new_par
     lam_r, c_r, d_r, fr = lam[rest], c[rest], delta[rest], full_rank[rest]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        fp = fp0[rest]
-        parl = np.where(fr, fp / (d_r * gn_curv[rest] / gn_dx[rest] ** 2), 0.0)
-        gnorm = _norm(c_r)
-        paru = gnorm / d_r
-        paru = np.where(paru == 0, _DWARF / np.minimum(d_r, 0.1), paru)
-        p = np.minimum(np.maximum(par[rest], parl), paru)
-        p = np.where(p == 0, gnorm / gn_dx[rest], p)
-        q_r = np.empty_like(c_r)
-        run = np.arange(rest.size)
-        for it in range(1, max_iter + 1):
-            pr, lo, up = p[run], parl[run], paru[run]
-            pr = np.where(pr == 0, np.maximum(_DWARF, 0.001 * up), pr)
-            denom = lam_r[run] + pr[:, None]
-            qi = c_r[run] / denom
-            dx = _norm(qi)
-            previous = fp[run]
-            fpi = dx - d_r[run]
-            q_r[run], p[run], fp[run] = qi, pr, fpi
-            done = (np.abs(fpi) <= 0.1 * d_r[run]) | ((lo == 0) & (fpi <= previous) & (previous < 0))
-            if it == max_iter:
-                break
-            go = ~done
-            run, pr, lo, up, fpi, dx = run[go], pr[go], lo[go], up[go], fpi[go], dx[go]
-            if run.size == 0:
-                break
-            curv = np.sum(c_r[run] ** 2 / (lam_r[run] + pr[:, None]) ** 3, axis=1) / dx**2
-            parc = fpi / (d_r[run] * curv)
-            parl[run] = np.where(fpi > 0, np.maximum(lo, pr), lo)
-            paru[run] = np.where(fpi < 0, np.minimum(up, pr), up)
-            p[run] = np.maximum(parl[run], pr + parc)
+    fp = fp0[rest]
+    parl = np.where(fr, fp / (d_r * gn_curv[rest] / gn_dx[rest] ** 2), 0.0)
+    gnorm = _norm(c_r)
+    paru = gnorm / d_r
+    paru = np.where(paru == 0, _DWARF / np.minimum(d_r, 0.1), paru)
+    p = np.minimum(np.maximum(par[rest], parl), paru)
+    p = np.where(p == 0, gnorm / gn_dx[rest], p)
+    q_r = np.empty_like(c_r)
+    run = np.arange(rest.size)
+    for it in range(1, max_iter + 1):
+        pr, lo, up = p[run], parl[run], paru[run]
+        pr = np.where(pr == 0, np.maximum(_DWARF, 0.001 * up), pr)
+        denom = lam_r[run] + pr[:, None]
+        qi = c_r[run] / denom
+        dx = _norm(qi)
+        previous = fp[run]
+        fpi = dx - d_r[run]
+        q_r[run], p[run], fp[run] = qi, pr, fpi
+        done = (np.abs(fpi) <= 0.1 * d_r[run]) | ((lo == 0) & (fpi <= previous) & (previous < 0))
+        if it == max_iter:
+            break
+        go = ~done
+        run, pr, lo, up, fpi, dx = run[go], pr[go], lo[go], up[go], fpi[go], dx[go]
+        if run.size == 0:
+            break
+        curv = np.sum(c_r[run] ** 2 / (lam_r[run] + pr[:, None]) ** 3, axis=1) / dx**2
+        parc = fpi / (d_r[run] * curv)
+        parl[run] = np.where(fpi > 0, np.maximum(lo, pr), lo)
+        paru[run] = np.where(fpi < 0, np.minimum(up, pr), up)
+        p[run] = np.maximum(parl[run], pr + parc)
     q[rest] = q_r
     new_par[rest] = p
     return q, new_par
@@ -761,8 +754,7 @@ class _LevenbergMarquardt(_Solver):
         st.xnorm[fresh] = np.where(first, xnorm, st.xnorm[fresh])
         st.delta[fresh] = np.where(first, np.where(delta == 0, opt.factor, delta), st.delta[fresh])
         fnorm = np.sqrt(2.0 * st.cost[fresh])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cosine = np.where(acnorm > 0, np.abs(g) / (acnorm * fnorm[:, None]), 0.0)
+        cosine = np.where(acnorm > 0, np.abs(g) / (acnorm * fnorm[:, None]), 0.0)
         gnorm = np.where(fnorm == 0, 0.0, cosine.max(axis=1))
         st.g_norm[fresh] = gnorm
         stop = gnorm <= opt.gtol
@@ -780,11 +772,10 @@ class _LevenbergMarquardt(_Solver):
         c = _matvec(vecs.transpose(0, 2, 1), g / diag)
         s = np.sqrt(lam)
         full_rank = (st.n_valid[fresh] >= n_par) & (s[:, 0] > EPS * st.n_valid[fresh] * s[:, -1])
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            usable = lam > (EPS * st.n_valid[fresh] * s[:, -1])[:, None] ** 2
-            gn_q = np.where(usable, c / np.where(usable, lam, 1.0), 0.0)
-            gn_dx = _norm(gn_q)
-            gn_curv = np.sum(np.where(usable, c**2 / np.where(usable, lam, 1.0) ** 3, 0.0), axis=1)
+        usable = lam > (EPS * st.n_valid[fresh] * s[:, -1])[:, None] ** 2
+        gn_q = np.where(usable, c / np.where(usable, lam, 1.0), 0.0)
+        gn_dx = _norm(gn_q)
+        gn_curv = np.sum(np.where(usable, c**2 / np.where(usable, lam, 1.0) ** 3, 0.0), axis=1)
         st.diag[fresh], st.lam[fresh], st.vecs[fresh], st.c[fresh] = diag, lam, vecs, c
         st.full_rank[fresh], st.gn_q[fresh], st.gn_dx[fresh], st.gn_curv[fresh] = full_rank, gn_q, gn_dx, gn_curv
         st.fresh[fresh] = False
@@ -805,20 +796,19 @@ class _LevenbergMarquardt(_Solver):
             bad = np.flatnonzero(~finite)
             st.term[bad] = Termination.NONFINITE
         fnorm = np.sqrt(2.0 * st.cost)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            fnorm1 = np.where(finite, _norm(np.where(finite[:, None], f_new, 0.0)), np.inf)
-            actred = np.where(0.1 * fnorm1 < fnorm, 1.0 - (fnorm1 / fnorm) ** 2, -1.0)
-            t1 = np.sum(st.lam * q * q, axis=1) / fnorm**2  # ||J p||^2 / fnorm^2
-            t2 = par * pnorm**2 / fnorm**2
-            prered = t1 + 2.0 * t2
-            dirder = -(t1 + t2)
-            ratio = np.where(prered != 0, actred / prered, 0.0)
-            shrink = ratio <= 0.25
-            temp = np.where(actred >= 0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
-            temp = np.where((0.1 * fnorm1 >= fnorm) | (temp < 0.1), 0.1, temp)
-            grow = ~shrink & ((par == 0) | (ratio >= 0.75))
-            st.delta = np.where(shrink, temp * np.minimum(delta, pnorm / 0.1), np.where(grow, pnorm / 0.5, delta))
-            st.par = np.where(shrink, par / temp, np.where(grow, 0.5 * par, par))
+        fnorm1 = np.where(finite, _norm(np.where(finite[:, None], f_new, 0.0)), np.inf)
+        actred = np.where(0.1 * fnorm1 < fnorm, 1.0 - (fnorm1 / fnorm) ** 2, -1.0)
+        t1 = np.sum(st.lam * q * q, axis=1) / fnorm**2  # ||J p||^2 / fnorm^2
+        t2 = par * pnorm**2 / fnorm**2
+        prered = t1 + 2.0 * t2
+        dirder = -(t1 + t2)
+        ratio = np.where(prered != 0, actred / prered, 0.0)
+        shrink = ratio <= 0.25
+        temp = np.where(actred >= 0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
+        temp = np.where((0.1 * fnorm1 >= fnorm) | (temp < 0.1), 0.1, temp)
+        grow = ~shrink & ((par == 0) | (ratio >= 0.75))
+        st.delta = np.where(shrink, temp * np.minimum(delta, pnorm / 0.1), np.where(grow, pnorm / 0.5, delta))
+        st.par = np.where(shrink, par / temp, np.where(grow, 0.5 * par, par))
         success = (ratio >= 1e-4) & finite
         if success.any():
             st.x[success] = x_new[success]
@@ -889,7 +879,10 @@ def solve_batch(
     inside = np.all((p0 >= lb) & (p0 <= ub), axis=1)
     solver.code[solver.n_valid == 0] = Termination.ALL_MASKED
     solver.code[(solver.n_valid > 0) & ~inside] = Termination.OUTSIDE_BOUNDS
-    solver.run(p0)
+    # The vectorised algorithm evaluates both sides of every per-problem decision (np.where), so
+    # divisions by zero and overflows in the side not taken are expected: silence them once here.
+    with np.errstate(all="ignore"):
+        solver.run(p0)
 
     code = solver.code
     nonfinite = ~_failed(code) & ~np.isfinite(solver.params).all(axis=1)
@@ -904,14 +897,8 @@ def solve_batch(
         use = np.flatnonzero((status != STATUS_FAILED) & (n_valid > n_par))
         covariance = np.full((batch, n_par, n_par), np.nan)
         if use.size:
-            # J at the result, evaluated once more rather than kept from every accepted step
-            x = solver.params[use]
-            model = np.asarray(model_fn(x, use), dtype=float)
-            jac = np.stack(solver.jacobian(x, use, model, w[use], solver.valid[use], lb[use], ub[use]), axis=1)
-            covariance[use] = _covariance(jac, solver.cost[use], n_valid[use], absolute_weights)
-            if opt.method == "lm":  # least_squares reports |J^T f| at the result for 'lm'
-                f = np.where(solver.valid[use], w[use] * (model - np.where(solver.valid[use], y[use], 0.0)), 0.0)
-                solver.optimality[use] = np.abs(_matvec(jac, f)).max(axis=1)
+            with np.errstate(all="ignore"):
+                _final_covariance(solver, covariance, use, absolute_weights)
     return BatchResult(
         params=solver.params,
         status=status,
@@ -922,6 +909,18 @@ def solve_batch(
         optimality=solver.optimality,
         covariance=covariance,
     )
+
+
+def _final_covariance(solver: _Solver, covariance: np.ndarray, use: np.ndarray, absolute_weights: bool) -> None:
+    """Fill covariance[use] from the Jacobian at the results (evaluated once more, not kept from every step)."""
+    x = solver.params[use]
+    valid, w = solver.valid[use], solver.w[use]
+    model = np.asarray(solver.model_fn(x, use), dtype=float)
+    jac = np.stack(solver.jacobian(x, use, model, w, valid, solver.lb[use], solver.ub[use]), axis=1)
+    covariance[use] = _covariance(jac, solver.cost[use], solver.n_valid[use], absolute_weights)
+    if solver.opt.method == "lm":  # least_squares reports |J^T f| at the result for 'lm'
+        f = np.where(valid, w * (model - np.where(valid, solver.y[use], 0.0)), 0.0)
+        solver.optimality[use] = np.abs(_matvec(jac, f)).max(axis=1)
 
 
 def _covariance(jac, cost, n_valid, absolute_weights):
