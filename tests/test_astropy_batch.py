@@ -30,7 +30,7 @@ def astropy_fits(model, coords, y, weights=None, fitter_cls=fitting.TRFLSQFitter
     return np.array(params), np.array(covs)
 
 
-def noisy(model_fn, n, seed, noise):
+def noisy(model_fn, seed, noise):
     rng = np.random.default_rng(seed)
     clean = model_fn(rng)
     return clean + rng.normal(0, noise, clean.shape)
@@ -69,7 +69,6 @@ def test_weights_give_absolute_covariance():
 
 def test_compound_two_gaussians_plus_constant():
     model = models.Gaussian1D(1.0, -1.5, 0.6) + models.Gaussian1D(1.0, 1.5, 0.6) + models.Const1D(0.0)
-    rng = np.random.default_rng(3)
 
     def truth(rng):
         amp = rng.uniform(1, 2, (20, 2))
@@ -77,7 +76,7 @@ def test_compound_two_gaussians_plus_constant():
         return (amp[:, :1] * np.exp(-0.5 * (X - cen[:, :1]) ** 2 / 0.5**2)
                 + amp[:, 1:] * np.exp(-0.5 * (X - cen[:, 1:]) ** 2 / 0.7**2) + 0.3)
 
-    y = noisy(truth, 20, 3, 0.05)
+    y = noisy(truth, 3, 0.05)
     batch = BatchModel(model)
     assert batch.derivative_source == "fit_deriv"  # assembled from the leaves' fit_deriv
     fit = batch.fit((X,), y, absolute_weights=False)

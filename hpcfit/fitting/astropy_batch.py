@@ -195,7 +195,9 @@ class BatchModel:
                 batched = self.evaluate(coords, params, rows)
                 single = np.stack([self._evaluate_one(coords, params, i) for i in range(batch)])
         except Exception as exc:  # noqa: BLE001 - any failure means "fit it per item"
-            raise NotBatchable(f"the model's evaluate does not broadcast over a batch ({type(exc).__name__}: {exc})")
+            raise NotBatchable(
+                f"the model's evaluate does not broadcast over a batch ({type(exc).__name__}: {exc})"
+            ) from exc
         if batched.shape != (batch, n) or not np.allclose(batched, single, rtol=1e-12, atol=0, equal_nan=True):
             raise NotBatchable("the model's evaluate does not broadcast over a batch of parameter sets")
         self._analytic, self.derivative_source = self._check_derivatives(coords, params, rows)
@@ -285,7 +287,8 @@ class BatchModel:
         """Lower and upper bounds (p,) of the free parameters, +-inf where unbounded."""
         return self.lower.copy(), self.upper.copy()
 
-    def parameters(self, free_params: np.ndarray, fixed: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    def parameters(self, free_params: np.ndarray,
+                   fixed: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """name -> (B,) values for every model parameter, fixed ones included."""
         batch = free_params.shape[0]
         cols = self._all_params(free_params, fixed, None)

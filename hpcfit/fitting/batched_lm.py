@@ -477,7 +477,7 @@ class _Solver:
             for j in range(i + 1):
                 jtj[:, i, j] = jtj[:, j, i] = np.einsum("kn,kn->k", ci, cols[j])
         st.g[idx], st.jtj[idx] = g, jtj
-        bad = ~np.isfinite(st.jtj[idx]).all(axis=(1, 2))
+        bad = ~(np.isfinite(jtj).all(axis=(1, 2)) & np.isfinite(g).all(axis=1))
         if bad.any():  # scipy's SVD would raise on these, and astropy would report a failed fit
             bad_idx = idx[bad]
             st.term[bad_idx] = Termination.NONFINITE
@@ -875,7 +875,8 @@ def solve_batch(
     if opt.method == "lm" and (np.isfinite(lb).any() or np.isfinite(ub).any()):
         raise ValueError("method 'lm' does not support bounds")
 
-    solver = (_LevenbergMarquardt if opt.method == "lm" else _TrustRegionReflective)(model_fn, jac_fn, opt, y, w, lb, ub)
+    algorithm = _LevenbergMarquardt if opt.method == "lm" else _TrustRegionReflective
+    solver = algorithm(model_fn, jac_fn, opt, y, w, lb, ub)
     inside = np.all((p0 >= lb) & (p0 <= ub), axis=1)
     solver.code[solver.n_valid == 0] = Termination.ALL_MASKED
     solver.code[(solver.n_valid > 0) & ~inside] = Termination.OUTSIDE_BOUNDS
