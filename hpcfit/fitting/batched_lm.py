@@ -12,9 +12,10 @@ fit lands where astropy's would -- on poorly constrained spectra as well as on g
 
 Every operation acts on a whole batch: arrays carry a leading batch axis, each problem keeps its own
 radius, counters and termination state, and problems that have stopped leave the active set so that
-later iterations only evaluate the others. The small p x p systems are handled through one batched
-eigen-decomposition of the scaled normal matrix per outer iteration, from which every trial step of
-that iteration (any damping parameter) follows in closed form.
+later iterations only evaluate the others. The small p x p systems are solved together: an LU solve
+gives the Gauss-Newton step (the usual case), and a batched eigen-decomposition of the scaled normal
+matrix, made only where a damped step is needed, gives every damped step of that outer iteration in
+closed form. J^T J and J^T f come from per-parameter derivative rows, never a stacked (B, p, n) array.
 
 A problem is ``minimise 0.5 * sum((weights * (model(params) - y))**2)`` over its free parameters,
 within ``lower <= params <= upper`` (trf); ``weights == 0`` masks a sample. The model is any function
