@@ -1,4 +1,4 @@
-"""The ``hpcfit`` command line: run, validate, demo, inspect, plot, schema.
+"""The ``hpcfit`` command line: run, merge, validate, demo, inspect, plot, schema.
 
 Every verb works the same under ``mpiexec -n N hpcfit ...`` / ``srun hpcfit ...`` and as a plain serial command.
 Exit codes: 0 success, 1 a fatal error during the run, 2 a configuration or usage error.
@@ -44,7 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Validate CONFIG on rank 0, plan the work, run it on all ranks and write "
                                        "one HDF5 file. Launch under mpiexec/mpirun/srun for parallel runs.")
     run.add_argument("config", help="YAML config file")
+    run.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run: skip the work items saved in <output>.parts/ (automatic "
+                          "when SLURM restarts a requeued job); refused if the config changed")
+    run.add_argument("--slice", metavar="K/N",
+                     help="run only slice K of N (0-based) of the work items and save them in <output>.parts/ "
+                          "for `hpcfit merge`; `auto` takes K and N from SLURM_ARRAY_TASK_ID/_COUNT")
+    run.add_argument("--keep-parts", action="store_true", help="keep <output>.parts/ after writing the output")
     overrides(run)
+
+    merge = verbs.add_parser("merge", help="combine the slices of a job array into the output file",
+                             description="Check that every slice of CONFIG (hpcfit run CONFIG --slice K/N) is "
+                                         "present, complete and computed with this config, then write the output "
+                                         "file with the same content as a single run. Run it under mpiexec/srun "
+                                         "for a parallel write.")
+    merge.add_argument("config", help="YAML config file the slices were run with")
+    merge.add_argument("--keep-parts", action="store_true", help="keep <output>.parts/ after merging")
+    overrides(merge)
 
     val = verbs.add_parser("validate", help="check a config file without running anything",
                            description="Report every problem in CONFIG as FILE:LINE: key.path: message "
@@ -101,15 +117,50 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hpcfit: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     full_argv = ["hpcfit"] + argv
-    if args.verb == "run":
+    if args.verb in ("run", "merge"):
         from .runtime.engine import execute
 
-        return execute(args.config, args.overrides, comm, argv=full_argv)
+        try:
+            mode = _run_mode(args)
+        except ValueError as exc:
+            if comm.is_root:
+                print(f"hpcfit: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        return execute(args.config, args.overrides, comm, argv=full_argv, mode=mode)
     if args.verb == "validate":
         return _validate(args, comm)
     if args.verb == "demo":
         return _demo(args, comm, full_argv)
     return EXIT_CONFIG
+
+
+def _run_mode(args: argparse.Namespace):
+    """The RunMode asked for on the command line (and by SLURM's environment)."""
+    import os
+
+    from .runtime.engine import RunMode
+
+    if args.verb == "merge":
+        return RunMode(merge=True, keep_parts=args.keep_parts)
+    k, n = 0, 1
+    if args.slice:
+        if args.slice == "auto":
+            try:
+                task = int(os.environ["SLURM_ARRAY_TASK_ID"])
+                k = task - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+                n = int(os.environ["SLURM_ARRAY_TASK_COUNT"])
+            except (KeyError, ValueError):
+                raise ValueError("--slice auto needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT "
+                                 "(run it inside a SLURM job array)") from None
+        else:
+            try:
+                k, n = (int(part) for part in args.slice.split("/"))
+            except ValueError:
+                raise ValueError(f"--slice '{args.slice}': expected K/N, e.g. 3/8, or auto") from None
+        if not 0 <= k < n:
+            raise ValueError(f"--slice {k}/{n}: K must be between 0 and N-1")
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+    return RunMode(slice_k=k, slice_n=n, resume=args.resume or requeued, keep_parts=args.keep_parts)
 
 
 def _validate(args: argparse.Namespace, comm) -> int:

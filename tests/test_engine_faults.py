@@ -36,9 +36,11 @@ def workdir(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("rank", [2, 0], ids=["worker-rank", "rank-0"])
-def test_exception_on_one_rank_ends_four_rank_job(workdir, rank):
-    result = hpcfit(["run", "cfg.yaml", "--set", "run.overwrite=true"], n=4, cwd=workdir,
+# static schedule: every rank is sure to get items (with dynamic scheduling a slow-starting rank might get none)
+@pytest.mark.parametrize("rank,schedule", [(2, "static"), (0, "dynamic")], ids=["worker-rank", "rank-0"])
+def test_exception_on_one_rank_ends_four_rank_job(workdir, rank, schedule):
+    result = hpcfit(["run", "cfg.yaml", "--set", "run.overwrite=true", "--set", f"run.schedule={schedule}"], n=4,
+                    cwd=workdir,
                     env={"HPCFIT_INJECT_FAULT": f"rank={rank},item=*"})
     assert result.returncode != 0
     assert f"FATAL on rank {rank} of 4" in result.stderr, result.output
@@ -49,8 +51,8 @@ def test_exception_on_one_rank_ends_four_rank_job(workdir, rank):
 
 
 def test_killed_rank_ends_job_and_leaves_nothing_complete(workdir):
-    result = hpcfit(["run", "cfg.yaml", "--set", "run.overwrite=true"], n=2, cwd=workdir,
-                    env={"HPCFIT_INJECT_FAULT": "rank=1,item=*,action=kill"})
+    result = hpcfit(["run", "cfg.yaml", "--set", "run.overwrite=true", "--set", "run.schedule=static"], n=2,
+                    cwd=workdir, env={"HPCFIT_INJECT_FAULT": "rank=1,item=*,action=kill"})
     assert result.returncode != 0, result.output
     assert not (workdir / "out.h5").exists()
 

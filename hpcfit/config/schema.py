@@ -238,6 +238,9 @@ class OneOf(Type):
         deepest = max(errors, key=lambda e: len(e.subpath))
         if deepest.subpath:
             raise deepest
+        meaningful = [e for kind, e in zip(self.types, errors) if not isinstance(kind, Null)]
+        if len(meaningful) == 1:  # "null or X": the problem is X's
+            raise meaningful[0]
         raise Invalid(f"{_show(value)} is not valid", " | ".join(t.describe() for t in self.types))
 
     def describe(self) -> str:

@@ -24,7 +24,7 @@ cubefit:
       mean: {{value: 4000, unit: m/s, bounds: [3000, 6000]}}
       stddev: {{value: 500, unit: m/s}}
   fitter: TRFLSQFitter
-  chunk_n_max: 500
+
   diagnostics: error
   diagnostics_path: {diag}
 run:
@@ -46,7 +46,6 @@ cubefit:
       amplitude: 1.0
       mean: {{value: "4.4 km/s", bounds: ["2.5 km/s", "6.3 km/s"]}}
       stddev: {{value: 300, unit: m/s, bounds: [50, 2000]}}
-  chunk_n_max: 250
   diagnostics: error
   diagnostics_path: {diag}
 run:

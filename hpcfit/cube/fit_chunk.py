@@ -117,14 +117,14 @@ def _rows_of(coords: tuple[np.ndarray, ...], rows: np.ndarray) -> tuple[np.ndarr
 
 def _fit_batched(setup: FitSetup, y: np.ndarray, weights: np.ndarray | None, valid: np.ndarray,
                  coords: tuple[np.ndarray, ...], rows: np.ndarray, result: ChunkResult) -> None:
-    from ..fitting.batched_lm import SolverOptions
+    from ..fitting.astropy_batch import solver_options
 
     settings = setup.fitter_settings
-    options = SolverOptions(max_nfev=settings["maxiter"], xtol=settings["acc"], diff_step=settings["epsilon"],
-                            compute_covariance=setup.uncertainties)
+    options = solver_options(setup.fitter_name, maxiter=settings["maxiter"], acc=settings["acc"],
+                             epsilon=settings["epsilon"], compute_covariance=setup.uncertainties)
     w = np.where(valid[rows], 1.0 if weights is None else np.where(valid[rows], weights[rows], 0.0), 0.0)
     data = np.where(valid[rows], y[rows], 0.0)
-    fitted = setup.batch_model.fit(_rows_of(coords, rows), data, w, options=options,
+    fitted = setup.batch_model.fit(_rows_of(coords, rows), data, w, fitter=setup.fitter_name, options=options,
                                    absolute_weights=setup.absolute_weights,
                                    estimate_jacobian=settings["estimate_jacobian"])
     result.params[rows] = fitted.params

@@ -1,8 +1,9 @@
 """The astropy fitters cubefit accepts, their keyword arguments, and the numeric fit_info each one reports.
 
-The batched solver reproduces the trust-region-reflective algorithm of ``TRFLSQFitter``; for the other
-least-squares fitters it is used as a drop-in (same objective, same bounds semantics as TRF), and
-``solver: astropy`` runs the named fitter itself for exact parity.
+The batched solver reproduces the algorithm of each least-squares fitter: scipy's trust-region-reflective
+method for ``TRFLSQFitter`` (and ``DogBoxLSQFitter``, run as TRF), MINPACK-style Levenberg-Marquardt with
+astropy's clipping of bounds for ``LevMarLSQFitter`` and ``LMLSQFitter``. ``solver: astropy`` runs the named
+fitter itself, once per item, for exact parity and for the optimisation-based fitters.
 """
 
 from __future__ import annotations

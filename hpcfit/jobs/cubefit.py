@@ -105,10 +105,13 @@ SCHEMA = Section({
                                 "epsilon": float(np.sqrt(np.finfo(float).eps)), "estimate_jacobian": False},
             "the fitter and its keyword arguments (shorthand: `fitter: LevMarLSQFitter`)"),
         "solver": Field(Choice("batched", "astropy"), "batched",
-                        "`batched`: fit a whole chunk at once with numpy (fast, TRF algorithm); `astropy`: call "
+                        "`batched`: fit a whole chunk at once with numpy, reproducing the fitter's algorithm "
+                        "(TRF, or Levenberg-Marquardt for LevMar/LM); `astropy`: call "
                         "the fitter once per spectrum (exact parity, any model). Models the batched solver "
                         "cannot take fall back to `astropy`, with a note in the output."),
-        "chunk_n_max": Field(Int(min=1), 500, "maximum number of fits per work item"),
+        "chunk_n_max": Field(Optional(Int(min=1)), None,
+                             "maximum number of fits per work item; default 2048 with the batched solver (it "
+                             "needs large batches to be fast) and 500 (astropy's default) with solver: astropy"),
         "diagnostics": Field(Choice("none", "error", "error+warn", "all"), "none",
                              "which fits get a folder of logs (and a plot) under diagnostics_path"),
         "diagnostics_path": Field(Optional(PathT()), None, "folder for per-fit diagnostics"),
@@ -179,7 +182,7 @@ class CubefitJob(Job):
         world, built = context
         iter_shape = tuple(info.shape[i] for i in range(ndim) if i not in axes)
         n_fits = int(np.prod(iter_shape))
-        step = c.chunk_n_max
+        step = c.chunk_n_max or (2048 if c.solver == "batched" else 500)
         items = [WorkItem(index=k, label=f"fits {a}-{min(a + step, n_fits) - 1} of {n_fits}",
                           size=min(step, n_fits - a), cost=float(min(step, n_fits - a)), data=(a, min(a + step, n_fits)))
                  for k, a in enumerate(range(0, n_fits, step))]
@@ -377,7 +380,9 @@ def _describe_fit(ctx: RunContext, world: Any, fit: Any) -> list[str]:
     for note in ctx.plan.info.get("notes", []):
         lines.append(f"cubefit: converted {note}")
     if fit.uses_batched:
-        lines.append("cubefit: solver: batched trust-region-reflective (numpy, whole chunks at once)")
+        algorithm = "Levenberg-Marquardt" if fit.fitter_name in ("LevMarLSQFitter", "LMLSQFitter") else \
+            "trust-region-reflective"
+        lines.append(f"cubefit: solver: batched {algorithm} as {fit.fitter_name} (numpy, whole chunks at once)")
     else:
         reason = f" ({fit.fallback_reason})" if fit.fallback_reason else ""
         lines.append(f"cubefit: solver: astropy {fit.fitter_name}, one fit at a time{reason}")

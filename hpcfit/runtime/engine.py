@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -26,9 +27,12 @@ from ..jobs import JOB_MODULES, available_jobs, job_class
 from ..jobs.base import Job, Plan, RunContext
 from .comm import Comm
 from .errors import EXIT_CONFIG, EXIT_OK, ConfigError, ConfigIssue, fatal
+from . import signals
+from .checkpoint import (CheckpointMismatch, SliceStore, find_slices, fingerprint, load_item, parts_directory,
+                         slice_items)
 from .progress import Progress, format_duration
 from .provenance import run_provenance, utc_now
-from .schedule import run_items
+from .schedule import run_items, static_assignment
 
 ENGINE_SCHEMA = Section(
     {
@@ -44,6 +48,10 @@ ENGINE_SCHEMA = Section(
                                   "every `progress_interval` seconds (batch logs); `auto` picks by terminal."),
                 "progress_interval": Field(Float(min=0.0), 30.0, "Seconds between progress log lines."),
                 "overwrite": Field(Bool(), False, "Replace an existing output file (otherwise refuse)."),
+                "checkpoint": Field(Bool(), True,
+                                    "Save each completed work item beside the output (`<output>.parts/`) so that "
+                                    "a killed or preempted run can continue with --resume; removed when the "
+                                    "output is written."),
                 "hdf5_transfer": Field(Choice("auto", "collective", "independent"), "auto",
                                        "MPI-IO transfer mode of parallel HDF5 writes: `collective` (two-phase "
                                        "I/O, best for large writes on parallel file systems), `independent`, "
@@ -144,8 +152,24 @@ def prepare(config_path: str, overrides: list[str], comm: Comm, *, plan: bool) -
     return outcome[1], EXIT_OK
 
 
-def execute(config_path: str, overrides: list[str], comm: Comm, *, argv: list[str]) -> int:
-    """Run a job end to end; return the exit code (fatal errors never return)."""
+@dataclass
+class RunMode:
+    """How this invocation relates to other runs of the same config."""
+
+    slice_k: int = 0
+    slice_n: int = 1
+    resume: bool = False
+    merge: bool = False
+    keep_parts: bool = False
+
+
+def execute(config_path: str, overrides: list[str], comm: Comm, *, argv: list[str],
+            mode: RunMode | None = None) -> int:
+    """Run a job end to end (or one slice of it, or the merge of its slices); return the exit code.
+
+    Fatal errors never return: they abort every rank.
+    """
+    mode = mode or RunMode()
     start_time, t0 = utc_now(), time.monotonic()
     prepared, code = prepare(config_path, overrides, comm, plan=True)
     if prepared is None:
@@ -154,22 +178,66 @@ def execute(config_path: str, overrides: list[str], comm: Comm, *, argv: list[st
     cfg, plan = prepared.cfg, prepared.plan
     ctx = RunContext(comm=comm, cfg=cfg, plan=plan, config_path=config_path)
     output = Path(lookup(cfg, job.output_key))
-    ctx.log(f"{job.name}: {len(plan.items)} work item(s), {sum(i.size for i in plan.items):,} {plan.unit}, "
+    checkpointing = cfg.run.checkpoint or mode.resume or mode.slice_n > 1 or mode.merge
+
+    # Which items this run computes, and which come from checkpoints (rank 0 decides, everyone follows).
+    decision: tuple[str, Any] = ("ok", None)
+    if comm.is_root:
+        try:
+            decision = ("ok", _decide_items(job, cfg, plan, output, mode, checkpointing, ctx.log))
+        except (CheckpointMismatch, ConfigError) as exc:
+            decision = ("config", str(exc))
+        except Exception as exc:  # noqa: BLE001
+            fatal(comm, exc, item="reading the checkpoints")
+    decision = comm.bcast(decision)
+    if decision[0] == "config":
+        if comm.is_root:
+            print(f"hpcfit: {decision[1]}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
+    todo, stored = decision[1]  # stored: item index -> slice directory holding its result
+    store = SliceStore.for_slice(output, mode.slice_k, mode.slice_n) if checkpointing and not mode.merge else None
+    what = "merge of slices" if mode.merge else (f"slice {mode.slice_k}/{mode.slice_n}" if mode.slice_n > 1 else "run")
+    ctx.log(f"{job.name} {what}: {len(todo)} of {len(plan.items)} work item(s) to compute "
+            f"({sum(plan.items[i].size for i in todo):,} {plan.unit}), {len(stored)} from checkpoints, "
             f"{comm.size} rank(s); output {output}")
+    if checkpointing and not mode.merge:
+        signals.install()
 
     _guarded(comm, "setup", lambda: job.setup(ctx))
     t_work = time.monotonic()
     progress = None
     if comm.is_root:
-        progress = Progress(sum(i.size for i in plan.items), plan.unit, mode=cfg.run.progress,
+        progress = Progress(sum(plan.items[i].size for i in todo), plan.unit, mode=cfg.run.progress,
                             interval=cfg.run.progress_interval, label=f"hpcfit {job.name}")
     schedule = plan.schedule or cfg.run.schedule
     results = run_items(comm, plan.items, lambda item: job.work(item, ctx), schedule=schedule,
-                        progress=progress, label=lambda item: f"work item {item.index} ({item.label})")
+                        progress=progress, label=lambda item: f"work item {item.index} ({item.label})",
+                        todo=todo, on_done=store.save if store is not None else None)
     if progress:
         progress.finish()
     work_seconds = time.monotonic() - t_work
 
+    if comm.allreduce(signals.stop_requested.is_set(), op="lor"):
+        if comm.is_root:
+            done = len(store.completed()) if store else 0
+            print(f"hpcfit: stopped by a signal; {done} completed item(s) are checkpointed in {store.directory}; "
+                  f"continue with: hpcfit run {config_path} --resume"
+                  + (f" --slice {mode.slice_k}/{mode.slice_n}" if mode.slice_n > 1 else ""), flush=True)
+        return signals.EXIT_INTERRUPTED
+    if mode.slice_n > 1:
+        comm.barrier()
+        if comm.is_root:
+            store.mark_complete()
+            print(f"hpcfit: slice {mode.slice_k}/{mode.slice_n} complete in "
+                  f"{format_duration(time.monotonic() - t0)}; when every slice is done: hpcfit merge {config_path}",
+                  flush=True)
+        return EXIT_OK
+
+    # Results computed in earlier runs or slices: each rank loads a balanced share, then writes as usual.
+    if stored:
+        mine = static_assignment({i: float(plan.items[i].cost) for i in stored}, comm.size)[comm.rank]
+        results.update(_guarded(comm, "loading checkpointed results",
+                                lambda: {i: load_item(stored[i], i) for i in mine}))
     out = _guarded(comm, "opening the output file", lambda: OutputFile(output, comm, transfer=cfg.run.hdf5_transfer))
     local = _guarded(comm, "writing the output", lambda: job.write(ctx, results, out) or {})
     keys = sorted(set().union(*comm.allgather(list(local))))
@@ -178,15 +246,73 @@ def execute(config_path: str, overrides: list[str], comm: Comm, *, argv: list[st
         comm, job=job.name, config_text=prepared.config_text, config_path=config_path, argv=argv,
         start_time=start_time))
     provenance.update(end_time=utc_now(), work_seconds=round(work_seconds, 3),
-                      wall_seconds=round(time.monotonic() - t0, 3), output_mode=out.mode)
+                      wall_seconds=round(time.monotonic() - t0, 3), output_mode=out.mode,
+                      items_from_checkpoints=len(stored), merged_slices=mode.merge)
     _guarded(comm, "provenance", lambda: out.set_attrs("/", provenance))
     final = _guarded(comm, "closing the output file", out.commit)
     if comm.is_root:
+        if checkpointing and not mode.keep_parts:
+            shutil.rmtree(parts_directory(output), ignore_errors=True)
         for line in job.summary(ctx, totals):
             print(f"hpcfit: {line}", flush=True)
         print(f"hpcfit: wrote {final} in {format_duration(time.monotonic() - t0)} "
               f"({comm.size} rank(s), HDF5 mode '{out.mode}')", flush=True)
     return EXIT_OK
+
+
+def _decide_items(job: Job, cfg: Settings, plan: Plan, output: Path, mode: RunMode, checkpointing: bool,
+                  log: Callable[[str], None]) -> tuple[list[int], dict[int, Path]]:
+    """(items to compute now, {item: checkpoint directory}) for this run mode (rank 0)."""
+    n_items = len(plan.items)
+    print_id = fingerprint(job.name, cfg, plan.items)
+    if mode.merge:
+        return [], _merge_sources(output, n_items, print_id)
+    if mode.slice_n > 1 and mode.slice_n > n_items:
+        raise ConfigError([ConfigIssue("--slice", None, "", f"{mode.slice_n} slices for only {n_items} work "
+                                                            "item(s): use at most as many slices as items")])
+    mine = list(slice_items(n_items, mode.slice_k, mode.slice_n))
+    if not checkpointing:
+        return mine, {}
+    store = SliceStore.for_slice(output, mode.slice_k, mode.slice_n)
+    done = store.start(log, job=job.name, fingerprint_value=print_id, items=mine, resume=mode.resume)
+    if mode.resume:
+        log(f"resuming: {len(done)} of {len(mine)} item(s) already done in {store.directory}")
+    return [i for i in mine if i not in done], {i: store.directory for i in done}
+
+
+def _merge_sources(output: Path, n_items: int, print_id: str) -> dict[int, Path]:
+    """Check that every slice is present, complete and made with this config; map items to their slice."""
+    stores = find_slices(output)
+    problems: list[str] = []
+    counts = sorted({s.n for s in stores})
+    if not stores:
+        raise ConfigError([ConfigIssue("merge", None, "", f"no slices found in {parts_directory(output)}: run the "
+                                                          "slices first (hpcfit run CONFIG --slice K/N)")])
+    if len(counts) > 1:
+        raise ConfigError([ConfigIssue("merge", None, "", f"slices of different splits ({', '.join(map(str, counts))}"
+                                                          f") in {parts_directory(output)}: remove the stale ones")])
+    n = counts[0]
+    by_k = {s.k: s for s in stores}
+    sources: dict[int, Path] = {}
+    for k in range(n):
+        store = by_k.get(k)
+        expected = set(slice_items(n_items, k, n))
+        if store is None:
+            problems.append(f"slice {k}/{n} is missing ({parts_directory(output)}/slice-{k:03d}-of-{n:03d})")
+            continue
+        manifest = store.read_manifest()
+        if manifest.get("fingerprint") != print_id:
+            problems.append(f"slice {k}/{n} was computed with a different config or plan")
+            continue
+        done = store.completed() & expected
+        if not store.is_complete() or done != expected:
+            problems.append(f"slice {k}/{n} is incomplete: {len(done)} of {len(expected)} items done "
+                            f"(rerun it: hpcfit run CONFIG --slice {k}/{n} --resume)")
+            continue
+        sources.update({i: store.directory for i in expected})
+    if problems:
+        raise ConfigError([ConfigIssue("merge", None, "", p) for p in problems])
+    return sources
 
 
 def _guarded(comm: Comm, stage: str, fn: Callable[[], Any]) -> Any:
@@ -196,4 +322,4 @@ def _guarded(comm: Comm, stage: str, fn: Callable[[], Any]) -> Any:
         fatal(comm, exc, item=stage)
 
 
-__all__ = ["ENGINE_SCHEMA", "execute", "prepare", "load_config", "incomplete_path", "ConfigIssue"]
+__all__ = ["ENGINE_SCHEMA", "RunMode", "execute", "prepare", "load_config", "incomplete_path"]

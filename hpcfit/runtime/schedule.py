@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 from .comm import Comm
 from .errors import WorkItemError, fatal
 from .faults import maybe_fail
+from .signals import stop_requested
 from .progress import Progress
 
 TAG_REQUEST = 101  # worker -> root: "I finished `size` units, give me the next item"
@@ -33,12 +34,12 @@ TAG_DONE = 104     # worker -> root (static schedule): "I have no more items"
 _POLL_SECONDS = 0.001
 
 
-def cost_order(costs: Sequence[float]) -> list[int]:
+def cost_order(costs: dict[int, float]) -> list[int]:
     """Item indices by decreasing cost (ties by index), the order in which work is handed out."""
-    return sorted(range(len(costs)), key=lambda i: (-costs[i], i))
+    return sorted(costs, key=lambda i: (-costs[i], i))
 
 
-def static_assignment(costs: Sequence[float], size: int) -> list[list[int]]:
+def static_assignment(costs: dict[int, float], size: int) -> list[list[int]]:
     """Greedy longest-processing-time assignment of items to ``size`` ranks; identical on every rank."""
     loads = [(0.0, rank) for rank in range(size)]
     heapq.heapify(loads)
@@ -51,25 +52,34 @@ def static_assignment(costs: Sequence[float], size: int) -> list[list[int]]:
 
 
 def run_items(comm: Comm, items: Sequence[Any], work: Callable[[Any], Any], *, schedule: str,
-              progress: Progress | None, label: Callable[[Any], str]) -> dict[int, Any]:
-    """Process every item exactly once across the ranks; return this rank's results by item index.
+              progress: Progress | None, label: Callable[[Any], str], todo: Sequence[int] | None = None,
+              on_done: Callable[[int, Any], None] | None = None) -> dict[int, Any]:
+    """Process every item of ``todo`` (default: all) exactly once across the ranks; return this rank's results.
 
     ``items[i].size`` is the item's weight in progress units and ``items[i].cost`` its relative cost.
+    ``on_done(index, result)`` runs on the computing rank right after each item (the checkpoint).
     An exception in ``work`` ends the whole job (see ``errors.fatal``) naming the rank and the item.
+    After a stop signal (``signals.stop_requested``) no new item is started.
     """
-    sizes = [int(getattr(item, "size", 1)) for item in items]
-    costs = [float(getattr(item, "cost", 1.0)) for item in items]
+    todo = list(range(len(items))) if todo is None else list(todo)
+    sizes = {i: int(getattr(items[i], "size", 1)) for i in todo}
+    costs = {i: float(getattr(items[i], "cost", 1.0)) for i in todo}
 
     def do(index: int) -> Any:
         try:
             maybe_fail(comm.rank, index)
-            return work(items[index])
+            result = work(items[index])
+            if on_done is not None:
+                on_done(index, result)
+            return result
         except Exception as exc:  # noqa: BLE001 - every failure must end the job with its item named
             raise WorkItemError(label(items[index]), exc) from exc
 
     results: dict[int, Any] = {}
     if comm.size == 1:
         for index in cost_order(costs):
+            if stop_requested.is_set():
+                break
             results[index] = do(index)
             if progress:
                 progress.advance(sizes[index])
@@ -90,15 +100,15 @@ def run_items(comm: Comm, items: Sequence[Any], work: Callable[[Any], Any], *, s
     return results
 
 
-def _run_dynamic(comm: Comm, channel: Any, sizes: list[int], costs: list[float], do: Callable[[int], Any],
-                 progress: Progress | None, results: dict[int, Any]) -> None:
+def _run_dynamic(comm: Comm, channel: Any, sizes: dict[int, int], costs: dict[int, float],
+                 do: Callable[[int], Any], progress: Progress | None, results: dict[int, Any]) -> None:
     if comm.is_root:
         queue = deque(cost_order(costs))
         lock = threading.Lock()
 
         def take() -> int | None:
             with lock:
-                return queue.popleft() if queue else None
+                return queue.popleft() if queue and not stop_requested.is_set() else None
 
         def serve_requests() -> None:
             remaining = comm.size - 1
@@ -108,10 +118,10 @@ def _run_dynamic(comm: Comm, channel: Any, sizes: list[int], costs: list[float],
                     time.sleep(_POLL_SECONDS)
                     continue
                 source, tag = pending
-                finished = channel.recv(source, tag)
+                finished, stopping = channel.recv(source, tag)
                 if progress and finished:
                     progress.advance(finished)
-                index = take()
+                index = None if stopping else take()
                 channel.send(-1 if index is None else index, source, TAG_REPLY)
                 remaining -= index is None
 
@@ -124,7 +134,7 @@ def _run_dynamic(comm: Comm, channel: Any, sizes: list[int], costs: list[float],
     else:
         finished = 0
         while True:
-            channel.send(finished, 0, TAG_REQUEST)
+            channel.send((finished, stop_requested.is_set()), 0, TAG_REQUEST)
             index = channel.recv(0, TAG_REPLY)
             if index < 0:
                 break
@@ -132,8 +142,8 @@ def _run_dynamic(comm: Comm, channel: Any, sizes: list[int], costs: list[float],
             finished = sizes[index]
 
 
-def _run_static(comm: Comm, channel: Any, sizes: list[int], costs: list[float], do: Callable[[int], Any],
-                progress: Progress | None, results: dict[int, Any]) -> None:
+def _run_static(comm: Comm, channel: Any, sizes: dict[int, int], costs: dict[int, float],
+                do: Callable[[int], Any], progress: Progress | None, results: dict[int, Any]) -> None:
     mine = static_assignment(costs, comm.size)[comm.rank]
     if comm.is_root:
         def collect_notices() -> None:
@@ -152,12 +162,16 @@ def _run_static(comm: Comm, channel: Any, sizes: list[int], costs: list[float], 
 
         server = _start_guarded_thread(comm, collect_notices)
         for index in mine:
+            if stop_requested.is_set():
+                break
             results[index] = do(index)
             if progress:
                 progress.advance(sizes[index])
         server.join()
     else:
         for index in mine:
+            if stop_requested.is_set():
+                break
             results[index] = do(index)
             channel.send(sizes[index], 0, TAG_NOTICE)
         channel.send(0, 0, TAG_DONE)

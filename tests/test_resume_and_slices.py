@@ -1,0 +1,131 @@
+"""Cluster operations without SLURM: job-array slices + merge, resume after kill -9 or a stop signal, refusal
+to resume or merge with a changed config, and naming of missing or incomplete slices."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from h5compare import assert_same_datasets
+from hpcfit.cli import main
+from hpcfit.cube.synthetic import write_cube
+from launch import REPO, find_mpiexec, hpcfit
+
+CONFIG = """\
+job: cubefit
+output: out.h5
+cubefit:
+  data: {path: cube.fits}
+  model:
+    class: Gaussian1D
+    parameters:
+      amplitude: 1.0
+      mean: {value: 4000, unit: m/s, bounds: [2500, 6300]}
+      stddev: {value: 300, unit: m/s}
+  chunk_n_max: 20
+"""
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("resume")
+    write_cube(path / "cube.fits", shape=(30, 12, 15))
+    (path / "cfg.yaml").write_text(CONFIG)
+    assert main(["run", str(path / "cfg.yaml"), "--set", f"output={path / 'reference.h5'}"]) == 0
+    return path
+
+
+def test_slices_then_merge_equal_one_run(workdir):
+    for k in range(4):
+        assert main(["run", str(workdir / "cfg.yaml"), "--set", f"output={workdir / 'sliced.h5'}", "--slice", f"{k}/4"]) == 0
+        assert not (workdir / "sliced.h5").exists()
+    assert (workdir / "sliced.h5.parts" / "slice-003-of-004" / "COMPLETE").exists()
+    result = hpcfit(["merge", "cfg.yaml", "--set", f"output={workdir / 'sliced.h5'}"], n=2, cwd=workdir)
+    assert result.returncode == 0, result.output
+    assert_same_datasets(workdir / "reference.h5", workdir / "sliced.h5")
+    assert not (workdir / "sliced.h5.parts").exists()
+
+
+def test_merge_names_missing_and_incomplete_slices(workdir, capsys):
+    cfg = str(workdir / "cfg.yaml")
+    for k in (0, 2):
+        assert main(["run", cfg, "--set", f"output={workdir / 'partial.h5'}", "--slice", f"{k}/3"]) == 0
+    (workdir / "partial.h5.parts" / "slice-002-of-003" / "COMPLETE").unlink()  # as if killed at the very end
+    capsys.readouterr()
+    assert main(["merge", cfg, "--set", f"output={workdir / 'partial.h5'}"]) == 2
+    err = capsys.readouterr().err
+    assert "slice 1/3 is missing" in err and "slice 2/3 is incomplete" in err
+    assert not (workdir / "partial.h5").exists()
+
+
+def test_merge_refuses_another_config(workdir, capsys):
+    cfg = str(workdir / "cfg.yaml")
+    for k in range(2):
+        assert main(["run", cfg, "--set", f"output={workdir / 'changed.h5'}", "--slice", f"{k}/2"]) == 0
+    capsys.readouterr()
+    assert main(["merge", cfg, "--set", f"output={workdir / 'changed.h5'}", "--set", "cubefit.fitter.maxiter=50"]) == 2
+    assert "different config" in capsys.readouterr().err
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("trial", range(3))
+def test_kill_minus_9_then_resume_is_identical(workdir, trial):
+    rng = np.random.default_rng(trial)
+    rank, item = int(rng.integers(0, 2)), int(rng.integers(0, 9))
+    output = f"killed{trial}.h5"
+    result = hpcfit(["run", "cfg.yaml", "--set", f"output={output}", "--set", "run.schedule=static"], n=2,
+                    cwd=workdir, env={"HPCFIT_INJECT_FAULT": f"rank={rank},item={item},action=kill"})
+    killed = result.returncode != 0
+    assert not (workdir / output).exists() or not killed
+    resumed = hpcfit(["run", "cfg.yaml", "--set", f"output={output}", "--resume"], n=2, cwd=workdir)
+    if killed:
+        assert resumed.returncode == 0, resumed.output
+        assert "resuming:" in resumed.stdout
+    assert_same_datasets(workdir / "reference.h5", workdir / output)
+
+
+def test_resume_with_changed_config_is_refused(workdir, capsys):
+    cfg = str(workdir / "cfg.yaml")
+    parts = workdir / "refuse.h5.parts" / "slice-000-of-001"
+    assert main(["run", cfg, "--set", f"output={workdir / 'refuse.h5'}", "--slice", "0/1", "--keep-parts"]) == 0
+    (workdir / "refuse.h5").unlink(missing_ok=True)
+    assert parts.is_dir()
+    capsys.readouterr()
+    assert main(["run", cfg, "--set", f"output={workdir / 'refuse.h5'}", "--set", "cubefit.chunk_n_max=21", "--resume"]) == 2
+    assert "refusing to resume" in capsys.readouterr().err
+
+
+@pytest.mark.mpi
+def test_stop_signal_checkpoints_and_resume_finishes(workdir):
+    """SIGUSR1 (what SLURM's --signal=B:USR1@T sends) stops at an item boundary; --resume completes the file."""
+    launcher = find_mpiexec()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = [launcher, "-n", "2", sys.executable, "-m", "hpcfit", "run", "cfg.yaml", "--set", "output=usr1.h5",
+           "--set", "cubefit.solver=astropy", "--set", "cubefit.chunk_n_max=4"]
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    parts = workdir / "usr1.h5.parts" / "slice-000-of-001"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(parts.glob("item-*.pkl"))) < 3:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run finished before it could be signalled"
+    proc.send_signal(signal.SIGUSR1)  # mpiexec forwards it to the ranks
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 3, out
+    assert "stopped by a signal" in out and not (workdir / "usr1.h5").exists()
+    done = len(list(parts.glob("item-*.pkl")))
+    assert 3 <= done < 45
+    resumed = hpcfit(["run", "cfg.yaml", "--set", "output=usr1.h5", "--set", "cubefit.solver=astropy",
+                      "--set", "cubefit.chunk_n_max=4", "--resume"], n=2, cwd=workdir)
+    assert resumed.returncode == 0, resumed.output
+    assert f"resuming: {done} of 45" in resumed.stdout
+    exact = hpcfit(["run", "cfg.yaml", "--set", "output=usr1_ref.h5", "--set", "cubefit.solver=astropy",
+                    "--set", "cubefit.chunk_n_max=4"], cwd=workdir)
+    assert exact.returncode == 0
+    assert_same_datasets(workdir / "usr1_ref.h5", workdir / "usr1.h5")
