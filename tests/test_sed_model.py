@@ -10,7 +10,7 @@ from astropy.cosmology import Planck18
 from hpcfit.models.filters import Filter, FilterSet
 from hpcfit.models.sed.builtin import BuiltinSEDModel
 from hpcfit.models.sed.constants import AB_ZERO_POINT_SI, C_LIGHT_AA_S, L_SUN_W
-from hpcfit.models.sed.grid import default_wavelength_grid, frequency_weights
+from hpcfit.models.sed.grid import default_wavelength_grid
 from hpcfit.models.sed.ssp import SSPLibrary, default_age_edges
 
 BOUNDS = {"redshift": (0.0, 4.5), "dust2": (0.0, 2.0), "agn_eb_v": (0.0, 0.5), "tage": (0.001, 13.8)}

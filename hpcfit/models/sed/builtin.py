@@ -219,7 +219,10 @@ class BuiltinSEDModel:
                 raise KeyError(f"missing parameter {spec.name!r} (required: redshift, mass, tage, tau)")
             if not np.all(np.isfinite(array)):
                 raise ValueError(f"parameter {spec.name!r} has non-finite values")
-            lo, hi = self.bounds.get(spec.name, (spec.low, spec.high)) if spec.name in _TABLE_SIZED else (spec.low, spec.high)
+            lo, hi = spec.low, spec.high
+            if spec.name in _TABLE_SIZED:  # tables cover [0 (z: the band's low end), built upper bound]
+                hi = self.bounds[spec.name][1]
+                lo = self.bounds[spec.name][0] if spec.name == "redshift" else lo
             if array.size and (array.min() < lo - 1e-12 * abs(lo) or array.max() > hi + 1e-12 * abs(hi)):
                 raise ValueError(f"parameter {spec.name!r} outside [{lo}, {hi}] (model built for these bounds): "
                                  f"{array.min()} .. {array.max()}")
@@ -246,6 +249,15 @@ class BuiltinSEDModel:
     def components(self, params: Mapping[str, Any] | np.ndarray) -> dict[str, np.ndarray]:
         """Maggies (B, F) of each component: 'stars' (attenuated), 'dust', 'agn_disk', 'agn_torus'."""
         p = self._params(params)
+        size = p["redshift"].size
+        if size <= _BATCH_CHUNK:
+            return self._components(p)
+        # Large batches in slices: the (B, n_age) SFH arrays and other temporaries then stay in cache.
+        parts = [self._components({k: v[i : i + _BATCH_CHUNK] for k, v in p.items()})
+                 for i in range(0, size, _BATCH_CHUNK)]
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+    def _components(self, p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         weights, formed = self._sfh(p)
         iz, fz = self.z_nodes.locate(p["redshift"])
         jd, cd = self.dust_nodes.locate(p["dust2"])
@@ -323,6 +335,7 @@ class BuiltinSEDModel:
 
 
 _TABLE_SIZED = ("redshift", "dust2", "agn_eb_v", "tage")
+_BATCH_CHUNK = 8192
 
 
 def _linear(table: np.ndarray, lower: np.ndarray, frac: np.ndarray) -> np.ndarray:
