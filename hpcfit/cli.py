@@ -1,4 +1,4 @@
-"""The ``hpcfit`` command line: run, merge, validate, demo, inspect, plot, schema.
+"""The ``hpcfit`` command line: run, merge, submit, validate, demo, inspect, plot, schema.
 
 Every verb works the same under ``mpiexec -n N hpcfit ...`` / ``srun hpcfit ...`` and as a plain serial command.
 Exit codes: 0 success, 1 a fatal error during the run, 2 a configuration or usage error.
@@ -62,6 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--keep-parts", action="store_true", help="keep <output>.parts/ after merging")
     overrides(merge)
 
+    submit = verbs.add_parser("submit", help="write and submit SLURM scripts for a config (array + merge)",
+                              description="Write sbatch scripts for CONFIG (a job array of N slices, each an MPI "
+                                          "job, and a merge job chained with --dependency=afterok; or one plain "
+                                          "MPI job without --array) and submit them with sbatch, printing the "
+                                          "job ids. --dry-run writes the scripts without submitting.")
+    submit.add_argument("config", help="YAML config file")
+    submit.add_argument("--array", type=int, metavar="N", help="number of slices (array tasks); omit for one job")
+    submit.add_argument("--ntasks", type=int, default=None, metavar="R", help="MPI ranks per job / array task")
+    submit.add_argument("--nodes", type=int, default=None, help="nodes per job / array task")
+    submit.add_argument("--time", default="01:00:00", help="time limit per job (default: %(default)s)")
+    submit.add_argument("--partition", default=None, help="SLURM partition")
+    submit.add_argument("--account", default=None, help="SLURM account")
+    submit.add_argument("--module", action="append", default=[], metavar="NAME",
+                        help="module to load in the scripts (repeatable), e.g. --module openmpi --module hdf5/mpi")
+    submit.add_argument("--script-dir", default=None, help="where to write the scripts (default: beside the output)")
+    submit.add_argument("--dry-run", action="store_true", help="write the scripts, do not submit")
+    overrides(submit)
+
     val = verbs.add_parser("validate", help="check a config file without running anything",
                            description="Report every problem in CONFIG as FILE:LINE: key.path: message "
                                        "(allowed: ...). Exit code 0 when valid, 2 otherwise.")
@@ -108,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         return _schema(args)
     if args.verb == "plot":
         return _plot(args)
+    if args.verb == "submit":
+        from .cluster.submit import submit_main
+
+        return submit_main(args)
 
     from .runtime.comm import MPIUnavailableError, world_comm
 

@@ -14,7 +14,7 @@ from hpcfit.config.reference import config_reference
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("verb", ["run", "validate", "demo", "inspect", "plot", "schema"])
+@pytest.mark.parametrize("verb", ["run", "merge", "submit", "validate", "demo", "inspect", "plot", "schema"])
 def test_every_verb_has_help(verb, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([verb, "--help"])
