@@ -213,3 +213,20 @@ def test_surviving_mass_definition_brightens_by_the_returned_fraction():
     ratio = surviving.components(p)["stars"] / formed.components(p)["stars"]
     assert np.all(ratio > 1.0)  # the same surviving mass needs more mass formed
     np.testing.assert_allclose(ratio, ratio[:, :1].repeat(len(FILTERS), axis=1), rtol=1e-9)
+
+
+def test_large_batches_are_sliced_without_changing_results(default_model):
+    p = draw(9000, seed=13)  # above the model's internal slice of 8192 rows
+    whole = default_model(p)
+    halves = np.concatenate([default_model({k: v[:4500] for k, v in p.items()}),
+                             default_model({k: v[4500:] for k, v in p.items()})])
+    np.testing.assert_allclose(whole, halves, rtol=1e-12)
+
+
+def test_clip_tage_to_universe_uses_the_cosmic_age():
+    clipped = model(clip_tage_to_universe=True)
+    z = 3.0
+    age = Planck18.age(z).to_value("Gyr")
+    base = {"redshift": [z], "mass": [1e10], "tau": [1.0], "dust2": [0.2]}
+    np.testing.assert_allclose(clipped({**base, "tage": [13.0]}), clipped({**base, "tage": [age]}), rtol=1e-4)
+    assert not np.allclose(model()({**base, "tage": [13.0]}), model()({**base, "tage": [age]}), rtol=1e-3)
