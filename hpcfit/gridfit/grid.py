@@ -127,38 +127,68 @@ def _values(key: str, values: Sequence[Any], tokens: Mapping[str, np.ndarray]) -
     return array
 
 
+class AxisErrors(ValueError):
+    """Every axis problem of a grid, reported together."""
+
+    def __init__(self, errors: Sequence[AxisError]):
+        self.errors = list(errors)
+        super().__init__("; ".join(str(e) for e in self.errors))
+
+
+def _collect(checks: Mapping[str, Any]) -> dict[str, Any]:
+    """Run each axis check, gathering every AxisError; return the checked values."""
+    values, errors = {}, []
+    for key, check in checks.items():
+        try:
+            values[key] = check()
+        except AxisError as exc:
+            errors.append(exc)
+    if errors:
+        raise AxisErrors(errors)
+    return values
+
+
 def dl07_spec(axes: Mapping[str, Sequence[Any]], templates: Any, options: Mapping[str, Any]) -> GridSpec:
-    """A DL07 grid checked against the templates (raises :class:`AxisError` naming the axis)."""
+    """A DL07 grid checked against the templates (raises :class:`AxisErrors` naming each bad axis)."""
     from ..models.dl07 import DL07AxisError
 
-    umin = _values("umin", axes["umin"], {ALL_VALUES: templates.umin})
-    umax = _values("umax", axes["umax"], {SINGLE_FIELD: np.array(np.nan)})
-    gamma = _values("gamma", axes["gamma"], {})
-    qpah = _values("qpah", axes["qpah"], {ALL_VALUES: templates.qpah})
-    checks = {"umin": {"umin": umin}, "umax": {"umax": umax[np.isfinite(umax)]}, "gamma": {"gamma": gamma},
-              "qpah": {"qpah": qpah}}
-    for key, kwargs in checks.items():
-        try:
-            templates.check_axes(**kwargs)
-        except DL07AxisError as exc:
-            raise AxisError(key, f"{exc.value!r} is outside the DL07 templates ({templates.source})",
-                            exc.allowed) from None
-    power = np.isclose(umax[np.isfinite(umax)], 1e6, rtol=1e-6)
-    if not np.all(power):
-        raise AxisError("umax", f"{umax[np.isfinite(umax)][~power][0]:g} is not a U_max of the templates",
-                        f"1e6 (power law up to U = 1e6), or '{SINGLE_FIELD}' (single field U_max = U_min)")
-    return GridSpec("dl07", PARAMETERS["dl07"], UNITS["dl07"], (umin, umax, gamma, qpah), dict(options))
+    def checked(key: str, tokens: Mapping[str, np.ndarray]) -> Any:
+        def run() -> np.ndarray:
+            values = _values(key, axes[key], tokens)
+            finite = values[np.isfinite(values)]
+            try:
+                templates.check_axes(**{key: finite})
+            except DL07AxisError as exc:
+                raise AxisError(key, f"{exc.value!r} is outside the DL07 templates ({templates.source})",
+                                exc.allowed) from None
+            if key == "umax" and not np.all(np.isclose(finite, 1e6, rtol=1e-6)):
+                raise AxisError("umax", f"{finite[~np.isclose(finite, 1e6, rtol=1e-6)][0]:g} is not a U_max of "
+                                "the templates", f"1e6 (power law up to U = 1e6), or '{SINGLE_FIELD}' (single "
+                                "field U_max = U_min)")
+            return values
+        return run
+
+    v = _collect({"umin": checked("umin", {ALL_VALUES: templates.umin}),
+                  "umax": checked("umax", {SINGLE_FIELD: np.array(np.nan)}),
+                  "gamma": checked("gamma", {}),
+                  "qpah": checked("qpah", {ALL_VALUES: templates.qpah})})
+    return GridSpec("dl07", PARAMETERS["dl07"], UNITS["dl07"], (v["umin"], v["umax"], v["gamma"], v["qpah"]),
+                    dict(options))
 
 
 def modified_blackbody_spec(axes: Mapping[str, Sequence[Any]], options: Mapping[str, Any]) -> GridSpec:
-    """A modified blackbody (T, beta) grid; temperatures must be positive."""
-    temperature = _values("temperature", axes["temperature"], {})
-    beta = _values("beta", axes["beta"], {})
-    if np.any(temperature <= 0):
-        raise AxisError("temperature", f"{temperature[temperature <= 0][0]:g} K is not a temperature",
-                        "numbers > 0 (kelvin)")
+    """A modified blackbody (T, beta) grid; temperatures must be positive (raises :class:`AxisErrors`)."""
+
+    def temperature() -> np.ndarray:
+        values = _values("temperature", axes["temperature"], {})
+        if np.any(values <= 0):
+            raise AxisError("temperature", f"{values[values <= 0][0]:g} K is not a temperature",
+                            "numbers > 0 (kelvin)")
+        return values
+
+    v = _collect({"temperature": temperature, "beta": lambda: _values("beta", axes["beta"], {})})
     return GridSpec("modified_blackbody", PARAMETERS["modified_blackbody"], UNITS["modified_blackbody"],
-                    (temperature, beta), dict(options))
+                    (v["temperature"], v["beta"]), dict(options))
 
 
 # --------------------------------------------------------------------------------------------------------------

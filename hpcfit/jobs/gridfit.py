@@ -258,7 +258,8 @@ def _catalog_key(cfg: Settings, exc: Any) -> str:
     for i, band in enumerate(cfg.bands):
         for field in ("flux_column", "error_column", "upper_limit_column"):
             if band[field] == key:
-                return f"bands.{i}.{field}"
+                # a unit conflict is the fault of the band's `unit` key when it has one
+                return f"bands.{i}.unit" if band.unit and "unit" in exc.message else f"bands.{i}.{field}"
     c = cfg.catalog
     for field in ("id_column", "distance_column", "redshift_column"):
         if c[field] == key:
@@ -299,7 +300,7 @@ def _load_filters(cfg: Settings, report: Report) -> Any:
 
 
 def _grid_spec(cfg: Settings, report: Report) -> Any:
-    from ..gridfit.grid import AxisError, dl07_spec, load_templates, modified_blackbody_spec
+    from ..gridfit.grid import AxisErrors, dl07_spec, load_templates, modified_blackbody_spec
 
     g = cfg.grid
     if g.model == "dl07":
@@ -316,15 +317,17 @@ def _grid_spec(cfg: Settings, report: Report) -> Any:
         options["templates"] = templates.source if d.source == "draine" else d.templates
         try:
             return dl07_spec({k: d[k] for k in ("umin", "umax", "gamma", "qpah")}, templates, options)
-        except AxisError as exc:
-            report(f"grid.dl07.{exc.key}", exc.message, exc.allowed)
+        except AxisErrors as exc:
+            for error in exc.errors:
+                report(f"grid.dl07.{error.key}", error.message, error.allowed)
             return None
     m = g.modified_blackbody
     try:
         return modified_blackbody_spec({"temperature": m.temperature, "beta": m.beta},
                                        {"kappa0": m.kappa0, "kappa_wavelength_um": m.kappa_wavelength_um})
-    except AxisError as exc:
-        report(f"grid.modified_blackbody.{exc.key}", exc.message, exc.allowed)
+    except AxisErrors as exc:
+        for error in exc.errors:
+            report(f"grid.modified_blackbody.{error.key}", error.message, error.allowed)
         return None
 
 
