@@ -72,8 +72,8 @@ def _child_combine(which: str, clip: bool, paths: list[str]) -> dict:
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            kwargs = dict(sigma_clip=True, sigma_clip_low_thresh=3, sigma_clip_high_thresh=3,
-                          sigma_clip_func=np.ma.median, sigma_clip_dev_func=np.ma.std) if clip else {}
+            kwargs = {"sigma_clip": True, "sigma_clip_low_thresh": 3, "sigma_clip_high_thresh": 3,
+                      "sigma_clip_func": np.ma.median, "sigma_clip_dev_func": np.ma.std} if clip else {}
             ccdproc.combine(paths, method="median", unit="adu", **kwargs)
     seconds = time.perf_counter() - t0
     rss1 = _peak_rss_mb()
@@ -81,9 +81,9 @@ def _child_combine(which: str, clip: bool, paths: list[str]) -> dict:
 
 
 def _run_child(which: str, clip: bool, paths: list[str]) -> dict:
-    code = ("import json, sys; sys.path.insert(0, %r); from bench.calib_kernels import _child_combine; "
-            "print(json.dumps(_child_combine(%r, %r, json.loads(sys.stdin.read()))))"
-            % (str(Path(__file__).resolve().parent.parent), which, clip))
+    root = str(Path(__file__).resolve().parent.parent)
+    code = (f"import json, sys; sys.path.insert(0, {root!r}); from bench.calib_kernels import _child_combine; "
+            f"print(json.dumps(_child_combine({which!r}, {clip!r}, json.loads(sys.stdin.read()))))")
     done = subprocess.run([sys.executable, "-c", code], input=json.dumps(paths), capture_output=True, text=True,
                           check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])

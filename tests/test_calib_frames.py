@@ -4,6 +4,7 @@ bands of them (BZERO, trim, overscan), on a synthetic night and on the five real
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import shutil
 
@@ -214,7 +215,7 @@ def test_row_bands_cover_all_rows():
     for ny, parts in [(10, 3), (1040, 4), (3, 5)]:
         bands = R.row_bands(ny, parts)
         assert bands[0][0] == 0 and bands[-1][1] == ny
-        assert all(a[1] == b[0] for a, b in zip(bands, bands[1:]))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(bands))
         assert max(b - a for a, b in bands) - min(b - a for a, b in bands) <= 1
 
 

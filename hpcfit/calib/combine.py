@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -96,7 +96,7 @@ class CombineResult:
 
 
 # ------------------------------------------------------------------------------------------------------------ sorting
-@lru_cache(maxsize=None)
+@cache
 def sorting_network(n: int) -> tuple[tuple[int, int], ...]:
     """Comparators (i, j), i < j, of Batcher's odd-even merge sort for n inputs.
 

@@ -290,7 +290,7 @@ def parse_date_obs(header: fits.Header, key: str = "DATE-OBS") -> dt.datetime | 
     except ValueError:
         return None
     if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        when = when.astimezone(dt.UTC).replace(tzinfo=None)
     if "T" not in text:
         for time_key in ("TIME-OBS", "UT", "UTC-OBS", "UTSTART"):
             clock = header.get(time_key)

@@ -74,8 +74,8 @@ def write_raw_frame(path: str | os.PathLike, data: np.ndarray, **cards) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     values = np.clip(np.rint(data), 0, 65535).astype(np.uint16)
     hdu = fits.PrimaryHDU(values)  # astropy stores uint16 as int16 with BZERO = 32768, BSCALE = 1
-    for key, value in cards.items():
-        hdu.header[key.replace("_", "-") if key == "DATE_OBS" else key] = value
+    for key, value in cards.items():  # DATE_OBS is accepted for DATE-OBS, which is not a Python identifier
+        hdu.header["DATE-OBS" if key == "DATE_OBS" else key] = value
     hdu.writeto(path, overwrite=True)
     return path
 
@@ -118,7 +118,7 @@ def _cosmic_rays(rng: np.random.Generator, shape: tuple[int, int], count: int) -
         length = int(rng.integers(1, 6))
         angle = rng.uniform(0, np.pi)
         for step in range(length):
-            yy, xx = int(round(y + step * np.sin(angle))), int(round(x + step * np.cos(angle)))
+            yy, xx = round(y + step * np.sin(angle)), round(x + step * np.cos(angle))
             if 0 <= yy < ny and 0 <= xx < nx:
                 image[yy, xx] += rng.uniform(300, 5000)
     return image, image > 0
@@ -187,8 +187,8 @@ def make_night(
         cr_image, cr_mask = _cosmic_rays(rng, shape, crs)
         raw = raw + cr_image
         name = f"{FOLDERS[kind].lower()}_{index:03d}" + (f"_{filt}" if filt else "") + ".fits"
-        cards = dict(IMAGETYP=IMAGETYP[kind], EXPTIME=float(t), DATE_OBS=clock.isoformat(timespec="seconds"),
-                     GAIN=gain, RDNOISE=read_noise, INSTRUME="hpcfit synthetic CCD")
+        cards = {"IMAGETYP": IMAGETYP[kind], "EXPTIME": float(t), "DATE-OBS": clock.isoformat(timespec="seconds"),
+                 "GAIN": gain, "RDNOISE": read_noise, "INSTRUME": "hpcfit synthetic CCD"}
         if filt:
             cards["FILTER"] = filt
         path = write_raw_frame(root / FOLDERS[kind] / name, raw, **cards)
