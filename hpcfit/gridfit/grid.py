@@ -207,11 +207,17 @@ class SpectralModel(Protocol):
 
 
 class DL07Model:
-    """The DL07 mixture on the templates' wavelength grid."""
+    """The DL07 mixture on the templates' wavelength grid.
+
+    The mixture is linear in its templates, L_nu = (1 - gamma) single + gamma extended, and so are band fluxes
+    and total luminosities: :meth:`bands` projects each template once and combines B numbers per model instead of
+    building and projecting a 1001-point spectrum (same values up to rounding, ~1000 times faster).
+    """
 
     def __init__(self, templates: Any):
         self.templates = templates
         self.wavelength = templates.wavelength
+        self._tables: dict[int, tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def lnu(self, params: np.ndarray) -> np.ndarray:
         return self.templates.lnu(params[:, 0], params[:, 1], params[:, 2], params[:, 3])
@@ -219,6 +225,25 @@ class DL07Model:
     def luminosity_per_mass(self, params: np.ndarray, lnu: np.ndarray) -> np.ndarray:
         """L_sun per M_sun of dust: the spectrum integrated over the template grid."""
         return self.templates.total_luminosity(lnu) / L_SUN_W
+
+    def bands(self, params: np.ndarray, projector: BandProjector) -> tuple[np.ndarray, np.ndarray]:
+        """Band fluxes (n, B) and luminosities per mass (n,) of parameter rows, from projected templates."""
+        key = id(projector)
+        if key not in self._tables:
+            t = self.templates
+            self._tables[key] = (projector, projector(t.single), projector(t.power_law),
+                                 t.total_luminosity(t.single) / L_SUN_W, t.total_luminosity(t.power_law) / L_SUN_W)
+        _, f_single, f_power, l_single, l_power = self._tables[key]
+        umin, umax, gamma, qpah = params.T
+        t = self.templates
+        t.check_axes(gamma=gamma)
+        i_u, i_q = t.umin_index(umin), t.qpah_index(qpah)
+        power = t.is_power_law(umin, umax)
+        single_f, single_l = f_single[i_u, i_q], l_single[i_u, i_q]
+        extended_f = np.where(power[:, None], f_power[i_u, i_q], single_f)
+        extended_l = np.where(power, l_power[i_u, i_q], single_l)
+        return ((1.0 - gamma)[:, None] * single_f + gamma[:, None] * extended_f,
+                (1.0 - gamma) * single_l + gamma * extended_l)
 
 
 class ModifiedBlackbodyModel:
@@ -307,6 +332,9 @@ def build_chunk(spec: GridSpec, model: SpectralModel, projector: BandProjector, 
                 batch: int = 2048) -> ModelChunk:
     """Parameters, band fluxes and luminosities of models [start, stop), spectra built ``batch`` at a time."""
     params = spec.parameters(start, stop)
+    if hasattr(model, "bands"):  # models linear in their templates project the templates once
+        fluxes, lum = model.bands(params, projector)
+        return ModelChunk(start, stop, params, fluxes, lum)
     fluxes = np.empty((stop - start, len(projector.filters)))
     lum = np.empty(stop - start)
     for a in range(0, stop - start, batch):

@@ -159,6 +159,7 @@ class GridfitJob(Job):
         out.write([piece for c in chunks for piece in _grid_pieces(c.chunk)])
 
         collected = _Collected(ctx) if comm.is_root else None
+        progress = _fit_progress(ctx) if comm.is_root else None
         rounds = comm.allreduce(len(chunks), "max")
         buffers = (np.empty((info["block"], info["chunk"])), np.empty((info["block"], info["chunk"])))
         timings = {"chi2": 0.0, "reduce": 0.0}
@@ -180,6 +181,9 @@ class GridfitJob(Job):
             gathered = comm.gather(parts, root=0)
             if collected is not None:
                 collected.add(g0, g1, phot, [p for rank_parts in gathered for p in rank_parts])
+                progress.advance(g1 - g0)
+        if progress is not None:
+            progress.finish()
         pieces = collected.pieces() if collected is not None else []
         out.write(pieces)
         seconds = {k: comm.allreduce(v, "max") for k, v in timings.items()}
@@ -372,6 +376,15 @@ def _fit(phot: Any, loaded: Any, estimates: Any, out: tuple[np.ndarray, np.ndarr
     timings["chi2"] += t1 - t0
     timings["reduce"] += time.perf_counter() - t1
     return chi2, best, moments
+
+
+def _fit_progress(ctx: RunContext) -> Any:
+    """Progress of the fit stage on rank 0, in galaxies (every rank has done a block when rank 0 folds it)."""
+    from ..runtime.progress import Progress
+
+    run = ctx.cfg.run
+    return Progress(ctx.plan.info["n_galaxies"], f"galaxies x {ctx.plan.info['n_models']:,} models",
+                    mode=run.progress, interval=run.progress_interval, label="hpcfit gridfit chi2")
 
 
 def _grid_pieces(chunk: Any) -> list[tuple[str, tuple[slice, ...], np.ndarray]]:
