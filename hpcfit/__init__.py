@@ -10,13 +10,14 @@ __version__ = "0.1.0"
 
 
 def _one_thread_per_rank() -> None:
-    """Several MPI ranks on a node each running a multi-threaded BLAS oversubscribe the cores (each rank's
-    OpenBLAS starts one thread per core). hpcfit's parallelism is the ranks: pin BLAS/OpenMP to one thread per
-    rank unless the user chose otherwise. Must run before numpy is imported."""
-    size = _os.environ.get("PMI_SIZE") or _os.environ.get("OMPI_COMM_WORLD_SIZE") or _os.environ.get("SLURM_NTASKS")
-    if size and size.isdigit() and int(size) > 1:
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            _os.environ.setdefault(var, "1")
+    """hpcfit's parallelism is its MPI ranks: pin BLAS/OpenMP to one thread per process unless the user chose
+    otherwise (OMP_NUM_THREADS etc., or HPCFIT_BLAS_THREADS). Two reasons: several ranks per node each running a
+    multi-threaded BLAS oversubscribe the cores; and a threaded BLAS may sum in a different order than a
+    single-threaded one, which would make a serial run differ in the last bits from an MPI run — hpcfit promises
+    the same file for any rank count. Must run before numpy is imported."""
+    threads = _os.environ.get("HPCFIT_BLAS_THREADS", "1")
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        _os.environ.setdefault(var, threads)
 
 
 _one_thread_per_rank()

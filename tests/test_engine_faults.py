@@ -42,10 +42,10 @@ def test_exception_on_one_rank_ends_four_rank_job(workdir, rank, schedule):
     result = hpcfit(["run", "cfg.yaml", "--set", "run.overwrite=true", "--set", f"run.schedule={schedule}"], n=4,
                     cwd=workdir,
                     env={"HPCFIT_INJECT_FAULT": f"rank={rank},item=*"})
-    assert result.returncode != 0
+    assert result.returncode != 0, result.output
     assert f"FATAL on rank {rank} of 4" in result.stderr, result.output
-    assert "while processing work item" in result.stderr and "fits " in result.stderr
-    assert "InjectedFault: injected fault" in result.stderr
+    assert "while processing work item" in result.stderr and "fits " in result.stderr, result.output
+    assert "InjectedFault: injected fault" in result.stderr, result.output
     assert not (workdir / "out.h5").exists()
     assert not (workdir / "out.h5.incomplete").exists()  # the failing rank removed it
 

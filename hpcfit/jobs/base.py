@@ -44,7 +44,8 @@ class Plan:
     items: list[WorkItem]
     unit: str = "items"
     info: dict[str, Any] = field(default_factory=dict)
-    schedule: str | None = None  # force "static" or "dynamic"; None: the config's run.schedule
+    schedule: str | None = None  # force "dynamic", "static" or "blocks" (contiguous runs of items per rank);
+    # None: the config's run.schedule
 
 
 @dataclass
@@ -56,6 +57,7 @@ class RunContext:
     plan: Plan
     config_path: str
     state: dict[str, Any] = field(default_factory=dict)  # per-rank objects built by setup()
+    todo: list[int] = field(default_factory=list)  # the items this run computes (the others come from checkpoints)
 
     def log(self, message: str) -> None:
         """Print a message once (from rank 0)."""
@@ -70,6 +72,7 @@ class Job:
     title: ClassVar[str]
     schema: ClassVar[Section]
     output_key: ClassVar[str] = "output"
+    n_ranks: int = 1  # set by the engine before check/plan, for checks that depend on the rank count
 
     def warm_up(self) -> None:
         """Import heavy modules ahead of time (the other ranks do this while rank 0 plans)."""

@@ -74,7 +74,7 @@ class Prepared:
     config_path: str
 
 
-def load_config(path: str, overrides: list[str]) -> tuple[Job, Settings, YamlSource, Reporter]:
+def load_config(path: str, overrides: list[str], n_ranks: int = 1) -> tuple[Job, Settings, YamlSource, Reporter]:
     """Parse and validate a config file (rank 0). Raises ConfigError listing every problem."""
     source = load_yaml_file(path)
     for assignment in overrides:
@@ -89,6 +89,7 @@ def load_config(path: str, overrides: list[str]) -> tuple[Job, Settings, YamlSou
         report(("job",), message, known)
         report.raise_if_any()
     job = job_class(name)()
+    job.n_ranks = n_ranks
     schema = ENGINE_SCHEMA.merged(job.schema)
     cfg = validate(schema, source, report)
     job.check(cfg, report)
@@ -135,7 +136,7 @@ def prepare(config_path: str, overrides: list[str], comm: Comm, *, plan: bool) -
     outcome: tuple[str, Any] = ("ok", None)
     if comm.is_root:
         try:
-            job, cfg, source, report = load_config(config_path, overrides)
+            job, cfg, source, report = load_config(config_path, overrides, comm.size)
             the_plan = job.plan(cfg, report) if plan else None
             report.raise_if_any()
             outcome = ("ok", Prepared(job.name, cfg, the_plan, source.text, config_path))
@@ -195,6 +196,7 @@ def execute(config_path: str, overrides: list[str], comm: Comm, *, argv: list[st
             print(f"hpcfit: {decision[1]}", file=sys.stderr, flush=True)
         return EXIT_CONFIG
     todo, stored = decision[1]  # stored: item index -> slice directory holding its result
+    ctx.todo = list(todo)
     store = SliceStore.for_slice(output, mode.slice_k, mode.slice_n) if checkpointing and not mode.merge else None
     what = "merge of slices" if mode.merge else (f"slice {mode.slice_k}/{mode.slice_n}" if mode.slice_n > 1 else "run")
     ctx.log(f"{job.name} {what}: {len(todo)} of {len(plan.items)} work item(s) to compute "

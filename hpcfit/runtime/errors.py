@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable, NoReturn
@@ -106,6 +107,9 @@ def fatal(comm: Comm, exc: BaseException, *, item: str | None = None) -> NoRetur
             except Exception:  # noqa: BLE001
                 pass
         if comm.size > 1:
+            # The launcher forwards our stderr asynchronously and tears everything down on MPI_Abort: give it a
+            # moment to pass the message on, or the one line that says what went wrong can be lost.
+            time.sleep(0.5)
             comm.abort(EXIT_FATAL)
             os._exit(EXIT_FATAL)  # not reached: MPI_Abort does not return
     raise SystemExit(EXIT_FATAL)

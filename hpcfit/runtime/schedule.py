@@ -7,7 +7,8 @@ of NaNs) do not leave ranks idle. The requests travel on a duplicate of the job'
 mix with the job's own collectives.
 
 *static*: items are assigned up front by a deterministic greedy balance of the cost estimates (every rank computes
-the same assignment, no messages); the other ranks only send progress notices to rank 0.
+the same assignment, no messages); the other ranks only send progress notices to rank 0. *blocks*: like static,
+but each rank gets a contiguous run of items in index order (e.g. a redshift band), equal in total size.
 
 Which rank processed an item never changes its result, so outputs do not depend on the rank count or timing.
 """
@@ -51,6 +52,21 @@ def static_assignment(costs: dict[int, float], size: int) -> list[list[int]]:
     return [sorted(items) for items in assignment]
 
 
+def block_assignment(sizes: dict[int, int], size: int) -> list[list[int]]:
+    """Contiguous runs of items (in index order) with near-equal total size per rank: rank r gets the r-th
+    block. Used when the order of items carries meaning, e.g. redshift bands of the sample job."""
+    order = sorted(sizes)
+    total = sum(sizes[i] for i in order)
+    assignment: list[list[int]] = [[] for _ in range(size)]
+    done = 0
+    for index in order:
+        # the rank whose equal share contains this item's midpoint
+        rank = min(size - 1, int((done + sizes[index] / 2) * size // max(total, 1)))
+        assignment[rank].append(index)
+        done += sizes[index]
+    return assignment
+
+
 def run_items(comm: Comm, items: Sequence[Any], work: Callable[[Any], Any], *, schedule: str,
               progress: Progress | None, label: Callable[[Any], str], todo: Sequence[int] | None = None,
               on_done: Callable[[int, Any], None] | None = None) -> dict[int, Any]:
@@ -77,7 +93,7 @@ def run_items(comm: Comm, items: Sequence[Any], work: Callable[[Any], Any], *, s
 
     results: dict[int, Any] = {}
     if comm.size == 1:
-        for index in cost_order(costs):
+        for index in (sorted(todo) if schedule == "blocks" else cost_order(costs)):
             if stop_requested.is_set():
                 break
             results[index] = do(index)
@@ -92,7 +108,7 @@ def run_items(comm: Comm, items: Sequence[Any], work: Callable[[Any], Any], *, s
         if schedule == "dynamic":
             _run_dynamic(comm, channel, sizes, costs, do, progress, results)
         else:
-            _run_static(comm, channel, sizes, costs, do, progress, results)
+            _run_static(comm, channel, sizes, costs, do, progress, results, schedule)
     except WorkItemError as exc:
         fatal(comm, exc)
     channel.idle_barrier()  # ranks that finish early wait here without spinning
@@ -143,8 +159,12 @@ def _run_dynamic(comm: Comm, channel: Any, sizes: dict[int, int], costs: dict[in
 
 
 def _run_static(comm: Comm, channel: Any, sizes: dict[int, int], costs: dict[int, float],
-                do: Callable[[int], Any], progress: Progress | None, results: dict[int, Any]) -> None:
-    mine = static_assignment(costs, comm.size)[comm.rank]
+                do: Callable[[int], Any], progress: Progress | None, results: dict[int, Any],
+                schedule: str) -> None:
+    if schedule == "blocks":
+        mine = block_assignment(sizes, comm.size)[comm.rank]
+    else:
+        mine = static_assignment(costs, comm.size)[comm.rank]
     if comm.is_root:
         def collect_notices() -> None:
             remaining = comm.size - 1

@@ -2,7 +2,7 @@
 
 Everything between the SSP library and the maggies that does not depend on the per-sample parameters is done once:
 
-* ``RedshiftNodes``: redshift nodes uniform in ln(1+z) (spacing 0.005 by default, the filters module's choice); a
+* ``RedshiftNodes``: redshift nodes on a fixed lattice in ln(1+z) (spacing 0.005 by default, the filters module's choice); a
   sample at z uses the two bracketing nodes with linear weights in ln(1+z). At each node the filter weights are
   evaluated on the stretched rest-frame grid (``Filter.weights``; photon-counting band average) and multiplied by the
   Madau IGM transmission at that redshift, so band shifts and IGM are exact at the nodes.
@@ -32,23 +32,28 @@ _FACTORIALS = np.array([1.0, 1.0, 2.0])
 
 
 class RedshiftNodes:
-    """Nodes uniform in ln(1+z) covering [z_min, z_max]."""
+    """Nodes on a fixed lattice ln(1+z) = k * dlnz covering [z_min, z_max].
+
+    The lattice does not depend on the range asked for, and a redshift is located from its global lattice
+    position, so a model built for a narrow band (one MPI rank's share) gives bit-identical results to one built
+    for the whole range: samples do not depend on which rank computed them.
+    """
 
     def __init__(self, z_min: float, z_max: float, dlnz: float = 0.005):
         if not (0.0 <= z_min <= z_max):
             raise ValueError(f"need 0 <= z_min <= z_max, got {z_min}, {z_max}")
-        self.lnz_min = float(np.log1p(z_min))
-        span = float(np.log1p(z_max)) - self.lnz_min
-        n_intervals = max(1, int(np.ceil(span / dlnz - 1e-9)))
-        self.dlnz = span / n_intervals if span > 0 else dlnz
-        self.z = np.expm1(self.lnz_min + self.dlnz * np.arange(n_intervals + 1))
+        self.dlnz = float(dlnz)
+        self.k_min = int(np.floor(np.log1p(z_min) / self.dlnz))
+        k_max = max(self.k_min + 1, int(np.ceil(np.log1p(z_max) / self.dlnz)))
+        self.z = np.expm1(self.dlnz * np.arange(self.k_min, k_max + 1))
         self.z_min, self.z_max = float(z_min), float(z_max)
 
     def locate(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lower node index (B,) and linear weight of the upper node (B,)."""
-        position = (np.log1p(z) - self.lnz_min) / self.dlnz
-        lower = np.clip(np.floor(position).astype(np.intp), 0, self.z.size - 2)
-        return lower, np.clip(position - lower, 0.0, 1.0)
+        position = np.log1p(z) / self.dlnz
+        lattice = np.floor(position)
+        lower = np.clip(lattice.astype(np.intp) - self.k_min, 0, self.z.size - 2)
+        return lower, np.clip(position - (lower + self.k_min), 0.0, 1.0)
 
 
 class TaylorNodes:
