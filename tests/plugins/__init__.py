@@ -1,0 +1,1 @@
+"""Small forward-model plug-ins used by the sample-job tests."""
