@@ -72,11 +72,22 @@ def run_provenance(comm: Comm, *, job: str, config_text: str, config_path: str, 
         "working_directory": os.getcwd(),
         "platform": platform.platform(),
     }
+    info["peak_rss_mb_per_rank"] = [round(m, 1) for m in comm.allgather(peak_rss_mb())]
     info.update(software_versions())
     for var in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
         if var in os.environ:
             info[var.lower()] = os.environ[var]
     return info
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (0 where the platform does not say)."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+    except (ImportError, OSError):
+        return 0.0
 
 
 def _user() -> str:
