@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.special import log_ndtr, ndtr
+from scipy.special import log_ndtr
 
 from hpcfit.gridfit.grid import BandProjector, modified_blackbody_spec, spectral_model
 from hpcfit.gridfit.synthetic import synthetic_catalog, write_box_filters
@@ -158,8 +158,4 @@ def mbb_luminosity_numeric(temperature: float, beta: float) -> float:
     return total / 3.828e26
 
 
-def in_bounds(values, lo, hi) -> bool:
-    return bool(np.all((values >= lo) & (values <= hi)))
-
-
-__all__ = ["brute_force", "mbb_problem", "write_inputs", "write_config", "pair_fit", "ndtr"]
+__all__ = ["brute_force", "mbb_problem", "write_inputs", "write_config", "pair_fit", "mbb_luminosity_numeric"]

@@ -143,14 +143,31 @@ def test_results_table_mirrors_the_file(serial_run, workdir):
     assert str(table["best.dust_mass"].unit) == "solMass" and str(table["best.box70"].unit) == "mJy"
 
 
-def test_chi2_best_gives_the_same_answers_without_the_array(workdir, serial_run):
+@pytest.fixture(scope="module")
+def best_run(workdir) -> Path:
     config = write_config(workdir, "best.yaml", "best.h5", chi2="best", extra="  results_table: ecsv\n")
     assert main(["run", str(config)]) == 0
-    full, best = datasets(serial_run), datasets(workdir / "best.h5")
+    return workdir / "best.h5"
+
+
+def test_chi2_best_gives_the_same_answers_without_the_array(workdir, serial_run, best_run):
+    full, best = datasets(serial_run), datasets(best_run)
     assert "chi2" not in best and set(full) - set(best) == {"chi2"}
     for name in best:
         np.testing.assert_array_equal(best[name], full[name], err_msg=name)
     assert Table.read(workdir / "best_results.ecsv")["best.chi2"].shape == (30,)
+
+
+def test_plot_uses_stored_or_recomputed_chi2(serial_run, best_run, tmp_path):
+    from hpcfit.gridfit.plot import _read, plot_galaxy
+
+    stored, recomputed = _read(serial_run, "gal00003"), _read(best_run, 3)
+    assert stored["chi2_stored"] and not recomputed["chi2_stored"]
+    np.testing.assert_allclose(recomputed["chi2"], stored["chi2"], rtol=1e-10, atol=1e-9)
+    assert recomputed["upper"][0] and recomputed["best_index"] == stored["best_index"]
+    png = plot_galaxy(best_run, "gal00003", tmp_path / "g3.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert plot_galaxy(serial_run, 5).name == "serial_gal00005.png"
 
 
 @pytest.mark.mpi

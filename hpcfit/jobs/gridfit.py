@@ -85,8 +85,11 @@ class GridfitJob(Job):
             if names.index(band.name) != i:
                 report(f"bands.{i}.name", f"band name '{band.name}' is used twice")
         allowed = list(PARAMETERS.get(g.model, ())) + list(SCALE_QUANTITIES)
-        for i, name in enumerate(cfg.fit.estimate or []):
-            if name not in allowed:
+        estimate = cfg.fit.estimate or []
+        for i, name in enumerate(estimate):
+            if estimate.index(name) != i:
+                report(f"fit.estimate.{i}", f"'{name}' is listed twice")
+            elif name not in allowed:
                 close = difflib.get_close_matches(name, allowed, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 report(f"fit.estimate.{i}", f"'{name}' cannot be estimated with grid.model {g.model}{hint}", allowed)
@@ -101,6 +104,9 @@ class GridfitJob(Job):
         filters = _load_filters(cfg, report)
         spec = _grid_spec(cfg, report)
         if catalog is None or filters is None or spec is None:
+            return Plan([])
+        if catalog.n_galaxies == 0:
+            report("catalog.path", f"{cfg.catalog.path}: the catalogue has no rows")
             return Plan([])
         if not _check_coverage(cfg, spec, filters, report):
             return Plan([])
@@ -175,8 +181,9 @@ class GridfitJob(Job):
                     chi2, best, moments = _fit(phot, loaded, state["estimates"],
                                                (buffers[0][:g1 - g0, :n], buffers[1][:g1 - g0, :n]), timings)
                     parts.append((loaded.chunk.start, best, moments))
-                    pieces.append(("chi2", (slice(g0, g1), slice(loaded.chunk.start, loaded.chunk.stop)), chi2))
-                if full:
+                    if full:
+                        pieces.append(("chi2", (slice(g0, g1), slice(loaded.chunk.start, loaded.chunk.stop)), chi2))
+                if full:  # collective: every rank writes once per round, with or without a piece
                     out.write(pieces)
             gathered = comm.gather(parts, root=0)
             if collected is not None:
@@ -520,7 +527,6 @@ class _Collected:
         write_table(path, ids, columns)
         # A run that fails after this point (provenance, closing the file) must not leave a table behind.
         on_fatal(lambda: path.unlink(missing_ok=True))
-        self.table = path
 
 
 def _attributes(ctx: RunContext, seconds: dict[str, float], total_chi2_seconds: float) -> dict[str, Any]:
