@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "each parameter (--galaxy).")
     plot.add_argument("file", help="HDF5 file written by hpcfit")
     plot.add_argument("--output", "-o", help="PNG file to write (default: FILE with .png)")
-    plot.add_argument("--galaxy", help="gridfit: the galaxy id (default: the first)")
+    plot.add_argument("--galaxy", help="gridfit: the galaxy id, or its row number (default: the first row)")
 
     schema = verbs.add_parser("schema", help="print the config keys of a job",
                               description="Print every config key of JOB with its type, default and meaning "
@@ -253,18 +253,18 @@ def _plot(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"hpcfit: no such file: {path}", file=sys.stderr)
         return EXIT_CONFIG
-    output = Path(args.output) if args.output else path.with_suffix(".png")
     with h5py.File(path, "r") as h5:
         job = h5.attrs.get("job", "")
     try:
         if job == "cubefit":
             from .plots.cubefit_maps import plot_cubefit_maps
 
-            plot_cubefit_maps(path, output)
+            output = plot_cubefit_maps(path, Path(args.output) if args.output else path.with_suffix(".png"))
         elif job == "gridfit":
-            from .plots.gridfit_sed import plot_gridfit_galaxy
+            from .gridfit.plot import plot_galaxy
 
-            plot_gridfit_galaxy(path, output, galaxy=args.galaxy)
+            galaxy = args.galaxy if args.galaxy is not None else 0
+            output = plot_galaxy(path, galaxy, Path(args.output) if args.output else None)
         else:
             print(f"hpcfit: no plot for '{job or 'unknown'}' files yet (cubefit and gridfit have one)", file=sys.stderr)
             return EXIT_CONFIG
