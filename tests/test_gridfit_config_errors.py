@@ -135,6 +135,21 @@ def test_dl07_axis_outside_the_templates(workdir, capsys, shared_path):
     assert not list(workdir.glob("out*"))
 
 
+def test_dl07_directory_without_templates(workdir, capsys):
+    text = GOOD.replace("""  model: modified_blackbody
+  modified_blackbody:
+    temperature: {linspace: [12, 40, 8]}""", """  model: dl07
+  dl07:
+    templates: filters
+    umin: [1.0]
+    gamma: [0, 0.1]
+    qpah: [2.5]""").replace("    beta: [1.5, 2.0]\n", "").replace("[temperature, log_dust_mass]", "[umin]")
+    (workdir / "cfg.yaml").write_text(text)
+    assert main(["run", str(workdir / "cfg.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"cfg\.yaml:16: grid\.dl07\.templates: cannot load the DL07 templates: no DL07 files", err), err
+
+
 def test_existing_results_table_is_not_overwritten(workdir, capsys):
     (workdir / "cfg.yaml").write_text(GOOD)
     (workdir / "out_results.fits").write_text("precious")
