@@ -231,12 +231,19 @@ def _demo(args: argparse.Namespace, comm, argv: list[str]) -> int:
     return code
 
 
+def _existing_file(name: str) -> Path | None:
+    path = Path(name)
+    if not path.is_file():
+        print(f"hpcfit: no such file: {path}", file=sys.stderr)
+        return None
+    return path
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from .io.inspect import inspect_file
 
-    path = Path(args.file)
-    if not path.is_file():
-        print(f"hpcfit: no such file: {path}", file=sys.stderr)
+    path = _existing_file(args.file)
+    if path is None:
         return EXIT_CONFIG
     try:
         print(inspect_file(path, show_config=args.config))
@@ -249,9 +256,8 @@ def _inspect(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     import h5py
 
-    path = Path(args.file)
-    if not path.is_file():
-        print(f"hpcfit: no such file: {path}", file=sys.stderr)
+    path = _existing_file(args.file)
+    if path is None:
         return EXIT_CONFIG
     with h5py.File(path, "r") as h5:
         job = h5.attrs.get("job", "")

@@ -19,7 +19,7 @@ import heapq
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .comm import Comm
 from .errors import WorkItemError, fatal
@@ -116,6 +116,33 @@ def run_items(comm: Comm, items: Sequence[Any], work: Callable[[Any], Any], *, s
     return results
 
 
+def _serve(comm: Comm, channel: Any, handle: Callable[[int, int, Any], bool]) -> threading.Thread:
+    """Start rank 0's helper thread: it answers the other ranks' messages with ``handle(source, tag, payload)``
+    (True when that rank has finished) until every other rank has finished."""
+
+    def loop() -> None:
+        remaining = comm.size - 1
+        while remaining:
+            pending = channel.iprobe()
+            if pending is None:
+                time.sleep(_POLL_SECONDS)
+                continue
+            source, tag = pending
+            remaining -= handle(source, tag, channel.recv(source, tag))
+
+    return _start_guarded_thread(comm, loop)
+
+
+def _work_through(indices: Iterable[int], do: Callable[[int], Any], results: dict[int, Any],
+                  done: Callable[[int], None]) -> None:
+    """Process items in order until they run out or a stop signal arrives; ``done(index)`` after each."""
+    for index in indices:
+        if stop_requested.is_set():
+            break
+        results[index] = do(index)
+        done(index)
+
+
 def _run_dynamic(comm: Comm, channel: Any, sizes: dict[int, int], costs: dict[int, float],
                  do: Callable[[int], Any], progress: Progress | None, results: dict[int, Any]) -> None:
     if comm.is_root:
@@ -126,26 +153,16 @@ def _run_dynamic(comm: Comm, channel: Any, sizes: dict[int, int], costs: dict[in
             with lock:
                 return queue.popleft() if queue and not stop_requested.is_set() else None
 
-        def serve_requests() -> None:
-            remaining = comm.size - 1
-            while remaining:
-                pending = channel.iprobe()
-                if pending is None:
-                    time.sleep(_POLL_SECONDS)
-                    continue
-                source, tag = pending
-                finished, stopping = channel.recv(source, tag)
-                if progress and finished:
-                    progress.advance(finished)
-                index = None if stopping else take()
-                channel.send(-1 if index is None else index, source, TAG_REPLY)
-                remaining -= index is None
+        def answer(source: int, tag: int, payload: Any) -> bool:
+            finished, stopping = payload
+            if progress and finished:
+                progress.advance(finished)
+            index = None if stopping else take()
+            channel.send(-1 if index is None else index, source, TAG_REPLY)
+            return index is None
 
-        server = _start_guarded_thread(comm, serve_requests)
-        while (index := take()) is not None:
-            results[index] = do(index)
-            if progress:
-                progress.advance(sizes[index])
+        server = _serve(comm, channel, answer)
+        _work_through(iter(take, None), do, results, lambda i: progress and progress.advance(sizes[i]))
         server.join()
     else:
         finished = 0
@@ -166,34 +183,16 @@ def _run_static(comm: Comm, channel: Any, sizes: dict[int, int], costs: dict[int
     else:
         mine = static_assignment(costs, comm.size)[comm.rank]
     if comm.is_root:
-        def collect_notices() -> None:
-            remaining = comm.size - 1
-            while remaining:
-                pending = channel.iprobe()
-                if pending is None:
-                    time.sleep(_POLL_SECONDS)
-                    continue
-                source, tag = pending
-                finished = channel.recv(source, tag)
-                if tag == TAG_DONE:
-                    remaining -= 1
-                elif progress:
-                    progress.advance(finished)
+        def note(source: int, tag: int, finished: Any) -> bool:
+            if tag != TAG_DONE and progress:
+                progress.advance(finished)
+            return tag == TAG_DONE
 
-        server = _start_guarded_thread(comm, collect_notices)
-        for index in mine:
-            if stop_requested.is_set():
-                break
-            results[index] = do(index)
-            if progress:
-                progress.advance(sizes[index])
+        server = _serve(comm, channel, note)
+        _work_through(mine, do, results, lambda i: progress and progress.advance(sizes[i]))
         server.join()
     else:
-        for index in mine:
-            if stop_requested.is_set():
-                break
-            results[index] = do(index)
-            channel.send(sizes[index], 0, TAG_NOTICE)
+        _work_through(mine, do, results, lambda i: channel.send(sizes[i], 0, TAG_NOTICE))
         channel.send(0, 0, TAG_DONE)
 
 
