@@ -79,6 +79,24 @@ def inverse_flat(flat: np.ndarray, *, bad_pixels: np.ndarray | None = None, out:
     return out
 
 
+def exposure_offset(bias: np.ndarray | None, dark_rate: np.ndarray | None, exptime: float,
+                    *, out: np.ndarray | None = None) -> np.ndarray | None:
+    """float32 ``bias + dark_rate * exptime`` (what is subtracted from a raw frame of that exposure), or None when
+    both masters are None. The one definition used by :class:`ScienceCalibrator` and by callers that precompute
+    offsets, e.g. row band by row band into node-shared memory (the result is the same bits either way)."""
+    if dark_rate is None:
+        if bias is None:
+            return None
+        if out is None:
+            return np.asarray(bias, dtype=np.float32)
+        np.copyto(out, bias, casting="unsafe")
+        return out
+    out = np.multiply(dark_rate, np.float32(exptime), dtype=np.float32, out=out)
+    if bias is not None:
+        out += bias
+    return out
+
+
 def _rows_per_block(shape: tuple[int, ...], itemsize: int = 4) -> int:
     row = int(np.prod(shape[1:], dtype=np.int64)) * itemsize if len(shape) > 1 else itemsize
     return max(1, ROW_BLOCK_BYTES // max(row, 1))
@@ -88,7 +106,9 @@ class ScienceCalibrator:
     """Calibrates frames of one shape against one set of masters (each may be None: that step is skipped).
 
     The masters are only read, so they can live in node-shared memory; the calibrator keeps ``inv_flat`` (pass
-    ``inv_flat=`` to share it too), the bad-pixel mask and up to ``cache_size`` exposure-time offsets.
+    ``inv_flat=`` to share it too), the bad-pixel mask and up to ``cache_size`` exposure-time offsets. ``offsets``
+    maps exposure times to ready offsets (:func:`exposure_offset`, e.g. in node-shared memory): used as given and
+    never evicted.
     """
 
     def __init__(
@@ -103,6 +123,7 @@ class ScienceCalibrator:
         dark_err: np.ndarray | None = None,
         flat_err: np.ndarray | None = None,
         cache_size: int = 4,
+        offsets: dict[float, np.ndarray] | None = None,
     ) -> None:
         shapes = {a.shape for a in (bias, dark_rate, flat, inv_flat, bias_err, dark_err, flat_err) if a is not None}
         if len(shapes) > 1:
@@ -123,6 +144,10 @@ class ScienceCalibrator:
         self.inv_flat = inv_flat
         self._offsets: OrderedDict[float, np.ndarray | None] = OrderedDict()
         self._cache_size = max(1, int(cache_size))
+        self._pinned: dict[float, np.ndarray] = {float(t): a for t, a in (offsets or {}).items()}
+        for a in self._pinned.values():
+            if self.shape is not None and a.shape != self.shape:
+                raise ValueError(f"offset shape {a.shape} differs from the masters' {self.shape}")
 
     def offset(self, exptime: float | None) -> np.ndarray | None:
         """``bias + dark_rate * exptime`` (float32, cached per exposure time); None when there is nothing to
@@ -130,15 +155,12 @@ class ScienceCalibrator:
         if self.dark_rate is not None and (exptime is None or not np.isfinite(exptime) or exptime < 0):
             raise ValueError(f"a valid exposure time is needed to scale the dark rate, got {exptime!r}")
         key = float(exptime) if self.dark_rate is not None else 0.0  # without a dark, t does not matter
+        if key in self._pinned:
+            return self._pinned[key]
         if key in self._offsets:
             self._offsets.move_to_end(key)
             return self._offsets[key]
-        if self.dark_rate is None:
-            value = None if self.bias is None else np.asarray(self.bias, dtype=np.float32)
-        else:
-            value = np.multiply(self.dark_rate, np.float32(key), dtype=np.float32)
-            if self.bias is not None:
-                value += self.bias
+        value = exposure_offset(self.bias, self.dark_rate, key)
         self._offsets[key] = value
         if len(self._offsets) > self._cache_size:
             self._offsets.popitem(last=False)
