@@ -297,10 +297,21 @@ def _combine_group(comm: Comm, plan: CalibPlan, gi: int, masters: Masters, rows:
                                                      None if dark is None else dark[a:b],
                                                      exptimes if dark is not None else None))
         medians = whole_frame_medians(comm, len(frames), lambda: band.blocks(steps))
-        if not np.all(np.isfinite(medians) & (medians > 0)):
-            bad = [f.name for f, m in zip(frames, medians) if not (np.isfinite(m) and m > 0)]
-            raise MasterError(f"master {group.label}: flat frame(s) without light after bias/dark subtraction "
-                              f"(median <= 0): {', '.join(bad)}")
+        lit = np.isfinite(medians) & (medians > 0)
+        if not lit.all():  # e.g. a dark frame filed and labelled as a flat: no light left after subtraction
+            for f, m in zip(frames, medians):
+                if not (np.isfinite(m) and m > 0):
+                    masters.rejected.append(Rejection(f.name, f.path, "flat", "combine", f"no light: median "
+                                                      f"{m:.4g} ADU after bias and dark subtraction"))
+            if c.on_bad_frame == "fail" or lit.sum() < max(1, c.combine.min_frames):
+                raise MasterError(f"master {group.label}: flat frame(s) without light after bias/dark subtraction: "
+                                  f"{', '.join(f.name for f, k in zip(frames, lit) if not k)}"
+                                  f" ({int(lit.sum())} usable, combine.min_frames = {c.combine.min_frames})")
+            band.keep(lit)
+            indices = [i for i, k in zip(indices, lit) if k]
+            frames = band.frames
+            exptimes[:] = [f.exptime for f in frames]  # the prepare step re-reads them when streaming
+            medians = medians[lit]
         steps.append(lambda a, b, s: C.scale_frames(s, medians))
     count = np.empty(rows.shape, np.min_scalar_type(len(frames)))
     for a, b, block in band.blocks(steps):

@@ -203,8 +203,6 @@ def make_plan(cfg: Any, report: Report) -> CalibPlan | None:
             report("calibrate.inputs" if have == 0 else "calibrate.combine.min_frames",
                    f"no {kind} frames found to build a master {kind} ({hint}); give a ready master as "
                    f"masters.{kind}, or leave '{kind}' out of calibrate.require to skip that step")
-    if "dark" not in c.require and "bias" not in c.require:
-        pass
     if any(k.kind == "dark" for k in index_of) and not files.get("bias") and \
             not any(k.kind == "bias" for k in index_of):
         report("calibrate.inputs", "dark frames need a master bias to become dark-current rates, and there is none")
@@ -404,22 +402,22 @@ def _assign(cfg: Any, frames: list[F.Frame], eligible: dict[F.GroupKey, list[F.F
             report("calibrate.masters.match", f"{r.path}: {r.reason} (on_bad_frame: fail)")
         return None
 
-    # The masters used to build the masters: each dark group's bias, each flat group's bias and dark.
-    for g in list(groups):  # groups appended below are bias/dark groups, which need nothing more for flats
-        pass
+    # The masters used to build the masters: each dark group's bias, each flat group's bias and dark (groups
+    # appended meanwhile are bias or dark groups; the darks among them get their bias in the second loop).
     for index in range(len(groups)):
         g = groups[index]
         if g.file or g.kind == "bias":
             continue
         reference = frames[g.frames[len(g.frames) // 2]]
-        g.bias, reason = group_for("bias", reference)
+        g.bias, _ = group_for("bias", reference)
         if g.kind == "flat":
             g.dark, _ = group_for("dark", reference)
     for index in range(len(groups)):  # darks added for flats still need their bias
         g = groups[index]
         if g.kind == "dark" and not g.file and g.bias < 0:
             g.bias, _ = group_for("bias", frames[g.frames[len(g.frames) // 2]])
-    _drop_flats_without_exposure(groups, frames, rejected, c)
+    if not _drop_flats_without_exposure(groups, frames, rejected, c, report):
+        return None
 
     # Build order: bias, then dark, then flat (each needs the earlier kinds); slots number each kind's stack.
     order_groups = sorted(range(len(groups)), key=lambda i: (KINDS.index(groups[i].kind), i))
@@ -444,8 +442,10 @@ def _assign(cfg: Any, frames: list[F.Frame], eligible: dict[F.GroupKey, list[F.F
 
 
 def _drop_flats_without_exposure(groups: list[Group], frames: list[F.Frame], rejected: list[Rejection],
-                                 c: Any) -> None:
-    """Flats whose dark current must be subtracted need their exposure time; the others are rejected."""
+                                 c: Any, report: Report) -> bool:
+    """Flats whose dark current must be subtracted need their exposure time; the others are rejected. False
+    (reported) when a group is left with too few frames."""
+    ok = True
     for g in groups:
         if g.kind != "flat" or g.file or g.dark < 0:
             continue
@@ -455,7 +455,13 @@ def _drop_flats_without_exposure(groups: list[Group], frames: list[F.Frame], rej
                 rejected.append(Rejection(frames[i].name, frames[i].path, "flat", "plan",
                                           f"no exposure time ({'/'.join(c.exptime_key)}): the dark current cannot "
                                           "be subtracted"))
+        if len(keep) < c.combine.min_frames:
+            report("calibrate.exptime_key", f"{len(g.frames) - len(keep)} of the {len(g.frames)} frames of the "
+                                            f"{g.label} flats have no exposure time ({'/'.join(c.exptime_key)}), "
+                                            "needed to subtract the dark current")
+            ok = False
         g.frames = keep
+    return ok
 
 
 def _noise_and_names(plan: CalibPlan, cfg: Any, report: Report) -> None:
