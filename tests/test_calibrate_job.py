@@ -159,16 +159,17 @@ def test_streaming_row_blocks_give_the_same_masters(night_dir, serial_run):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("n", [2, 4])
-def test_same_file_for_any_rank_count(night_dir, serial_run, n):
+@pytest.mark.parametrize("n,nodes", [(2, 1), (4, 2)])
+def test_same_file_for_any_rank_count(night_dir, serial_run, n, nodes):
+    """2 ranks share one node's masters; 4 ranks as 2 pretend nodes of 2 also exchange master rows between nodes."""
     root, _ = night_dir
     config = write_config(root, f"mpi{n}.yaml", f"mpi{n}.h5", f"  fits_dir: fits{n}")
-    result = hpcfit(["run", config.name], n=n, cwd=root)
+    result = hpcfit(["run", config.name], n=n, cwd=root, env={"HPCFIT_RANKS_PER_NODE": str(n // nodes)})
     assert result.returncode == 0, result.output
     assert_same_datasets(serial_run, root / f"mpi{n}.h5")
     with h5py.File(root / f"mpi{n}.h5") as h5:
         assert h5.attrs["n_ranks"] == n and h5.attrs["output_mode"] == "mpio"
-        assert h5.attrs["calibrate_nodes"] == 1 and len(h5.attrs["calibrate_peak_rss_mb"]) == n
+        assert h5.attrs["calibrate_nodes"] == nodes and len(h5.attrs["calibrate_peak_rss_mb"]) == n
     for name in (root / "fits").iterdir():
         np.testing.assert_array_equal(fits.getdata(root / f"fits{n}" / name.name), fits.getdata(name))
 

@@ -14,6 +14,9 @@ Usage pattern (every call is collective over the run's communicator, same argume
     ...                                            # read-only use by every rank of the node
     shared.free()                                  # release the windows (collective)
 
+Testing aid: ``HPCFIT_RANKS_PER_NODE=k`` (or ``ranks_per_node=k``) groups consecutive ranks k by k into pretend
+nodes, each with its own copy, so the cross-node assembly runs on a single machine.
+
 Writes become visible to the other ranks of the node at :meth:`NodeShared.sync` (a memory barrier plus a node
 barrier, the MPI "unified memory model" recipe), which :meth:`assemble_rows` and :meth:`sync` both perform.
 """
@@ -21,6 +24,7 @@ barrier, the MPI "unified memory model" recipe), which :meth:`assemble_rows` and
 from __future__ import annotations
 
 import atexit
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,8 +36,8 @@ from .comm import Comm
 class NodeShared:
     """Allocator of node-shared arrays for one communicator (see the module docstring).
 
-    ``ranks_per_node`` (tests only) groups consecutive ranks into pretend nodes instead of asking MPI which ranks
-    share memory, so the cross-node assembly can be exercised on one machine.
+    ``ranks_per_node`` (tests only; default from ``HPCFIT_RANKS_PER_NODE``) groups consecutive ranks into pretend
+    nodes instead of asking MPI which ranks share memory, so the cross-node assembly can be exercised on one machine.
     """
 
     def __init__(self, comm: Comm, *, ranks_per_node: int | None = None):
@@ -49,6 +53,8 @@ class NodeShared:
         from mpi4py import MPI
 
         self._MPI = MPI
+        if ranks_per_node is None and os.environ.get("HPCFIT_RANKS_PER_NODE", "").isdigit():
+            ranks_per_node = int(os.environ["HPCFIT_RANKS_PER_NODE"]) or None
         if ranks_per_node:
             self.node = mpi.Split(color=comm.rank // ranks_per_node, key=comm.rank)
         else:
