@@ -10,11 +10,11 @@ import h5py
 import numpy as np
 import pytest
 from astropy.io import fits
-
 from h5compare import assert_same_datasets, datasets
+from launch import hpcfit
+
 from hpcfit.calib.synthetic import make_night
 from hpcfit.cli import main
-from launch import hpcfit
 
 SHAPE = (96, 128)
 

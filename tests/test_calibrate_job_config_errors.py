@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from launch import hpcfit
 
 from hpcfit.calib.synthetic import make_night
 from hpcfit.cli import main
-from launch import hpcfit
 
 SHAPE = (32, 40)
 

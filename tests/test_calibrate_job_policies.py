@@ -11,10 +11,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from launch import hpcfit
 
 from hpcfit.calib.synthetic import make_night, write_raw_frame
 from hpcfit.cli import main
-from launch import hpcfit
 
 SHAPE = (48, 64)
 
@@ -120,7 +120,7 @@ def two_nights(tmp_path_factory):
 
 
 def test_masters_per_night_and_filter_with_nearest_fallback(two_nights):
-    root, first, second = two_nights
+    root, _, second = two_nights
     assert run(root, "nights.h5", inputs="n1, n2") == 0
     with h5py.File(root / "nights.h5") as h5:
         assert h5["masters/bias"].shape[0] == 2 and h5["masters/dark"].shape[0] == 1

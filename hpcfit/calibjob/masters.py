@@ -31,7 +31,14 @@ import numpy as np
 from ..calib import combine as C
 from ..calib.calibrate import exposure_offset, inverse_flat
 from ..calib.frames import CorruptFrameError, Frame, image_layout, read_primary_header
-from ..calib.reading import band_stats, parse_section, read_rows, read_stack, row_bands, stats_problems
+from ..calib.reading import (
+    band_stats,
+    parse_section,
+    read_rows,
+    read_stack,
+    row_bands,
+    stats_problems,
+)
 from ..runtime.comm import Comm
 from ..runtime.shared_array import NodeShared
 from .planning import CalibPlan, Group, Rejection
@@ -208,8 +215,7 @@ class MasterError(RuntimeError):
 def build_masters(comm: Comm, plan: CalibPlan, c: Any, log: Callable[[str], None]) -> Masters:
     """Combine every group collectively into node-shared masters (see the module docstring)."""
     t0 = time.monotonic()
-    ny, nx = plan.shape
-    bands = row_bands(ny, comm.size)
+    bands = row_bands(plan.shape[0], comm.size)
     r0, r1 = bands[comm.rank]
     shared = NodeShared(comm)
     masters = Masters(shared, bands, [], {}, {})
@@ -231,7 +237,8 @@ def build_masters(comm: Comm, plan: CalibPlan, c: Any, log: Callable[[str], None
             masters.used[gi] = used
             what = f"{len(used)} frames combined"
         if group.kind == "flat":
-            median = whole_frame_medians(comm, 1, lambda: iter([(r0, r1, rows[None])] if r1 > r0 else []))[0]
+            own = [(r0, r1, rows[None])] if r1 > r0 else []
+            median = whole_frame_medians(comm, 1, lambda own=own: iter(own))[0]
             try:
                 C.normalise(rows, median)
             except ValueError as exc:

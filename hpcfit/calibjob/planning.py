@@ -222,9 +222,9 @@ def _apply_mismatch_policy(frames: list[F.Frame], policy: str, options: F.ScanOp
     for f in frames:
         hkind = F.header_kind(f.imagetyp, options)
         if f.ok and hkind is not None and f.folder_kind is not None and hkind != f.folder_kind:
-            f = replace(f, problems=f.problems + (
-                f"misfiled: {options.imagetyp_key} = {f.imagetyp!r} says {hkind} but it is in folder "
-                f"{Path(f.path).parent.name!r} ({f.folder_kind}); on_mismatch: reject",))
+            why = (f"misfiled: {options.imagetyp_key} = {f.imagetyp!r} says {hkind} but it is in folder "
+                   f"{Path(f.path).parent.name!r} ({f.folder_kind}); on_mismatch: reject")
+            f = replace(f, problems=(*f.problems, why))
         out.append(f)
     return out
 

@@ -12,8 +12,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config.schema import (Bool, Choice, Field, Float, Int, ListOf, MapOf, Null, OneOf, Optional, PathT, Record,
-                             Section, Settings, Str)
+from ..config.schema import (
+    Bool,
+    Choice,
+    Field,
+    Float,
+    Int,
+    ListOf,
+    MapOf,
+    Null,
+    OneOf,
+    Optional,
+    PathT,
+    Record,
+    Section,
+    Settings,
+    Str,
+)
 from ..io.h5out import OutputFile
 from ..runtime.checkpoint import parts_directory
 from .base import Job, Plan, Report, RunContext, WorkItem

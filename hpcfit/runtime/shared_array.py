@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -169,5 +170,5 @@ class NodeShared:
         if self.node is not None and self._windows:
             try:
                 self.free()
-            except Exception:  # noqa: BLE001 - best effort at exit
-                pass
+            except Exception as exc:  # noqa: BLE001 - best effort at exit
+                print(f"hpcfit: could not free the node-shared windows at exit: {exc}", file=sys.stderr)
