@@ -219,7 +219,8 @@ class SampleJob(Job):
         width = 2 * len(names) + len(info["filter_names"])
         row_bytes = width * np.dtype(s.dtype).itemsize + 8
         share = -(-s.n_samples // ctx.comm.size)
-        # In memory the rank holds its output block and about two batches at once; keep 50 % headroom.
+        # In memory a rank holds at most about 1.2 x its share of the rows (the rows not yet sent, grouped by
+        # round, plus its block filled window by window; see sampling.shuffle), and one batch in flight.
         ctx.state["in_memory"] = share * row_bytes * 1.5 <= info["memory_limit"]
         ctx.state["bucket_rows"] = max(s.batch_size, int(info["memory_limit"] // (row_bytes * 2.5)))
         ctx.state["spill"] = Path(s.spill_dir) if s.spill_dir else parts_directory(s.output) / "spill"
@@ -291,21 +292,27 @@ class SampleJob(Job):
                 "out_of_core_ranks": int(out_of_core and comm.is_root)}
 
     def _write_exchanged(self, ctx: RunContext, results: dict[int, Any], out: OutputFile, d: int) -> None:
-        from ..sampling.shuffle import Rows, block_offsets, exchange_round
+        from ..sampling.shuffle import Block, HeldRows, RoundPlan, exchange_round
 
         comm, s = ctx.comm, ctx.cfg.sampling
-        offsets = block_offsets(s.n_samples, comm.size)
-        lo, hi = int(offsets[comm.rank]), int(offsets[comm.rank + 1])
-        width = 2 * d + len(ctx.plan.info["filter_names"])
-        block = np.empty((hi - lo, width), dtype=s.dtype)
-        block_index = np.empty(hi - lo, dtype=np.int64)
-        mine = sorted(results)
-        rounds = comm.allreduce(len(mine), op="max")
-        empty = Rows(np.zeros(0, dtype=np.int64), np.zeros((0, width), dtype=s.dtype))
-        for r in range(rounds):
-            rows = results.pop(mine[r]) if r < len(mine) else empty  # free each batch once sent
-            exchange_round(comm, rows, _positions(ctx, rows.index), offsets, block, block_index)
-        out.write(_pieces((slice(lo, hi),), block, block_index, d))
+        f = len(ctx.plan.info["filter_names"])
+        plan = RoundPlan.for_rows(s.n_samples, comm.size, s.batch_size)
+        held = HeldRows(plan)
+        for item in sorted(results):
+            rows = results.pop(item)  # each item is dropped once its rows are regrouped by round
+            held.add(rows, _positions(ctx, rows.index))
+            del rows
+        lo, hi = int(plan.offsets[comm.rank]), int(plan.offsets[comm.rank + 1])
+        block = Block(hi - lo, [d, d, f], np.dtype(s.dtype))
+        for g in range(plan.groups):
+            for r in range(int(plan.group_starts[g]), int(plan.group_starts[g + 1])):
+                rows, positions = held.take_round(r, 2 * d + f, np.dtype(s.dtype))
+                exchange_round(comm, rows, positions, plan.offsets, block)
+            held.release_group(g)
+        rows_slice = (slice(lo, hi),)
+        theta, unit, y = block.parts
+        out.write([("samples/theta", rows_slice, theta), ("samples/normalised_theta", rows_slice, unit),
+                   ("samples/simulated_y", rows_slice, y), ("samples/sample_index", rows_slice, block.index)])
 
     def _write_from_buckets(self, ctx: RunContext, results: dict[int, Any], out: OutputFile, d: int) -> None:
         from ..sampling.shuffle import bucket_edges, gather_bucket, scatter_to_buckets
