@@ -156,7 +156,8 @@ SCHEMA = Section({
         "results_table": Field(Choice("fits", "ecsv", "none"), "fits",
                                "CIGALE-like table <output stem>_results.<fits|ecsv> (columns id, best.*, bayes.*)"),
         "block_memory_mb": Field(Float(min=0.0, min_exclusive=True), 256.0,
-                                 "memory per rank for one (galaxy block x model chunk) chi2 and scale pair"),
+                                 "sets the galaxy block size: one block x one model chunk of chi2 and scale "
+                                 "arrays fits in it, and so do the chunks' partial results rank 0 gathers per block"),
         "models_per_chunk": Field(Optional(Int(min=1)), None,
                                   "models per chunk (the unit of work shared out to ranks); default: n_models/64, "
                                   "clamped to 256..16384. Results do not depend on the number of ranks"),

@@ -115,7 +115,15 @@ class GridfitJob(Job):
         chunk = min(chunk, n_models)
         from ..fitting.grid_chi2 import rows_per_block
 
-        block = min(catalog.n_galaxies, rows_per_block(chunk, cfg.fit.block_memory_mb * 2**20, n_arrays=2))
+        budget = cfg.fit.block_memory_mb * 2**20
+        # Rank 0 also receives every chunk's partial records of a block: (best fit + moments) doubles per galaxy.
+        from ..gridfit.fit_block import SCALE_QUANTITIES
+
+        n_scale = len([q for q in (cfg.fit.estimate or DEFAULT_SCALE_ESTIMATES) if q in SCALE_QUANTITIES])
+        record = 8 * ((3 + spec.n_params + catalog.n_bands + 1) + (2 + 3 * (spec.n_params + n_scale)))
+        n_chunks = -(-n_models // chunk)
+        block = min(catalog.n_galaxies, rows_per_block(chunk, budget, n_arrays=2),
+                    max(1, int(budget // (record * n_chunks))))
         items = [WorkItem(index=k, label=f"models {a:,}-{min(a + chunk, n_models) - 1:,} of {n_models:,}",
                           size=min(chunk, n_models - a), cost=float(min(chunk, n_models - a)),
                           data=(a, min(a + chunk, n_models)))
@@ -186,6 +194,7 @@ class GridfitJob(Job):
                         pieces.append(("chi2", (slice(g0, g1), slice(loaded.chunk.start, loaded.chunk.stop)), chi2))
                 if full:  # collective: every rank writes once per round, with or without a piece
                     out.write(pieces)
+            comm.idle_barrier()  # ranks done early sleep here instead of spinning in the gather (oversubscribed nodes)
             gathered = comm.gather(parts, root=0)
             if collected is not None:
                 collected.add(g0, g1, phot, [p for rank_parts in gathered for p in rank_parts])
