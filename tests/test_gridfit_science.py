@@ -181,3 +181,16 @@ def test_plot_of_a_dustpedia_galaxy(dustpedia_run, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     with pytest.raises(KeyError, match="NGC9999"):
         plot_galaxy(dustpedia_run, "NGC9999", tmp_path / "none.png")
+
+
+def test_demo_without_shared_data_recovers_the_synthetic_truth(tmp_path, monkeypatch):
+    empty = tmp_path / "no_shared_data"
+    empty.mkdir()
+    monkeypatch.setenv("HPCFIT_SHARED_DATA", str(empty))
+    assert main(["demo", "gridfit", "--output-dir", str(tmp_path / "demo")]) == 0
+    truth = Table.read(tmp_path / "demo" / "synthetic_mbb.ecsv")
+    found = Table.read(tmp_path / "demo" / "synthetic_mbb_results.fits")
+    assert list(found["id"]) == list(truth["id"])
+    pull = np.abs(found["bayes.temperature"] - truth["true_temperature"]) / found["bayes.temperature_err"]
+    assert np.mean(pull < 2) > 0.85
+    assert np.median(np.abs(np.log10(found["best.dust_mass"] / truth["true_dust_mass"]))) < 0.1
