@@ -127,6 +127,8 @@ def test_grid_tables(serial_run, workdir):
         ids = h5["ids"][()].astype(str)
         assert ids[0] == "gal00000" and h5["distance_mpc"].attrs["unit"] == "Mpc"
         assert list(h5["bands/name"][()].astype(str)) == ["box70", "box100", "box160", "box250", "box350", "box500"]
+        assert set(h5["bands/convention"][()].astype(str)) == {"photon"}
+        assert not h5["bands/quoted"][()].any()  # top-hat curves have no reference spectrum: band averages
         assert h5.attrs["gridfit_model"] == "modified_blackbody" and h5.attrs["gridfit_chunk_models"] == 17
         assert h5.attrs["gridfit_block_galaxies"] == 8  # several blocks and chunks were really exercised
 

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..fitting.grid_chi2 import ModelSlice, Photometry, best_in_block, chi2_block
+from ..fitting.grid_chi2 import ModelSlice, Photometry, best_in_block
 from ..fitting.grid_reduce import BestFit, Moments, ScaleQuantity, merge_best_packed, merge_moments_packed
 from .grid import ModelChunk
 
@@ -67,13 +67,6 @@ class LoadedChunk:
 def n_extra(n_params: int, n_bands: int) -> int:
     """Payload columns of a best-fit record: parameters, band fluxes, luminosity per unit mass."""
     return n_params + n_bands + 1
-
-
-def fit_chunk(phot: Photometry, loaded: LoadedChunk, estimates: Estimates,
-              out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """chi2 (G, n) of the block against the chunk, and the packed best-fit and moments partials."""
-    chi2, scale = chi2_block(phot, loaded.models, out=out)
-    return (chi2, *reduce_chunk(phot, loaded, estimates, chi2, scale))
 
 
 def reduce_chunk(phot: Photometry, loaded: LoadedChunk, estimates: Estimates, chi2: np.ndarray,
@@ -145,5 +138,5 @@ def finalise(phot: Photometry, best_packed: np.ndarray, moments_packed: np.ndarr
     return result
 
 
-__all__ = ["BlockResult", "Estimates", "LoadedChunk", "SCALE_QUANTITIES", "finalise", "fit_chunk",
-           "fold", "n_extra", "reduce_chunk"]
+__all__ = ["BlockResult", "Estimates", "LoadedChunk", "SCALE_QUANTITIES", "finalise", "fold", "n_extra",
+           "reduce_chunk"]

@@ -20,6 +20,7 @@ Output layout (a contract; ``hpcfit plot`` and docs/gridfit.md rely on it):
   /n_bands, /n_upper_limits         bands used per galaxy (detections + upper limits), of which upper limits
   /observed/flux|error|upper        the photometry as fitted (mJy; upper limits: the limit and its sigma)
   /bands/name|filter|wavelength_um  the bands; wavelength = where each quotes its flux density
+  /bands/convention|quoted          photon or energy counting; 1 = quoted flux density (reference spectrum)
   /grid/parameters                  (n_models, n_params), attributes ``names`` and ``units``
   /grid/band_fluxes                 (n_models, n_bands) W/Hz per M_sun of dust (quoted flux densities x 4 pi D^2)
   /grid/luminosity_per_mass         (n_models,) L_sun per M_sun of dust
@@ -466,6 +467,12 @@ def _create_datasets(ctx: RunContext, out: OutputFile) -> None:
     out.write_small("bands/filter", np.array([b.filter or Path(b.filter_file).name for b in cfg.bands]))
     out.write_small("bands/wavelength_um", np.array([f.quote_wavelength for f in filters]) / 1e4,
                     attrs={"meaning": "nominal wavelength of quoted bands, else the pivot wavelength"})
+    out.write_small("bands/convention", np.array([f.convention for f in filters]),
+                    attrs={"meaning": "photon: int f T dnu/nu / int T dnu/nu; energy: int f T dnu / int T dnu"})
+    quoted = [b.quoted and f.reference is not None for b, f in zip(cfg.bands, filters)]
+    out.write_small("bands/quoted", np.array(quoted, dtype=np.int8),
+                    attrs={"meaning": "1: the flux density quoted for the instrument's reference spectrum at "
+                                      "wavelength_um; 0: the band average"})
 
 
 class _Collected:
