@@ -36,7 +36,7 @@ from .masters import Masters
 from .planning import KINDS, CalibPlan, Rejection
 from .science import ItemResult, read_scratch
 
-_ROUND_BYTES_MAX = 256 << 20  # per rank and round of science writes
+_ROUND_FRAMES_IDLE = 8  # frames per write round on a rank that has no work buffers
 
 
 def table(rows: Sequence[Sequence[Any]], columns: Sequence[tuple[str, str]]) -> np.ndarray:
@@ -73,8 +73,9 @@ def science_outcomes(comm: Comm, plan: CalibPlan, results: dict[int, ItemResult]
 
 
 def write_output(comm: Comm, plan: CalibPlan, masters: Masters, results: dict[int, ItemResult], out: OutputFile,
-                 c: Any) -> tuple[dict[str, int], list[Rejection]]:
-    """Write everything (collective); return counters and the full list of rejected frames."""
+                 c: Any, buffers: dict[str, np.ndarray] | None = None) -> tuple[dict[str, int], list[Rejection]]:
+    """Write everything (collective); return counters and the full list of rejected frames. ``buffers``: the
+    rank's frame buffers from the work step, reused for the write rounds."""
     position, late = science_outcomes(comm, plan, results)
     rejected = plan.rejected + masters.rejected + late
     good = [k for k in range(len(plan.science)) if position[k] >= 0]
@@ -86,7 +87,7 @@ def write_output(comm: Comm, plan: CalibPlan, masters: Masters, results: dict[in
                            attrs={"unit": "adu", "meaning": "1-sigma: read noise + Poisson, propagated"})
     _write_science_tables(out, plan, good)
     _write_masters(out, plan, masters)
-    _write_science_frames(comm, out, plan, results, position, c.uncertainty)
+    _write_science_frames(comm, out, plan, results, position, c.uncertainty, buffers)
     _write_inventory(out, plan, rejected)
     counts = {"science_written": sum(r.n_good for r in results.values()),
               "science_rejected_here": sum(len(r.outcomes) - r.n_good for r in results.values())}
@@ -152,11 +153,17 @@ def _write_masters(out: OutputFile, plan: CalibPlan, masters: Masters) -> None:
 
 
 def _write_science_frames(comm: Comm, out: OutputFile, plan: CalibPlan, results: dict[int, ItemResult],
-                          position: np.ndarray, uncertainty: bool) -> None:
-    """Copy this rank's scratch files into /science in rounds of bounded size (every rank makes as many
-    collective write calls as the busiest one)."""
-    frame_bytes = plan.shape[0] * plan.shape[1] * 4 * (2 if uncertainty else 1)
-    per_round = max(1, _ROUND_BYTES_MAX // frame_bytes)
+                          position: np.ndarray, uncertainty: bool, buffers: dict[str, np.ndarray] | None) -> None:
+    """Copy this rank's scratch files into /science in rounds of as many frames as ``buffers`` (the rank's work
+    buffers, reused: their pages are already mapped, and first-touch page faults of fresh memory are slower than
+    the copy itself) hold; every rank makes as many collective write calls as the busiest one."""
+    if buffers is None:  # this rank calibrated nothing: a small buffer for frames loaded from checkpoints
+        frames = min(_ROUND_FRAMES_IDLE, max([r.n_good for r in results.values()], default=0))
+        buffers = {"raw": np.empty((frames,) + plan.shape, np.float32)} if frames else {}
+        if uncertainty and frames:
+            buffers["sigma"] = np.empty_like(buffers["raw"])
+    buffer, sigma_buffer = buffers.get("raw"), buffers.get("sigma")
+    per_round = max(1, len(buffer) if buffer is not None else 1)
     # (item, first good frame in its scratch file, count) runs of at most per_round frames
     runs: list[tuple[ItemResult, int, int]] = []
     for index in sorted(results):
@@ -169,9 +176,6 @@ def _write_science_frames(comm: Comm, out: OutputFile, plan: CalibPlan, results:
             rounds.append([])
         rounds[-1].append(run)
     n_rounds = comm.allreduce(len(rounds), "max")
-    capacity = max((sum(k for _, _, k in frames) for frames in rounds), default=0)
-    buffer = np.empty((capacity,) + plan.shape, np.float32)
-    sigma_buffer = np.empty_like(buffer) if uncertainty else None
     for i in range(n_rounds):
         pieces = []
         used = 0

@@ -9,6 +9,7 @@ file. Write (all ranks): masters by row band, science frames by rounds, tables. 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -195,13 +196,17 @@ class CalibrateJob(Job):
 
         comm, c = ctx.comm, ctx.cfg.calibrate
         calib, masters = ctx.plan.info["calib"], ctx.state["masters"]
-        counts, rejected = write_output(comm, calib, masters, results, out, c)
+        t0 = time.monotonic()
+        counts, rejected = write_output(comm, calib, masters, results, out, c, ctx.state.get("buffers"))
+        comm.barrier()
+        write_seconds = time.monotonic() - t0
         peaks = comm.allgather(peak_rss_mb())
         out.set_attrs("/", {
             "calibrate_formula": "science = (raw - bias - dark_rate * exptime) / flat",
             "calibrate_combine": _describe_combine(c),
             "calibrate_overscan": c.overscan or "", "calibrate_trim": c.trim or "",
             "calibrate_masters_seconds": round(masters.seconds, 3),
+            "calibrate_write_seconds": round(write_seconds, 3),
             "calibrate_nodes": masters.shared.n_nodes,
             "calibrate_peak_rss_mb": [round(p, 1) for p in peaks],
         })
