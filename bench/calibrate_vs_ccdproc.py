@@ -178,6 +178,13 @@ def bench_combine(root: Path, counts: list[int], ranks: int, repeat: int, skip_c
                 line += (f" | ccdproc {theirs['seconds']:6.2f} s +{theirs['extra_rss_mb']:5.0f} MiB"
                          f" | speed-up {theirs['seconds'] / ours['masters']:5.1f}x (target >= 5x)")
             print(line, flush=True)
+    n = max(counts)
+    body = (f"  inputs: [bias{n}, combine_science]\n  require: [bias]\n  memory_mb: 32\n"
+            "  combine: {method: median, sigma_clip: none, min_frames: 3}\n")
+    ours = min((run_hpcfit(root, f"combine{n}m", body, ranks) for _ in range(repeat)), key=lambda r: r["masters"])
+    print(f"N={n:3d} no clipping, memory_mb: 32     hpcfit -n {ranks}: master {ours['masters']:6.2f} s "
+          f"(job wall {ours['wall']:5.1f} s), peak RSS/rank {max(ours['rss']):5.0f} MiB (row blocks re-read per pass)",
+          flush=True)
 
 
 def bench_science(root: Path, k: int, ranks: int, repeat: int, skip_ccdproc: bool) -> None:
