@@ -25,6 +25,7 @@ from typing import Any
 
 from ..calib import frames as F
 from ..calib.reading import output_shape, parse_section
+from ..runtime.checkpoint import parts_directory
 
 KINDS = ("bias", "dark", "flat")
 Report = Callable[..., None]
@@ -500,7 +501,9 @@ def _noise_and_names(plan: CalibPlan, cfg: Any, report: Report) -> None:
             e.fits_name = name
             if os.path.exists(os.path.join(c.fits_dir, name)):
                 existing.append(name)
-        if existing and not cfg.run.overwrite:
+        # Existing files are refused unless asked, except when this run continues an earlier one (slices, resume,
+        # merge: its checkpoint directory exists and the files are its own).
+        if existing and not cfg.run.overwrite and not parts_directory(cfg.output).exists():
             report("calibrate.fits_dir", f"{len(existing)} calibrated FITS file(s) already exist in {c.fits_dir} "
                                          f"({', '.join(existing[:3])}{', ...' if len(existing) > 3 else ''}); set "
                                          "run.overwrite: true to replace them")
