@@ -153,3 +153,5 @@ def test_same_night_policy_rejects_frames_without_their_own_masters(two_nights):
     assert len(rejected) == 4 and all(stage == "plan" and "same_night" in why for stage, why in rejected.values())
     with h5py.File(root / "strict.h5") as h5:
         assert h5["science/images"].shape[0] == 2
+        # only masters that serve a calibrated frame are built: night 1's
+        assert [h5[f"masters/{k}"].shape[0] for k in ("bias", "dark", "flat")] == [1, 1, 1]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..calib import frames as F
-from ..calib.reading import output_shape, parse_section
+from ..calib.reading import parse_section
 from ..runtime.checkpoint import parts_directory
 
 KINDS = ("bias", "dark", "flat")
@@ -145,8 +145,14 @@ def scan(paths: Sequence[Path], options: F.ScanOptions) -> list[F.Frame]:
 # -------------------------------------------------------------------------------------------------------- planning
 def make_plan(cfg: Any, report: Report) -> CalibPlan | None:
     """The plan, or None when problems were reported (the engine then exits with code 2)."""
+    reported: list[Any] = []
+
+    def note(*args: Any) -> None:  # every problem before the master assignment is reported, then planning stops
+        reported.append(args)
+        report(*args)
+
     c = cfg.calibrate
-    paths = find_inputs(c, report)
+    paths = find_inputs(c, note)
     if not paths:
         return None
     options = scan_options(c)
@@ -157,17 +163,18 @@ def make_plan(cfg: Any, report: Report) -> CalibPlan | None:
     science_shapes = Counter(f.shape for f in frames if f.ok and f.kind == F.Kind.SCIENCE)
     if not science_shapes:
         kinds = Counter(str(f.kind) for f in frames)
-        report("calibrate.inputs", f"no usable science frames among the {n_scanned} frames found "
-                                   f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})")
+        note("calibrate.inputs", f"no usable science frames among the {n_scanned} frames found "
+                                 f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})")
         return None
     raw_shape = science_shapes.most_common(1)[0][0]
-    if not _check_sections(c, raw_shape, report):
+    if not _check_sections(c, raw_shape, note):
         return None
-    shape = output_shape(F.ImageLayout("", 0, 16, raw_shape), c.trim)
-    frames = _check_kind_shapes(frames, raw_shape, report)
+    ys, xs = parse_section(c.trim, raw_shape) if c.trim else (slice(0, raw_shape[0]), slice(0, raw_shape[1]))
+    shape = (ys.stop - ys.start, xs.stop - xs.start)
+    frames = _check_kind_shapes(frames, raw_shape, note)
 
-    files = _ready_files(c, raw_shape, shape, report)
-    _check_exposures(frames, c, files, report)
+    files = _ready_files(c, raw_shape, shape, note)
+    _check_exposures(frames, c, files, note)
     log: list[str] = []
     for kind in KINDS:
         ignored = [f for f in frames if f.ok and f.kind == kind]
@@ -177,8 +184,8 @@ def make_plan(cfg: Any, report: Report) -> CalibPlan | None:
     rejected = [Rejection(f.name, f.path, str(f.kind), "scan", "; ".join(f.problems)) for f in frames if not f.ok]
     if rejected and c.on_bad_frame == "fail":
         for r in rejected:
-            report("calibrate.on_bad_frame", f"{r.path}: {r.reason} (on_bad_frame: fail; use skip to leave bad "
-                                             "frames out and list them in /rejected)")
+            note("calibrate.on_bad_frame", f"{r.path}: {r.reason} (on_bad_frame: fail; use skip to leave bad "
+                                           "frames out and list them in /rejected)")
         return None
 
     usable = [f for f in frames if f.ok]
@@ -186,14 +193,14 @@ def make_plan(cfg: Any, report: Report) -> CalibPlan | None:
     science_filters = {f.filter for f in usable if f.kind == F.Kind.SCIENCE}
     for filt, n in sorted(flat_frames_by_filter.items(), key=lambda kv: str(kv[0])):
         if filt not in science_filters:
-            report("calibrate.inputs", f"{n} flat frame(s) with {c.filter_key} = {filt!r} but no science frame uses "
-                                       f"that filter (science filters: {_names(science_filters)}); remove them from "
-                                       "the inputs or check the filter keyword")
+            note("calibrate.inputs", f"{n} flat frame(s) with {c.filter_key} = {filt!r} but no science frame uses "
+                                     f"that filter (science filters: {_names(science_filters)}); remove them from "
+                                     "the inputs or check the filter keyword")
     flat_files = files.get("flat") or {}
     for filt in flat_files:
         if filt is not None and filt not in science_filters:
-            report(("calibrate", "masters", "flat", filt), f"no science frame uses filter {filt!r} (science "
-                                                           f"filters: {_names(science_filters)})")
+            note(("calibrate", "masters", "flat", filt), f"no science frame uses filter {filt!r} (science "
+                                                         f"filters: {_names(science_filters)})")
 
     groups, index_of = _eligible_groups(frames, c.combine.min_frames, files, log)
     for kind in KINDS:
@@ -201,15 +208,15 @@ def make_plan(cfg: Any, report: Report) -> CalibPlan | None:
             have = sum(1 for f in usable if f.kind == kind)
             hint = (f"only {have} usable frame(s), fewer than combine.min_frames = {c.combine.min_frames}"
                     if have else f"none among the {n_scanned} frames found")
-            report("calibrate.inputs" if have == 0 else "calibrate.combine.min_frames",
-                   f"no {kind} frames found to build a master {kind} ({hint}); give a ready master as "
-                   f"masters.{kind}, or leave '{kind}' out of calibrate.require to skip that step")
+            note("calibrate.inputs" if have == 0 else "calibrate.combine.min_frames",
+                 f"no {kind} frames found to build a master {kind} ({hint}); give a ready master as "
+                 f"masters.{kind}, or leave '{kind}' out of calibrate.require to skip that step")
     if any(k.kind == "dark" for k in index_of) and not files.get("bias") and \
             not any(k.kind == "bias" for k in index_of):
-        report("calibrate.inputs", "dark frames need a master bias to become dark-current rates, and there is none")
-
-    plan = _assign(cfg, frames, groups, index_of, files, rejected, log, report, raw_shape, shape)
-    return plan
+        note("calibrate.inputs", "dark frames need a master bias to become dark-current rates, and there is none")
+    if reported:
+        return None
+    return _assign(cfg, frames, groups, index_of, files, rejected, log, report, raw_shape, shape)
 
 
 def _names(values: Any) -> str:
@@ -341,27 +348,35 @@ def _assign(cfg: Any, frames: list[F.Frame], eligible: dict[F.GroupKey, list[F.F
     groups: list[Group] = []
     by_key: dict[Any, int] = {}
 
-    def group_for(kind: str, reference: F.Frame) -> tuple[int, str]:
-        """(group index or -1, reason) of the master of ``kind`` serving ``reference``."""
+    def choose(kind: str, reference: F.Frame) -> tuple[Any, str]:
+        """(key of the master of ``kind`` serving ``reference``, or None; the reason)."""
         ready = files.get(kind)
         if kind == "flat" and ready:
             ready = ready.get(reference.filter, ready.get(None))
         if ready:
-            key: Any = ("file", kind, ready)
-            if key not in by_key:
-                by_key[key] = len(groups)
-                groups.append(Group(kind, None, reference.filter if kind == "flat" else None, file=ready,
-                                    file_exptime=c.masters.dark_exptime if kind == "dark" else None))
-            return by_key[key], f"ready master {os.path.basename(ready)}"
+            return ("file", kind, ready, reference.filter if kind == "flat" else None), \
+                f"ready master {os.path.basename(ready)}"
         choice = F.select_master(reference, F.Kind(kind), eligible)
-        if choice.key is None:
-            return -1, choice.reason
-        if c.masters.match == "same_night" and not choice.reason.startswith("same night"):
-            return -1, f"{choice.reason} (masters.match: same_night)"
-        if choice.key not in by_key:
-            by_key[choice.key] = len(groups)
-            groups.append(Group(kind, choice.key.night, choice.key.filter, list(index_of[choice.key])))
-        return by_key[choice.key], choice.reason
+        if choice.key is not None and c.masters.match == "same_night" and not choice.reason.startswith("same night"):
+            return None, f"{choice.reason} (masters.match: same_night)"
+        return choice.key, choice.reason
+
+    def ensure(kind: str, key: Any) -> int:
+        """Index of the group of ``key``, created on first use (only groups that serve somebody are built)."""
+        if key is None:
+            return -1
+        if key not in by_key:
+            by_key[key] = len(groups)
+            if isinstance(key, F.GroupKey):
+                groups.append(Group(kind, key.night, key.filter, list(index_of[key])))
+            else:
+                groups.append(Group(kind, None, key[3], file=key[2],
+                                    file_exptime=c.masters.dark_exptime if kind == "dark" else None))
+        return by_key[key]
+
+    def group_for(kind: str, reference: F.Frame) -> tuple[int, str]:
+        key, reason = choose(kind, reference)
+        return ensure(kind, key), reason
 
     science: list[ScienceEntry] = []
     sets: dict[tuple[int, int, int], int] = {}
@@ -372,9 +387,9 @@ def _assign(cfg: Any, frames: list[F.Frame], eligible: dict[F.GroupKey, list[F.F
         f = frames[i]
         chosen, notes, lacking = {}, [], []
         for kind in KINDS:
-            g, reason = group_for(kind, f)
-            chosen[kind] = g
-            if g >= 0:
+            key, reason = choose(kind, f)
+            chosen[kind] = key
+            if key is not None:
                 notes.append(f"{kind}: {reason}")
             elif kind in c.require:
                 lacking.append(f"no {kind} master: {reason}")
@@ -385,10 +400,10 @@ def _assign(cfg: Any, frames: list[F.Frame], eligible: dict[F.GroupKey, list[F.F
                 rejected.append(Rejection(f.name, f.path, "science", "plan", "; ".join(lacking)))
             else:
                 for kind in KINDS:
-                    if chosen[kind] < 0 and kind in c.require:
+                    if chosen[kind] is None and kind in c.require:
                         missing.setdefault((kind, f.filter if kind == "flat" else None), []).append(f.name)
             continue
-        key = (chosen["bias"], chosen["dark"], chosen["flat"])
+        key = tuple(ensure(kind, chosen[kind]) for kind in KINDS)
         sets.setdefault(key, len(sets))
         science.append(ScienceEntry(i, sets[key], "; ".join(notes)))
     for (kind, filt), names in missing.items():
