@@ -21,9 +21,11 @@ Output layout (a contract):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -309,13 +311,10 @@ class SampleJob(Job):
                 rows, positions = held.take_round(r, 2 * d + f, np.dtype(s.dtype))
                 exchange_round(comm, rows, positions, plan.offsets, block)
             held.release_group(g)
-        rows_slice = (slice(lo, hi),)
-        theta, unit, y = block.parts
-        out.write([("samples/theta", rows_slice, theta), ("samples/normalised_theta", rows_slice, unit),
-                   ("samples/simulated_y", rows_slice, y), ("samples/sample_index", rows_slice, block.index)])
+        out.write(_pieces((slice(lo, hi),), block))
 
     def _write_from_buckets(self, ctx: RunContext, results: dict[int, Any], out: OutputFile, d: int) -> None:
-        from ..sampling.shuffle import bucket_edges, gather_bucket, scatter_to_buckets
+        from ..sampling.shuffle import bucket_edges, gather_bucket, remove_bucket, scatter_to_buckets
 
         comm, s = ctx.comm, ctx.cfg.sampling
         edges = bucket_edges(s.n_samples, ctx.state["bucket_rows"])
@@ -333,14 +332,26 @@ class SampleJob(Job):
                 holders.setdefault(b, []).extend(items)
         n_buckets = len(edges) - 1
         mine = [b for b in range(n_buckets) if b % comm.size == comm.rank]
-        width = 2 * d + len(ctx.plan.info["filter_names"])
+        widths = [d, d, len(ctx.plan.info["filter_names"])]
+        # Without checkpoints nothing can resume from the spill files: delete each bucket once written, so the
+        # disk holds about one copy of the rows (spill + output) rather than two at the end.
+        transient = not ctx.cfg.run.checkpoint and len(ctx.todo) == len(ctx.plan.items)
         for r in range(-(-n_buckets // comm.size)):
             if r < len(mine):
                 b = mine[r]
-                rows = gather_bucket(spill, b, sorted(holders.get(b, [])), edges, width, np.dtype(s.dtype))
-                out.write(_pieces((slice(int(edges[b]), int(edges[b + 1])),), rows.values, rows.index, d))
+                block = gather_bucket(spill, b, sorted(holders.get(b, [])), edges, widths, np.dtype(s.dtype))
+                out.write(_pieces((slice(int(edges[b]), int(edges[b + 1])),), block))
+                del block  # before the next bucket is read: never two buckets in memory
+                if transient:
+                    remove_bucket(spill, b)
             else:
                 out.write([])
+        if transient and comm.is_root and not s.spill_dir:
+            # our own <output>.parts/spill (a user's spill_dir is left, emptied of its buckets); every rank's
+            # buckets are written by now, since out.write is collective
+            shutil.rmtree(spill, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                spill.parent.rmdir()  # <output>.parts, when the spill was its only content
 
     def summary(self, ctx: RunContext, totals: dict[str, int]) -> list[str]:
         s = ctx.cfg.sampling
@@ -364,9 +375,11 @@ def _positions(ctx: RunContext, index: np.ndarray) -> np.ndarray:
     return permutation(index) if permutation is not None else index
 
 
-def _pieces(rows: tuple[slice], values: np.ndarray, index: np.ndarray, d: int) -> list:
-    return [("samples/theta", rows, values[:, :d]), ("samples/normalised_theta", rows, values[:, d:2 * d]),
-            ("samples/simulated_y", rows, values[:, 2 * d:]), ("samples/sample_index", rows, index)]
+def _pieces(rows: tuple[slice], block: Any) -> list:
+    """The output writes of a ``sampling.shuffle.Block`` covering output rows ``rows``."""
+    theta, unit, y = block.parts
+    return [("samples/theta", rows, theta), ("samples/normalised_theta", rows, unit),
+            ("samples/simulated_y", rows, y), ("samples/sample_index", rows, block.index)]
 
 
 JOB = SampleJob

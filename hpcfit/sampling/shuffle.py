@@ -20,6 +20,7 @@ Bucket boundaries depend only on N and the budget, not on the rank count, so sli
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,17 +173,20 @@ def bucket_file(directory: Path, bucket: int, item: int) -> Path:
     return Path(directory) / f"bucket-{bucket:05d}" / f"item-{item:06d}.npz"
 
 
-def gather_bucket(directory: Path, bucket: int, items: list[int], edges: np.ndarray, width: int,
-                  dtype: np.dtype) -> Rows:
-    """Pass 2: the rows of one bucket, in output order."""
+def gather_bucket(directory: Path, bucket: int, items: list[int], edges: np.ndarray, widths: list[int],
+                  dtype: np.dtype) -> Block:
+    """Pass 2: the rows of one bucket, in output order, as a ``Block`` (one array per column group)."""
     lo, hi = int(edges[bucket]), int(edges[bucket + 1])
-    values = np.empty((hi - lo, width), dtype=dtype)
-    index = np.full(hi - lo, -1, dtype=np.int64)
+    block = Block(hi - lo, widths, dtype)
+    block.index.fill(-1)
     for item in items:
         with np.load(bucket_file(directory, bucket, item)) as part:
-            local = part["position"] - lo
-            values[local] = part["values"]
-            index[local] = part["index"]
-    if (index < 0).any():
-        raise RuntimeError(f"bucket {bucket}: {(index < 0).sum()} row(s) missing from the spill files")
-    return Rows(index, values)
+            block.put(part["position"] - lo, part["values"], part["index"])
+    if (block.index < 0).any():
+        raise RuntimeError(f"bucket {bucket}: {(block.index < 0).sum()} row(s) missing from the spill files")
+    return block
+
+
+def remove_bucket(directory: Path, bucket: int) -> None:
+    """Delete one bucket's spill files (once its rows are in the output)."""
+    shutil.rmtree(Path(directory) / f"bucket-{bucket:05d}", ignore_errors=True)
