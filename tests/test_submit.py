@@ -121,6 +121,9 @@ def test_refusals_exit_2_with_a_message(workdir, tmp_path, capsys, monkeypatch):
     assert main(["submit", "cfg.yaml", "--ntasks", "0", "--dry-run"]) == 2
     assert "--ntasks 0" in capsys.readouterr().err
 
+    assert main(["submit", "cfg.yaml", "--array", "1", "--dry-run"]) == 2
+    assert "omit --array" in capsys.readouterr().err
+
 
 def test_stale_slices_of_another_split_are_refused(workdir, capsys, monkeypatch):
     monkeypatch.chdir(workdir)

@@ -91,7 +91,7 @@ def submit_main(args: argparse.Namespace) -> int:
         job_id, error = _sbatch(sbatch, [str(scripts["mpi"])])
         if job_id is None:
             return _refuse(f"sbatch refused {scripts['mpi']}: {error}")
-        print(f"hpcfit: submitted job {job_id} ({args.ntasks or 1} rank(s)); log {script_dir}/job-{job_id}.log; "
+        print(f"hpcfit: submitted job {job_id} ({_ranks(args)}); log {script_dir}/job-{job_id}.log; "
               f"output {output}", flush=True)
         return EXIT_OK
     array_id, error = _sbatch(sbatch, [str(scripts["array"])])
@@ -103,7 +103,7 @@ def submit_main(args: argparse.Namespace) -> int:
               f"hpcfit: submit it yourself: sbatch --dependency=afterok:{array_id} {scripts['merge']}",
               file=sys.stderr, flush=True)
         return EXIT_FATAL
-    print(f"hpcfit: submitted job array {array_id} ({args.array} slice(s) x {args.ntasks or 1} rank(s)) and merge "
+    print(f"hpcfit: submitted job array {array_id} ({args.array} slices x {_ranks(args)}) and merge "
           f"job {merge_id} (starts when every slice has succeeded)", flush=True)
     print(f"hpcfit: follow with `squeue -j {array_id},{merge_id}`; logs in {script_dir}; output {output}", flush=True)
     return EXIT_OK
@@ -114,7 +114,13 @@ def _check_numbers(args: argparse.Namespace) -> str | None:
         value = getattr(args, name)
         if value is not None and value < 1:
             return f"--{name} {value}: must be at least 1"
+    if args.array == 1:  # a one-slice "array" writes the output itself, and the merge would find no slices
+        return "--array 1: a single slice is a plain job; omit --array"
     return None
+
+
+def _ranks(args: argparse.Namespace) -> str:
+    return f"{args.ntasks} rank(s)" if args.ntasks else "the ranks SLURM allots by default"
 
 
 def _sbatch(sbatch: str, arguments: list[str]) -> tuple[str | None, str]:
