@@ -215,11 +215,14 @@ def execute(config_path: str, overrides: list[str], comm: Comm, *, argv: list[st
     results = run_items(comm, plan.items, lambda item: job.work(item, ctx), schedule=schedule,
                         progress=progress, label=lambda item: f"work item {item.index} ({item.label})",
                         todo=todo, on_done=store.save if store is not None else None)
+    stopped = comm.allreduce(signals.stop_requested.is_set(), op="lor")
+    if checkpointing and not mode.merge and not stopped:
+        signals.work_finished()
     if progress:
-        progress.finish()
+        progress.finish(stopped=stopped)
     work_seconds = time.monotonic() - t_work
 
-    if comm.allreduce(signals.stop_requested.is_set(), op="lor"):
+    if stopped:
         if comm.is_root:
             done = len(store.completed()) if store else 0
             print(f"hpcfit: stopped by a signal; {done} completed item(s) are checkpointed in {store.directory}; "

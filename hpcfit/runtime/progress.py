@@ -46,16 +46,16 @@ class Progress:
                 self._last = now
                 self._emit(now, final=False)
 
-    def finish(self) -> None:
+    def finish(self, stopped: bool = False) -> None:
         with self._lock:
             if self.mode != "none":
-                self._emit(time.monotonic(), final=True)
+                self._emit(time.monotonic(), final=True, stopped=stopped)
 
     def rate(self) -> float:
         elapsed = time.monotonic() - self.start
         return self.done / elapsed if elapsed > 0 else 0.0
 
-    def _emit(self, now: float, final: bool) -> None:
+    def _emit(self, now: float, final: bool, stopped: bool = False) -> None:
         elapsed = now - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         remaining = (self.total - self.done) / rate if rate > 0 else float("inf")
@@ -66,10 +66,11 @@ class Progress:
             width = 30
             filled = int(width * frac)
             bar = "#" * filled + "-" * (width - filled)
-            tail = f"elapsed {format_duration(elapsed)}" if final else f"ETA {format_duration(remaining)}"
+            tail = (f"{'stopped' if stopped else 'elapsed'} {format_duration(elapsed)}" if final
+                    else f"ETA {format_duration(remaining)}")
             self.stream.write(f"\r{self.label} [{bar}] {counts} {speed} {tail}" + ("\n" if final else ""))
         else:
-            tail = (f"done in {format_duration(elapsed)}" if final
+            tail = (f"{'stopped after' if stopped else 'done in'} {format_duration(elapsed)}" if final
                     else f"elapsed {format_duration(elapsed)}, ETA {format_duration(remaining)}")
             self.stream.write(f"{self.label}: {counts}, {speed}, {tail}\n")
         self.stream.flush()

@@ -1,10 +1,15 @@
 """Graceful stop on SIGTERM / SIGUSR1 (time limits, preemption, `scancel --signal`, SLURM's --signal=B:USR1@T).
 
-The handler only sets a flag: the scheduler stops handing out work at the next item boundary, every completed
-item is already in the checkpoint, and the run exits with ``EXIT_INTERRUPTED`` without writing an output file;
-``--resume`` (automatic after a SLURM requeue) continues from there. If the process has not exited within
-``grace`` seconds of the signal (e.g. a rank stuck in a long item while the others wait), or on a second signal,
-it exits at once.
+While work items run, the handler only sets a flag: the scheduler stops handing out work at the next item
+boundary, every completed item is already in the checkpoint, and the run exits with ``EXIT_INTERRUPTED`` without
+writing an output file; ``--resume`` (automatic after a SLURM requeue) continues from there. If the process has
+not exited within ``grace`` seconds of the signal (a rank stuck in a long item while the others wait), or on a
+second signal, it exits at once. The same signal arriving twice within a moment counts once: `scancel --full`
+reaches each rank directly and through srun.
+
+Once the work is done (``work_finished``) the signals are ignored: the output is being written and the job is
+about to end successfully; dying then, or at interpreter shutdown when Python restores the default handlers,
+would throw away a finished run.
 """
 
 from __future__ import annotations
@@ -16,18 +21,24 @@ import threading
 import time
 
 EXIT_INTERRUPTED = 3
+_DUPLICATE_SECONDS = 2.0
+_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 stop_requested = threading.Event()
-_received: list[int] = []
+_received: list[tuple[int, float]] = []
 
 
 def install(grace: float = 300.0) -> None:
     """Install the handlers (main thread only)."""
 
     def handler(signum: int, frame: object) -> None:
+        now = time.monotonic()
         if stop_requested.is_set():
+            first_signal, first_time = _received[0]
+            if signum == first_signal and now - first_time < _DUPLICATE_SECONDS:
+                return  # the same delivery, relayed
             os._exit(128 + signum)
-        _received.append(signum)
+        _received.append((signum, now))
         stop_requested.set()
         try:
             sys.stderr.write(f"hpcfit: received {signal.Signals(signum).name}: stopping after the current work "
@@ -42,9 +53,15 @@ def install(grace: float = 300.0) -> None:
 
         threading.Thread(target=watchdog, daemon=True).start()
 
-    for sig in (signal.SIGTERM, signal.SIGUSR1):
+    for sig in _SIGNALS:
         signal.signal(sig, handler)
 
 
+def work_finished() -> None:
+    """From now on a stop signal is ignored (the results are complete; only writing remains)."""
+    for sig in _SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def received_name() -> str:
-    return signal.Signals(_received[0]).name if _received else ""
+    return signal.Signals(_received[0][0]).name if _received else ""
