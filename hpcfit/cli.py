@@ -117,6 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def entry() -> int:
+    """The ``hpcfit`` command: ``main``, then ignore stop signals for the process's last moments (MPI finalise,
+    interpreter shutdown, when Python has reset its handlers): a late SIGUSR1 must not fail a finished run."""
+    code = main()
+    from .runtime.signals import ignore_at_exit
+
+    ignore_at_exit()
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)

@@ -6,6 +6,7 @@ stand-in scontrol. The real thing is tested in test_slurm.py."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -146,7 +147,9 @@ def test_batch_script_usr1_trap_stops_and_requeues(workdir, tmp_path):
     calls = tmp_path / "scontrol.calls"
     fake_command(tmp_path, "scontrol", f'echo "$@" >> {calls}\n')
     env = dict(os.environ, PATH=f"{tmp_path}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(REPO),
-               SLURM_JOB_ID="4242", HPCFIT_LAUNCHER="env")
+               SLURM_JOB_ID="4242", HPCFIT_LAUNCHER="env",
+               HPCFIT_INJECT_FAULT="rank=*,item=*,action=delay:0.05")  # slow enough to be caught mid-way
+    shutil.rmtree(workdir / "trap.h5.parts", ignore_errors=True)  # only this run's items may count below
     proc = subprocess.Popen(["bash", str(workdir / "trap.h5.slurm" / "mpi.sbatch")], cwd=workdir, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     parts = workdir / "trap.h5.parts" / "slice-000-of-001"

@@ -197,14 +197,23 @@ def execute(config_path: str, overrides: list[str], comm: Comm, *, argv: list[st
         return EXIT_CONFIG
     todo, stored = decision[1]  # stored: item index -> slice directory holding its result
     ctx.todo = list(todo)
-    store = SliceStore.for_slice(output, mode.slice_k, mode.slice_n) if checkpointing and not mode.merge else None
     what = "merge of slices" if mode.merge else (f"slice {mode.slice_k}/{mode.slice_n}" if mode.slice_n > 1 else "run")
     ctx.log(f"{job.name} {what}: {len(todo)} of {len(plan.items)} work item(s) to compute "
             f"({sum(plan.items[i].size for i in todo):,} {plan.unit}), {len(stored)} from checkpoints, "
             f"{comm.size} rank(s); output {output}")
     if checkpointing and not mode.merge:
         signals.install()
+    try:
+        return _run(job, ctx, prepared, mode, checkpointing, output, todo, stored, argv, start_time, t0)
+    finally:
+        signals.restore()
 
+
+def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpointing: bool, output: Path,
+         todo: list[int], stored: dict[int, Path], argv: list[str], start_time: str, t0: float) -> int:
+    """The run proper, from the job's setup to the output's final name (see ``execute``)."""
+    comm, cfg, plan, config_path = ctx.comm, ctx.cfg, ctx.plan, ctx.config_path
+    store = SliceStore.for_slice(output, mode.slice_k, mode.slice_n) if checkpointing and not mode.merge else None
     _guarded(comm, "setup", lambda: job.setup(ctx))
     t_work = time.monotonic()
     progress = None

@@ -1,14 +1,16 @@
 """Fault injection for testing how jobs end on failures (never set in production runs).
 
 ``HPCFIT_INJECT_FAULT="rank=R,item=I,action=A"`` makes rank R fail when it starts work item I (``item=*``: the
-first item it gets). Actions: ``raise`` (an exception, the default) or ``kill`` (SIGKILL of the process, as a
-node failure or the OOM killer would).
+first item it gets; ``rank=*``: every rank). Actions: ``raise`` (an exception, the default), ``kill`` (SIGKILL of
+the process, as a node failure or the OOM killer would) or ``delay:S`` (sleep S seconds before every matching
+item, to make a run slow enough to be interrupted in tests).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 ENV_VAR = "HPCFIT_INJECT_FAULT"
 
@@ -27,11 +29,15 @@ def _spec() -> dict[str, str] | None:
 def maybe_fail(rank: int, item_index: int) -> None:
     """Raise or die here if the environment asks for a fault at (rank, item)."""
     spec = _spec()
-    if spec is None or int(spec.get("rank", -1)) != rank:
+    if spec is None or spec.get("rank", "-1") not in ("*", str(rank)):
         return
     item = spec.get("item", "*")
     if item != "*" and int(item) != item_index:
         return
-    if spec.get("action", "raise") == "kill":
+    action = spec.get("action", "raise")
+    if action.startswith("delay:"):
+        time.sleep(float(action.split(":", 1)[1]))
+        return
+    if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     raise InjectedFault(f"injected fault on rank {rank}, item {item_index} ({ENV_VAR})")

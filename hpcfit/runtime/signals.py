@@ -8,8 +8,9 @@ second signal, it exits at once. The same signal arriving twice within a moment 
 reaches each rank directly and through srun.
 
 Once the work is done (``work_finished``) the signals are ignored: the output is being written and the job is
-about to end successfully; dying then, or at interpreter shutdown when Python restores the default handlers,
-would throw away a finished run.
+about to end successfully, and dying then would throw away a finished run. ``restore`` puts back the handlers that
+were there before (for callers that run jobs in-process); the command-line entry point ignores the signals for
+the last moments of the process instead, since Python resets its own handlers to the default at shutdown.
 """
 
 from __future__ import annotations
@@ -26,10 +27,15 @@ _SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 stop_requested = threading.Event()
 _received: list[tuple[int, float]] = []
+_previous: dict[int, object] = {}
 
 
 def install(grace: float = 300.0) -> None:
-    """Install the handlers (main thread only)."""
+    """Install the handlers (main thread only); ``restore`` undoes it."""
+    stop_requested.clear()
+    _received.clear()
+    for sig in _SIGNALS:
+        _previous.setdefault(sig, signal.getsignal(sig))
 
     def handler(signum: int, frame: object) -> None:
         now = time.monotonic()
@@ -60,7 +66,24 @@ def install(grace: float = 300.0) -> None:
 def work_finished() -> None:
     """From now on a stop signal is ignored (the results are complete; only writing remains)."""
     for sig in _SIGNALS:
+        signal.signal(sig, _ignore)
+
+
+def restore() -> None:
+    """Put back the handlers that were installed before ``install``."""
+    for sig, handler in _previous.items():
+        signal.signal(sig, handler)
+    _previous.clear()
+
+
+def ignore_at_exit() -> None:
+    """Ignore stop signals for the rest of the process (called by the command line just before it exits)."""
+    for sig in _SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """A Python-level 'ignore': unlike SIG_IGN it is not inherited by child processes."""
 
 
 def received_name() -> str:
