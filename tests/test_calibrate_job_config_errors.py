@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.io import fits
-from launch import hpcfit
 
 from hpcfit.calib.synthetic import make_night
 from hpcfit.cli import main
+
+from config_errors import check_bad_config, check_config_error_under_mpi
 
 SHAPE = (32, 40)
 
@@ -96,15 +96,7 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("name,edit,where,what", CASES, ids=[c[0] for c in CASES])
 def test_bad_config_exits_2_with_location(workdir, capsys, name, edit, where, what):
-    old, new = edit
-    assert old in GOOD
-    (workdir / "cfg.yaml").write_text(GOOD.replace(old, new, 1))
-    code = main(["run", str(workdir / "cfg.yaml")])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert re.search(where, err), err
-    assert what in err, err
-    assert not list(workdir.glob("out.h5*"))
+    check_bad_config(workdir, GOOD, edit, where, what, capsys)
 
 
 def test_valid_config_validates_and_plans(workdir, capsys):
@@ -117,9 +109,5 @@ def test_valid_config_validates_and_plans(workdir, capsys):
 
 @pytest.mark.mpi
 def test_config_error_under_mpi_every_rank_exits_2_quietly(workdir):
-    (workdir / "mpi.yaml").write_text(GOOD.replace("inputs: [night]", "inputs: [nobias]"))
-    result = hpcfit(["run", "mpi.yaml"], n=2, cwd=workdir)
-    assert result.returncode == 2, result.output
-    assert result.stderr.count("no bias frames found") == 1, result.stderr  # reported once, by rank 0
-    assert "Traceback" not in result.output
-    assert not list(workdir.glob("out.h5*"))
+    check_config_error_under_mpi(workdir, GOOD.replace("inputs: [night]", "inputs: [nobias]"),
+                                 "no bias frames found")

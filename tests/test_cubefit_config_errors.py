@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 from hpcfit.cli import main
 from hpcfit.cube.synthetic import write_cube
 
-from launch import hpcfit
+from config_errors import check_bad_config, check_config_error_under_mpi
 
 GOOD = """\
 job: cubefit
@@ -75,16 +74,7 @@ def workdir(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("name,edit,where,what", CASES, ids=[c[0] for c in CASES])
 def test_bad_config_exits_2_with_location(workdir, capsys, name, edit, where, what):
-    old, new = edit
-    assert old in GOOD
-    (workdir / "cfg.yaml").write_text(GOOD.replace(old, new, 1))
-    code = main(["run", str(workdir / "cfg.yaml")])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert re.search(where, err), err
-    assert what in err, err
-    assert not (workdir / "out.h5").exists()
-    assert not list(workdir.glob("out.h5*"))
+    check_bad_config(workdir, GOOD, edit, where, what, capsys)
 
 
 def test_several_problems_reported_together(workdir, capsys):
@@ -112,9 +102,5 @@ def test_valid_config_validates(workdir, capsys):
 
 @pytest.mark.mpi
 def test_config_error_under_mpi_every_rank_exits_2_quietly(workdir):
-    (workdir / "cfg.yaml").write_text(GOOD.replace("class: Gaussian1D", "class: Gausian1D"))
-    result = hpcfit(["run", "cfg.yaml"], n=2, cwd=workdir)
-    assert result.returncode == 2, result.output
-    assert result.stderr.count("cubefit.model.class") == 1, result.stderr  # reported once, by rank 0
-    assert "Traceback" not in result.output
-    assert not list(workdir.glob("out.h5*"))
+    check_config_error_under_mpi(workdir, GOOD.replace("class: Gaussian1D", "class: Gausian1D"),
+                                 "cubefit.model.class")

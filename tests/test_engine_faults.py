@@ -7,32 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from hpcfit.cube.synthetic import write_cube
+from cube_case import CONFIG, cube_workdir
 from launch import hpcfit
 
 pytestmark = pytest.mark.mpi
 
-CONFIG = """\
-job: cubefit
-output: out.h5
-cubefit:
-  data: {path: cube.fits}
-  model:
-    class: Gaussian1D
-    parameters:
-      amplitude: 1.0
-      mean: {value: 4000, unit: m/s}
-      stddev: {value: 300, unit: m/s}
-  solver: astropy
-  chunk_n_max: 15
-"""
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("faults")
-    write_cube(path / "cube.fits", shape=(30, 10, 12))
-    (path / "cfg.yaml").write_text(CONFIG)
+    path = cube_workdir(tmp_path_factory, "faults", (30, 10, 12))
+    # astropy's fitter one spectrum at a time, 15 per item: slow enough for the faults to land mid-run
+    (path / "cfg.yaml").write_text(CONFIG.replace("  chunk_n_max: 20", "  solver: astropy\n  chunk_n_max: 15"))
     return path
 
 

@@ -11,7 +11,7 @@ from astropy.table import Table
 
 from gridfit_helpers import write_inputs
 from hpcfit.cli import main
-from launch import hpcfit
+from config_errors import check_bad_config, check_config_error_under_mpi
 
 GOOD = """\
 job: gridfit
@@ -92,15 +92,7 @@ def workdir(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("name,edit,where,what", CASES, ids=[c[0] for c in CASES])
 def test_bad_config_exits_2_with_location(workdir, capsys, name, edit, where, what):
-    old, new = edit
-    assert old in GOOD
-    (workdir / "cfg.yaml").write_text(GOOD.replace(old, new, 1))
-    code = main(["run", str(workdir / "cfg.yaml")])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert re.search(where, err), err
-    assert what in err, err
-    assert not list(workdir.glob("out*"))
+    check_bad_config(workdir, GOOD, edit, where, what, capsys, outputs="out*")
 
 
 def test_catalogue_errors_name_the_file(workdir, capsys):
@@ -166,9 +158,5 @@ def test_valid_config_validates_and_plans(workdir, capsys):
 
 @pytest.mark.mpi
 def test_config_error_under_mpi_every_rank_exits_2_quietly(workdir):
-    (workdir / "cfg.yaml").write_text(GOOD.replace("flux_column: box160_flux", "flux_column: box160_flx"))
-    result = hpcfit(["run", "cfg.yaml"], n=2, cwd=workdir)
-    assert result.returncode == 2, result.output
-    assert result.stderr.count("bands.1.flux_column") == 1, result.stderr
-    assert "Traceback" not in result.output
-    assert not list(workdir.glob("out*"))
+    check_config_error_under_mpi(workdir, GOOD.replace("flux_column: box160_flux", "flux_column: box160_flx"),
+                                 "bands.1.flux_column", outputs="out*")

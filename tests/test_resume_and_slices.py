@@ -15,29 +15,14 @@ import pytest
 
 from h5compare import assert_same_datasets
 from hpcfit.cli import main
-from hpcfit.cube.synthetic import write_cube
+from cube_case import cube_workdir
 from launch import REPO, find_mpiexec, hpcfit
 
-CONFIG = """\
-job: cubefit
-output: out.h5
-cubefit:
-  data: {path: cube.fits}
-  model:
-    class: Gaussian1D
-    parameters:
-      amplitude: 1.0
-      mean: {value: 4000, unit: m/s, bounds: [2500, 6300]}
-      stddev: {value: 300, unit: m/s}
-  chunk_n_max: 20
-"""
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("resume")
-    write_cube(path / "cube.fits", shape=(30, 12, 15))
-    (path / "cfg.yaml").write_text(CONFIG)
+    path = cube_workdir(tmp_path_factory, "resume", (30, 12, 15))
     assert main(["run", str(path / "cfg.yaml"), "--set", f"output={path / 'reference.h5'}"]) == 0
     return path
 

@@ -13,6 +13,7 @@ from scipy import stats
 
 from h5compare import assert_same_datasets, datasets
 from hpcfit.cli import main
+from config_errors import check_bad_config
 from launch import hpcfit
 
 TOY = """\
@@ -176,16 +177,8 @@ BAD = [
 
 @pytest.mark.parametrize("name,edit,where,what", BAD, ids=[b[0] for b in BAD])
 def test_bad_config_exits_2(workdir, capsys, name, edit, where, what):
-    import re
-
     text = TOY.format(n=100, method="uniform", output="bad.h5", shuffle="true")
-    assert edit[0] in text
-    (workdir / "bad.yaml").write_text(text.replace(edit[0], edit[1], 1))
-    assert main(["run", str(workdir / "bad.yaml")]) == 2
-    err = capsys.readouterr().err
-    assert re.search(where, err), err
-    assert what in err, err
-    assert not (workdir / "bad.h5").exists()
+    check_bad_config(workdir, text, edit, where.replace("bad", "cfg"), what, capsys, outputs="bad.h5*")
 
 
 @pytest.mark.mpi

@@ -14,34 +14,19 @@ from pathlib import Path
 import pytest
 
 from h5compare import assert_same_datasets
-from hpcfit.cube.synthetic import write_cube
+from cube_case import cube_workdir
 from launch import REPO, hpcfit
 from slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401  (the session fixture)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.mpi]
 
-CONFIG = """\
-job: cubefit
-output: out.h5
-cubefit:
-  data: {path: cube.fits}
-  model:
-    class: Gaussian1D
-    parameters:
-      amplitude: 1.0
-      mean: {value: 4000, unit: m/s, bounds: [2500, 6300]}
-      stddev: {value: 300, unit: m/s}
-  chunk_n_max: 20
-"""
 # Slow enough to be caught mid-way: one astropy fit at a time, 4 fits per work item (225 items).
 SLOW = ["--set", "cubefit.solver=astropy", "--set", "cubefit.chunk_n_max=4"]
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("slurm")
-    write_cube(path / "cube.fits", shape=(30, 30, 30))
-    (path / "cfg.yaml").write_text(CONFIG)
+    path = cube_workdir(tmp_path_factory, "slurm", (30, 30, 30))
     return path
 
 

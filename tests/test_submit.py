@@ -18,29 +18,14 @@ import pytest
 from h5compare import assert_same_datasets
 from hpcfit.cli import main
 from hpcfit.cluster.scripts import KINDS, Launch, Resources, plain_scripts, render
-from hpcfit.cube.synthetic import write_cube
+from cube_case import cube_workdir
 from launch import REPO, hpcfit
 
-CONFIG = """\
-job: cubefit
-output: out.h5
-cubefit:
-  data: {path: cube.fits}
-  model:
-    class: Gaussian1D
-    parameters:
-      amplitude: 1.0
-      mean: {value: 4000, unit: m/s, bounds: [2500, 6300]}
-      stddev: {value: 300, unit: m/s}
-  chunk_n_max: 20
-"""
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("submit")
-    write_cube(path / "cube.fits", shape=(30, 12, 15))  # 180 fits: 9 work items of 20
-    (path / "cfg.yaml").write_text(CONFIG)
+    path = cube_workdir(tmp_path_factory, "submit", (30, 12, 15))  # 180 fits: 9 work items of 20
     return path
 
 
