@@ -1,0 +1,262 @@
+"""The scaling model's parameters, taken from the measurements (``run_jobs.py``) and micro-benchmarks
+(``components.py``).
+
+Conventions, because the machine is shared and has 2 cores:
+
+* compute costs (per row, per fit, per pair, per frame, set-up) come from the CPU time of the rank's main
+  thread in runs on 1 and 2 ranks: time-sharing with other people's processes stretches wall time, not CPU time;
+* I/O, communication and waiting costs come from wall time (CPU time does not see them), same runs;
+* every figure is the median over the repetitions (and over the runs that measure it);
+* 4-rank runs are oversubscribed (4 ranks on 2 cores): they are compared with the model, never fitted.
+
+``parameters(measurements, components)`` returns one dict per job; ``model.py`` documents each parameter where it
+is used.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from hpcfit.io.boxes import flat_range_boxes
+
+Z_MAX = 6.0            # the sample hypercube's redshift range [0, 6] (inputs.py)
+SAMPLE_ROW_BYTES = 108  # float32: (2 x 9 + 7) x 4 + 8 bytes per output row
+SAMPLE_EXCHANGE_BYTES = 116  # a row on the wire: 100 bytes of values + position + index
+N_CALIBRATION_FRAMES = 23  # 9 bias + 7 darks + 7 flats (inputs.py)
+CUBEFIT_DATASETS = 12  # Gaussian1D: 3 parameters, 3 uncertainties, status, 3 fit_info maps, 2 world maps
+GRIDFIT_PARAMS, GRIDFIT_BANDS, GRIDFIT_SCALES = 2, 6, 2   # modified blackbody: T, beta; 6 boxes; 2 scale estimates
+
+
+def median(values: Iterable[float]) -> float:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.median(values) if values else float("nan")
+
+
+def fitted(runs: list[dict[str, Any]], max_ranks: int = 2) -> list[dict[str, Any]]:
+    """Runs that are not oversubscribed (the ones parameters are taken from)."""
+    return [r for r in runs if r["ranks"] <= max_ranks and not r.get("oversubscribed")]
+
+
+def rank_max(run: dict[str, Any], get: Callable[[dict[str, Any]], float]) -> float:
+    return max(get(pr) for pr in run["per_rank"])
+
+
+def phase(pr: dict[str, Any], name: str, cpu: bool = False) -> float:
+    """A phase's wall seconds, or its CPU seconds (wall when the record has no CPU times)."""
+    table = pr["phases_cpu"] if cpu and "phases_cpu" in pr else pr["phases"]
+    return float(table.get(name, 0.0))
+
+
+def cpu_share(run: dict[str, Any]) -> float:
+    """The share of a core the ranks got while computing items: their CPU seconds over their wall seconds (1 on
+    an idle machine; lower when other processes or oversubscription time-share the cores)."""
+    items = [i for pr in run["per_rank"] for i in pr["items"] if len(i) > 4]
+    wall = sum(i[2] for i in items)
+    return min(1.0, sum(i[4] for i in items) / wall) if wall > 0 else float("nan")
+
+
+def call(pr: dict[str, Any], name: str, field: str = "seconds") -> float:
+    return float(pr["calls"].get(name, {}).get(field, 0.0))
+
+
+def items_cpu_per_unit(runs: list[dict[str, Any]]) -> float:
+    """Median over runs of (CPU seconds of all items) / (their total size)."""
+    per_run = []
+    for r in runs:
+        items = [i for pr in r["per_rank"] for i in pr["items"]]
+        size = sum(i[1] for i in items)
+        if size and all(len(i) > 4 for i in items):
+            per_run.append(sum(i[4] for i in items) / size)
+        elif size:
+            per_run.append(sum(i[2] for i in items) / size)
+    return median(per_run)
+
+
+def checkpoint_per_item(runs: list[dict[str, Any]]) -> tuple[float, float]:
+    """(seconds, bytes) of one checkpoint save, medians over the runs."""
+    seconds, nbytes = [], []
+    for r in runs:
+        count = sum(call(pr, "checkpoint", "count") for pr in r["per_rank"])
+        if count:
+            seconds.append(sum(call(pr, "checkpoint") for pr in r["per_rank"]) / count)
+            nbytes.append(sum(call(pr, "checkpoint", "bytes") for pr in r["per_rank"]) / count)
+    return median(seconds), median(nbytes)
+
+
+def request_round_trip(runs: list[dict[str, Any]]) -> float:
+    """Median gap between consecutive items on ranks other than 0, minus their checkpoint time: the time a worker
+    waits for its next item from the dynamic scheduler (2-rank runs)."""
+    gaps = []
+    for r in runs:
+        if r["ranks"] != 2:
+            continue
+        pr = r["per_rank"][1]
+        items = sorted(pr["items"], key=lambda i: i[3])
+        ckpt = call(pr, "checkpoint") / max(call(pr, "checkpoint", "count"), 1)
+        gaps += [b[3] - (a[3] + a[2]) - ckpt for a, b in zip(items, items[1:])]
+    return max(median(gaps), 0.0)
+
+
+def line_fit(x: list[float], y: list[float]) -> tuple[float, float]:
+    """(a, b) of y = a + b x by least squares (b = 0 when x does not vary)."""
+    x_arr, y_arr = np.asarray(x, float), np.asarray(y, float)
+    if len(set(x)) < 2:
+        return float(np.median(y_arr)), 0.0
+    b, a = np.polyfit(x_arr, y_arr, 1)
+    return float(a), float(b)
+
+
+def common(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Start-up (launcher wall minus the engine's wall) and the engine's fixed costs around the phases."""
+    ok = fitted(runs)
+    return {
+        "startup": median(r["launcher_seconds"] - r["attributes"]["wall_seconds"] for r in ok),
+        "prepare": median(phase(r["per_rank"][0], "prepare") for r in ok if r["ranks"] == 1),
+        "plan": median(phase(r["per_rank"][0], "plan", cpu=True) for r in ok if r["ranks"] == 1),
+        "other": median(r["attributes"]["wall_seconds"] - sum(phase(r["per_rank"][0], p) for p in
+                                                             ("prepare", "setup", "run_items", "write"))
+                        for r in ok),
+    }
+
+
+def sample_parameters(runs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
+    ok = fitted(runs)
+    # Set-up: the lowest redshift band is the widest in ln(1 + z), where the model's table nodes are uniform,
+    # and rank 0 holds it: setup_0(P) = s0 + s1 * ln(1 + z_max / P) / ln(1 + z_max).
+    xs, ys = [], []
+    for r in ok:
+        xs.append(math.log1p(Z_MAX / r["ranks"]) / math.log1p(Z_MAX))
+        ys.append(phase(r["per_rank"][0], "setup", cpu=True))
+    s0, s1 = line_fit(xs, ys)
+    shares, local, h5 = [], [], []
+    for r in ok:
+        share = r["size"] / r["ranks"]
+        worst = max(r["per_rank"], key=lambda pr: phase(pr, "write"))
+        local.append((phase(worst, "write") - call(worst, "h5_write") - call(worst, "h5_meta")
+                      - call(worst, "alltoallv")) / share)
+        shares.append(share)
+        h5.append(r["size"] * SAMPLE_ROW_BYTES / max(rank_max(r, lambda pr: call(pr, "h5_write")), 1e-9))
+    ckpt_s, ckpt_b = checkpoint_per_item(ok)
+    return {"setup_s0": s0, "setup_s1": s1, "t_row": items_cpu_per_unit(ok), "t_shuffle_local_row": median(local),
+            "checkpoint_seconds": ckpt_s, "checkpoint_bytes": ckpt_b, "h5_bandwidth": median(h5), "batch": batch,
+            "row_bytes": SAMPLE_ROW_BYTES, "exchange_bytes": SAMPLE_EXCHANGE_BYTES, **common(runs)}
+
+
+def gridfit_parameters(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = fitted(runs)
+    a = ok[0]["attributes"]
+    n_models, chunk = int(a["gridfit_n_models"]), int(a["gridfit_chunk_models"])
+    n_chunks = -(-n_models // chunk)
+    plan_a, plan_b = line_fit([r["size"] for r in ok],
+                              [phase(r["per_rank"][0], "plan", cpu=True) for r in ok])
+    setup_a, setup_b = line_fit([r["size"] for r in ok], [rank_max(r, lambda pr: phase(pr, "setup", cpu=True))
+                                                          for r in ok])
+    # a chunk's partial record per galaxy: best fit (chi2, index, scale, parameters, band fluxes, luminosity) and
+    # moments (shift, weight sum, then mean, M2 and weight of every estimated quantity), float64
+    record = 8 * ((3 + GRIDFIT_PARAMS + GRIDFIT_BANDS + 1) + (2 + 3 * (GRIDFIT_PARAMS + GRIDFIT_SCALES)))
+    pair, fold, out, gather = [], [], [], []
+    for r in ok:
+        g, p = r["size"], r["ranks"]
+        attrs = r["attributes"]
+        busiest_models = -(-n_chunks // p) * chunk
+        worst = max(r["per_rank"], key=lambda pr: phase(pr, "write"))
+        share = min(1.0, phase(worst, "write", cpu=True) / max(phase(worst, "write"), 1e-9))
+        pair.append((attrs["gridfit_chi2_seconds"] + attrs["gridfit_reduce_seconds"]) * share
+                    / (g * busiest_models))
+        root = r["per_rank"][0]
+        fold.append(call(root, "fold") / (g * n_chunks))
+        out.append(call(root, "h5_write") / g)
+        gather.append(g * n_chunks * record / max(call(root, "gather"), 1e-9))
+    ckpt_s, ckpt_b = checkpoint_per_item(ok)
+    return {"n_models": n_models, "chunk": chunk, "n_chunks": n_chunks, "plan_a": plan_a, "plan_b": plan_b,
+            "setup_a": setup_a, "setup_b": setup_b, "t_model": items_cpu_per_unit(ok), "t_pair": median(pair),
+            "t_fold": median(fold), "record_bytes": record, "t_output_galaxy": median(out),
+            "gather_bandwidth": median(gather),
+            "checkpoint_seconds": ckpt_s, "checkpoint_bytes": ckpt_b, **common(runs)}
+
+
+def cubefit_parameters(runs: list[dict[str, Any]], chunk: int, side_of: Callable[[int], int]) -> dict[str, Any]:
+    ok = fitted(runs)
+    piece, meta = [], []
+    for r in ok:
+        side = side_of(r["size"])
+        n_items = -(-r["size"] // chunk)
+        boxes = sum(len(flat_range_boxes((side, side), a, min(a + chunk, r["size"])))
+                    for a in range(0, r["size"], chunk))
+        worst = max(r["per_rank"], key=lambda pr: call(pr, "h5_write"))
+        pieces = boxes * CUBEFIT_DATASETS * len(worst["items"]) / n_items
+        piece.append(call(worst, "h5_write") / max(pieces, 1))
+        meta.append(rank_max(r, lambda pr: call(pr, "h5_meta")) / CUBEFIT_DATASETS)
+    ckpt_s, ckpt_b = checkpoint_per_item(ok)
+    return {"chunk": chunk, "t_fit": items_cpu_per_unit(ok), "t_request": request_round_trip(ok),
+            "t_piece": median(piece), "t_create": median(meta), "datasets": CUBEFIT_DATASETS,
+            "setup": median(rank_max(r, lambda pr: phase(pr, "setup", cpu=True)) for r in ok),
+            "checkpoint_seconds": ckpt_s, "checkpoint_bytes": ckpt_b, **common(runs)}
+
+
+def calibrate_parameters(runs: list[dict[str, Any]], pixels: int, batch: int) -> dict[str, Any]:
+    ok = fitted(runs)
+    header = [call(r["per_rank"][0], "header_scan") / (r["size"] + N_CALIBRATION_FRAMES) for r in ok]
+    m_a, m_b = line_fit([1.0 / r["ranks"] for r in ok],
+                        [rank_max(r, lambda pr: call(pr, "masters")) for r in ok])
+    write_a, write_b = line_fit([r["size"] / r["ranks"] for r in ok], [rank_max(r, lambda pr: phase(pr, "write"))
+                                                                       for r in ok])
+    meta = [rank_max(r, lambda pr: call(pr, "h5_meta")) / r["size"] for r in ok]
+    scratch = [sum(call(pr, "scratch_write") for pr in r["per_rank"]) /
+               max(sum(call(pr, "scratch_write", "bytes") for pr in r["per_rank"]), 1) for r in ok]
+    ckpt_s, ckpt_b = checkpoint_per_item(ok)
+    return {"pixels": pixels, "batch": batch, "t_header": median(header), "masters_a": m_a, "masters_b": m_b,
+            "t_frame": items_cpu_per_unit(ok), "write_a": write_a, "write_b": write_b,
+            "t_create_frame": median(meta), "scratch_seconds_per_byte": median(scratch),
+            "t_request": request_round_trip(ok), "n_calibration": N_CALIBRATION_FRAMES,
+            "checkpoint_seconds": ckpt_s, "checkpoint_bytes": ckpt_b, **common(runs)}
+
+
+def component_parameters(components: dict[str, Any], scheduler4: dict[str, Any] | None,
+                         startup: dict[str, Any] | None) -> dict[str, Any]:
+    """The micro-benchmarks' figures the model uses (this machine)."""
+    h5 = components["hdf5"]
+    sched = (scheduler4 or components)["scheduler"]
+    return {
+        "alltoallv_alpha": components["alltoallv"]["alpha_seconds"],
+        "alltoallv_bandwidth": components["alltoallv"]["bandwidth_bytes_per_s"],
+        "gather_bandwidth": components["gather"].get("root_bytes_per_s",
+                                                     2 * components["gather"].get("bandwidth_bytes_per_s", 0.0)),
+        "request_latency": {k: v["seconds_per_request"] for k, v in components["scheduler"].items()},
+        "service_time": {k: v["seconds_per_request"] for k, v in sched.items()},
+        "h5_collective_bandwidth": h5["contiguous_collective"]["bandwidth_bytes_per_s"],
+        "h5_independent_bandwidth": h5["contiguous_independent"]["bandwidth_bytes_per_s"],
+        "h5_small_piece": h5["small_independent"]["seconds_per_piece"],
+        "h5_collective_round": h5.get("small_collective", {}).get("seconds_per_round", float("nan")),
+        "h5_create_dataset": h5["metadata"]["seconds_per_dataset"],
+        "h5_chunked_fill_bandwidth": h5.get("chunked_create", {}).get("bandwidth_bytes_per_s", float("nan")),
+        "checkpoint_seconds": components["checkpoint"]["seconds_per_save"],
+        "checkpoint_bandwidth": components["checkpoint"]["bandwidth_bytes_per_s"],
+        "startup_metadata_calls": (startup or {}).get("startup", {}).get("metadata_syscalls_total", 0),
+    }
+
+
+def parameters(measurements: dict[str, Any], components: dict[str, Any], scheduler4: dict[str, Any] | None = None,
+               startup: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every job's parameters plus the components', from the JSON files."""
+    import inputs
+
+    by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in measurements["runs"]:
+        by_job[run["job"]].append(run)
+    out: dict[str, Any] = {"components": component_parameters(components, scheduler4, startup)}
+    if by_job.get("sample"):
+        out["sample"] = sample_parameters(by_job["sample"], inputs.SAMPLE_BATCH)
+    if by_job.get("gridfit"):
+        out["gridfit"] = gridfit_parameters(by_job["gridfit"])
+    if by_job.get("cubefit"):
+        out["cubefit"] = cubefit_parameters(by_job["cubefit"], inputs.CUBE_CHUNK, lambda n: math.isqrt(n))
+    if by_job.get("calibrate"):
+        ny, nx = inputs.FRAME_SHAPE
+        out["calibrate"] = calibrate_parameters(by_job["calibrate"], ny * nx, 4)
+    return out

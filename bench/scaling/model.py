@@ -1,0 +1,292 @@
+"""The scaling model: each job's wall time on P ranks as a sum of terms, on this machine or on a cluster.
+
+Every term is a measured per-unit cost (``fit.py``) times a count that follows from the job's design (rows, fits,
+model chunks, frames, bytes, messages), divided by whatever the design spreads over the ranks, or not divided when
+the design does not spread it. ``predict(job, P, size, params, machine)`` returns the terms in seconds; their sum is
+the predicted wall time of ``mpiexec -n P hpcfit run`` including start-up. docs/scaling.md writes the equations
+out; the code below is the reference.
+
+Machines: ``local_machine(params)`` is this 2-core machine (compute terms stretch by P/2 when P > 2: time-sharing),
+with the I/O and communication figures measured by ``components.py``. ``cluster(...)`` is the reference cluster
+of docs/scaling.md; its figures are assumptions (stated and cited there), except the costs that are CPU-bound on
+any machine (per-unit compute, pickling in gridfit's gather, the scheduler thread's service time), which are taken
+as measured here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+COLLECTIVE_MIN_BYTES = 64 << 20  # hpcfit.io.h5out: "auto" writes collectively from this many bytes per dataset
+Z_MAX = 6.0
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the model needs to know about where the ranks run. Bandwidths in bytes/s, times in seconds."""
+
+    name: str
+    cores_per_node: int
+    oversubscribe_cores: int | None  # this machine: compute slows by P / cores above it; a cluster: None
+    net_bandwidth: float             # injection bandwidth per node
+    net_latency: float               # per message between nodes
+    intra_bandwidth: float           # Alltoallv bandwidth per rank inside a node
+    intra_latency: float             # one Alltoallv inside a node
+    ost_bandwidth: float             # one storage target (a shared file gets stripes x this)
+    stripes: int                     # storage targets the output file is striped over
+    rank_io_bandwidth: float         # one process reading/writing
+    node_io_bandwidth: float         # one node's file-system client
+    fs_bandwidth: float              # the file system's share for this job, many files (checkpoints, scratch)
+    file_op: float                   # create + fsync + rename of one small file (a checkpoint)
+    small_write: float               # one independent small write into the shared output
+    collective_round: float          # one collective write round (every rank, two-phase I/O)
+    create_dataset: float            # one collective dataset creation
+    request_latency: dict[str, float]  # a worker's round trip to the dynamic scheduler, by rank-0 workload
+    service_time: dict[str, float]   # the scheduler thread's time per request when saturated, by rank-0 workload
+    startup: float                   # mpiexec + Python + imports, one node
+    startup_metadata_calls: int      # file-metadata system calls of one rank's start (stat, open, ...)
+    metadata_latency: float | None   # one metadata round trip to the shared file system's server (None: local)
+    metadata_rate: float | None      # metadata operations per second that server gives the job
+    cpu_share: float | None = None   # measured share of a core a rank got while computing (this shared machine)
+
+    def nodes(self, ranks: int) -> int:
+        return -(-ranks // self.cores_per_node)
+
+    def ranks_per_node(self, ranks: int) -> int:
+        return min(ranks, self.cores_per_node)
+
+    def over(self, ranks: int) -> float:
+        """Slow-down of compute from time-sharing cores: 1 on a cluster with a core per rank; here P / cores above
+        the core count, or 1 / (the CPU share the ranks were measured to get) when that is given."""
+        if self.cpu_share:
+            return 1.0 / self.cpu_share
+        if self.oversubscribe_cores is None:
+            return 1.0
+        return max(1.0, ranks / self.oversubscribe_cores)
+
+    def file_bandwidth(self, ranks: int) -> float:
+        """Writing one shared file from ``ranks`` ranks."""
+        return min(self.stripes * self.ost_bandwidth, self.nodes(ranks) * self.node_io_bandwidth,
+                   ranks * self.rank_io_bandwidth)
+
+    def rank_bandwidth(self, ranks: int) -> float:
+        """One rank's share when every rank reads or writes its own files at once."""
+        return min(self.rank_io_bandwidth, self.nodes(ranks) * self.node_io_bandwidth / ranks,
+                   self.fs_bandwidth / ranks)
+
+    def checkpoint(self, nbytes: float, ranks: int) -> float:
+        return self.file_op + nbytes / self.rank_bandwidth(ranks)
+
+    def start(self, ranks: int) -> float:
+        """Start-up: this machine's, plus the metadata calls of Python's imports from a shared file system. The
+        ranks of a node share its client cache, so each node pays the calls once (a round trip each), until the
+        nodes together exceed the metadata server's rate."""
+        if not self.metadata_rate or not self.metadata_latency:
+            return self.startup
+        per_call = max(self.metadata_latency, self.nodes(ranks) / self.metadata_rate)
+        return self.startup + self.startup_metadata_calls * per_call
+
+    @property
+    def shared_fs(self) -> bool:
+        return self.metadata_rate is not None
+
+
+def local_machine(params: dict[str, Any], cores: int = 2) -> Machine:
+    """This machine, from the micro-benchmarks (one node, ``cores`` cores, a local disk)."""
+    c = params["components"]
+    startup = min(p["startup"] for k, p in params.items() if k != "components")
+    disk = c["h5_independent_bandwidth"]
+    return Machine(
+        name="this machine (2 cores)", cores_per_node=10**6, oversubscribe_cores=cores,
+        net_bandwidth=math.inf, net_latency=0.0, intra_bandwidth=c["alltoallv_bandwidth"],
+        intra_latency=c["alltoallv_alpha"], ost_bandwidth=disk, stripes=1, rank_io_bandwidth=disk,
+        node_io_bandwidth=disk, fs_bandwidth=c["checkpoint_bandwidth"], file_op=c["checkpoint_seconds"],
+        small_write=c["h5_small_piece"], collective_round=c["h5_collective_round"],
+        create_dataset=c["h5_create_dataset"], request_latency=c["request_latency"], service_time=c["service_time"], startup=startup,
+        startup_metadata_calls=c["startup_metadata_calls"], metadata_latency=None, metadata_rate=None)
+
+
+# The reference cluster (docs/scaling.md, "Assumptions"): 32 cores per node, 100 Gb/s network, Lustre.
+CLUSTER_ASSUMPTIONS = {
+    "cores_per_node": 32,
+    "net_bandwidth": 12.5e9,      # 100 Gb/s per node and direction (ARCHER2: 2 x 100 Gb/s ports per node)
+    "net_latency": 2e-6,          # MPI latency between nodes, InfiniBand / Slingshot class
+    "ost_bandwidth": 0.5e9,       # one Lustre OST (ARCHER's documented figure)
+    "stripes_default": 1,         # Lustre's default stripe count
+    "stripes_tuned": 8,           # lfs setstripe -c 8 on the output directory
+    "rank_io_bandwidth": 1.0e9,   # one writer (ARCHER2: a single writer rarely exceeds ~1 GB/s)
+    "node_io_bandwidth": 5.0e9,   # one node's Lustre client
+    "fs_bandwidth": 20e9,         # the job's share of the whole file system (many files over many OSTs)
+    "file_op": 5e-3,              # create + fsync + rename of a small file on Lustre (metadata server round trips)
+    "small_write": 1e-3,          # an independent small write into a shared Lustre file (extent lock traffic)
+    "collective_round": 2e-3,     # one collective write round of 64 ranks (synchronisation + two-phase I/O)
+    "create_dataset": 2e-3,       # a collective HDF5 dataset creation
+    "metadata_latency": 1e-4,     # one metadata RPC (stat/open of a file not in the client cache)
+    "metadata_rate": 5e4,         # metadata operations per second the MDS gives one job
+}
+
+
+def cluster(params: dict[str, Any], stripes: int | None = None, **changes: Any) -> Machine:
+    """The reference cluster; CPU-bound costs as measured on this machine."""
+    c = params["components"]
+    a = CLUSTER_ASSUMPTIONS
+    base = local_machine(params)
+    machine = Machine(
+        name=f"cluster, output striped over {stripes or a['stripes_default']} OST(s)",
+        cores_per_node=a["cores_per_node"], oversubscribe_cores=None,
+        net_bandwidth=a["net_bandwidth"], net_latency=a["net_latency"],
+        intra_bandwidth=c["alltoallv_bandwidth"], intra_latency=c["alltoallv_alpha"],
+        ost_bandwidth=a["ost_bandwidth"], stripes=stripes or a["stripes_default"],
+        rank_io_bandwidth=a["rank_io_bandwidth"], node_io_bandwidth=a["node_io_bandwidth"],
+        fs_bandwidth=a["fs_bandwidth"], file_op=a["file_op"], small_write=a["small_write"],
+        collective_round=a["collective_round"], create_dataset=a["create_dataset"],
+        request_latency=base.request_latency,
+        service_time=c["service_time"], startup=base.startup,
+        startup_metadata_calls=c["startup_metadata_calls"], metadata_latency=a["metadata_latency"],
+        metadata_rate=a["metadata_rate"])
+    return replace(machine, **changes)
+
+
+# ---------------------------------------------------------------------------------------------------- the jobs
+def _common(p: dict[str, Any], m: Machine, ranks: int) -> dict[str, float]:
+    return {"start-up": m.start(ranks), "engine fixed": max(p["other"], 0.0)}
+
+
+def sample(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine) -> dict[str, float]:
+    """N rows; ranks own contiguous redshift bands; in-memory shuffle (Alltoallv rounds); contiguous writes."""
+    n, batch = size["n"], size.get("batch", p["batch"])
+    over, share = m.over(ranks), n / ranks
+    items = math.ceil(n / batch)
+    c = m.ranks_per_node(ranks)
+    rounds = math.ceil(share / batch)
+    ckpt_bytes = p["checkpoint_bytes"] / p["batch"] * batch
+    exchange = share * p["exchange_bytes"] * ((c - 1) / ranks / m.intra_bandwidth
+                                              + (ranks - c) / ranks * c / m.net_bandwidth)
+    latency = rounds * 2 * (m.intra_latency + (ranks > c) * ranks * m.net_latency) if ranks > 1 else 0.0
+    band = math.log1p(Z_MAX / ranks) / math.log1p(Z_MAX)
+    return {**_common(p, m, ranks),
+            "prepare (rank 0)": p["prepare"],
+            "set-up: model tables of the lowest band": (p["setup_s0"] + p["setup_s1"] * band) * over,
+            "work: draws + model": share * p["t_row"] * over,
+            "checkpoints": math.ceil(items / ranks) * m.checkpoint(ckpt_bytes, ranks),
+            "shuffle: local regroup + place": share * p["t_shuffle_local_row"] * over,
+            "shuffle: Alltoallv": exchange + latency,
+            "output: contiguous collective writes": n * p["row_bytes"] / m.file_bandwidth(ranks)}
+
+
+def gridfit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *, catalogue_once: bool = False,
+            distributed_fold: bool = False) -> dict[str, float]:
+    """G galaxies x N models; chunks of models statically over the ranks; partials gathered and folded on rank 0.
+
+    What-ifs (not the current code): ``catalogue_once``: rank 0's parsed catalogue is broadcast instead of every
+    rank parsing the file again; ``distributed_fold``: the partials are exchanged by galaxy ranges (each rank
+    receives every chunk's records of G/P galaxies, in chunk order, so the fold is unchanged), folded and written
+    by all ranks."""
+    g, n = size["galaxies"], size.get("models", p["n_models"])
+    chunk = size.get("chunk") or min(max(-(-n // 64), 256), 16384, n)
+    n_chunks = math.ceil(n / chunk)
+    busiest = math.ceil(n_chunks / ranks)
+    over = m.over(ranks)
+    galaxy_bytes = 8 * (4 + 4 * 6 + 10 + 6 + 2 * 4)  # per-galaxy output columns, written by rank 0 alone
+    spread = ranks if distributed_fold else 1
+    return {**_common(p, m, ranks),
+            "prepare: catalogue, filters (rank 0)": p["prepare"] - p["plan"] + p["plan_a"] + p["plan_b"] * g,
+            "set-up: catalogue on every rank": 0.0 if catalogue_once else (p["setup_a"] + p["setup_b"] * g) * over,
+            "work: model chunks": busiest * (chunk * p["t_model"] * over + m.checkpoint(p["checkpoint_bytes"]
+                                                                                      / p["chunk"] * chunk, ranks)),
+            "fit: chi2 + reductions": busiest * chunk * g * p["t_pair"] * over,
+            "fit: gather partials to rank 0": g * n_chunks * p["record_bytes"] / p["gather_bandwidth"] / spread,
+            "fit: fold on rank 0": g * n_chunks * p["t_fold"] / spread,
+            "output: per-galaxy arrays from rank 0": max(g * p["t_output_galaxy"] / spread,
+                                                         g * galaxy_bytes / (m.rank_io_bandwidth if spread == 1
+                                                                             else m.file_bandwidth(ranks)))}
+
+
+def cubefit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, workload: str = "cubefit", *,
+            fill: bool = True, server: bool = True) -> dict[str, float]:
+    """F fits in items of ``chunk``; dynamic self-scheduling; every rank writes its items' pieces of 12 maps.
+
+    ``workload``: what rank 0's own items do while its helper thread serves requests (``cubefit``: the batched
+    solver, measured; ``python``: pure Python, as a per-spectrum fitter). What-ifs (not the current code):
+    ``fill=False``: the maps created without a fill value written (fill_time never); ``server=False``: items handed
+    out by an atomic counter in an MPI window (no helper thread, no GIL)."""
+    from hpcfit.io.boxes import flat_range_boxes
+
+    f, chunk = size["fits"], size.get("chunk", p["chunk"])
+    shape = size.get("shape") or (math.isqrt(f), math.isqrt(f))
+    items = math.ceil(f / chunk)
+    busiest = math.ceil(items / ranks)
+    over = m.over(ranks)
+    sample_items = range(0, f, max(chunk, f // 200 // chunk * chunk or chunk))
+    boxes = sum(len(flat_range_boxes(shape, a, min(a + chunk, f))) for a in sample_items) / len(sample_items)
+    datasets = p["datasets"]
+    per_item = chunk * p["t_fit"] * over + m.checkpoint(p["checkpoint_bytes"] / p["chunk"] * chunk, ranks)
+    workload = workload if workload in m.service_time else "numpy"
+    round_trip = m.request_latency[workload] if ranks > 1 else 0.0
+    work = busiest * (per_item + round_trip)
+    served = items * m.service_time[workload] if ranks > 2 and server else 0.0
+    collective = f * 8 >= COLLECTIVE_MIN_BYTES
+    if not m.shared_fs:
+        piece = p["t_piece"]  # measured here
+    elif ranks == 1:
+        piece = chunk * 8 / m.rank_io_bandwidth  # one process, plain HDF5: no locks to share
+    else:
+        piece = m.collective_round if collective else m.small_write
+    return {**_common(p, m, ranks),
+            "prepare (rank 0)": p["prepare"],
+            "set-up": p["setup"] * over,
+            "work: fits (+ checkpoints, requests)": work,
+            "work: scheduler saturated (excess)": max(0.0, served - work),
+            "output: create 12 maps": datasets * m.create_dataset,
+            "output: per-item pieces": busiest * boxes * datasets * piece,
+            # the maps have a fill value (NaN, status 2): HDF5 writes it over the whole dataset, then the data
+            "output: bytes (fill + data)": (2 if fill else 1) * f * datasets * 8 / m.file_bandwidth(ranks)}
+
+
+def calibrate(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *, fill: bool = True,
+              scratch: bool = True) -> dict[str, float]:
+    """n science frames (+ calibration frames): headers on rank 0, masters by row bands, frames dynamically,
+    scratch files, then collective writes.
+
+    What-ifs (not the current code): ``fill=False``: /science/images created with fill_time never;
+    ``scratch=False``: calibrated frames written straight into the output (independent writes during the work),
+    no scratch files."""
+    n, pixels = size["frames"], size.get("pixels", p["pixels"])
+    n_cal = size.get("calibration", p["n_calibration"])
+    scale = pixels / p["pixels"]
+    over = m.over(ranks)
+    items = math.ceil(n / p["batch"])
+    busiest = math.ceil(items / ranks)
+    round_trip = m.request_latency["numpy"] if ranks > 1 else 0.0
+    work = busiest * (p["batch"] * p["t_frame"] * scale * over + m.checkpoint(p["checkpoint_bytes"], ranks)
+                      + round_trip)
+    write_local = (p["write_a"] + p["write_b"] * scale * n / ranks) * over
+    cluster = m.shared_fs
+    io_work = n * pixels * (2 + (4 if scratch else 0)) / (ranks * m.rank_bandwidth(ranks)) if cluster else 0.0
+    io_write = ((n * pixels * 4 / (ranks * m.rank_bandwidth(ranks)) if scratch else 0.0)
+                + n * pixels * 4 / m.file_bandwidth(ranks) if cluster else 0.0)
+    masters_io = n_cal * pixels * 2 / (ranks * m.rank_bandwidth(ranks)) if cluster else 0.0
+    return {**_common(p, m, ranks),
+            "prepare: headers (rank 0)": p["prepare"] - p["plan"] + p["t_header"] * (n + n_cal),
+            "set-up: masters": (p["masters_a"] + p["masters_b"] * scale * n_cal / p["n_calibration"] / ranks) * over
+            + masters_io,
+            "work: read + calibrate + scratch": max(work, io_work),
+            # parallel HDF5 allocates chunked datasets at creation and writes their fill value (one rank: no)
+            "output: fill of /science/images": 0.0 if ranks == 1 or not fill else (
+                n * pixels * 4 / m.file_bandwidth(ranks) if cluster else p["t_create_frame"] * scale * n),
+            "output: scratch -> /science/images": max(write_local, io_write)}
+
+
+JOBS = {"sample": sample, "gridfit": gridfit, "cubefit": cubefit, "calibrate": calibrate}
+
+
+def predict(job: str, ranks: int, size: dict[str, Any], params: dict[str, Any], machine: Machine,
+            **options: Any) -> dict[str, float]:
+    """The terms of one job's wall time on ``ranks`` ranks (seconds)."""
+    return JOBS[job](ranks, size, params[job], machine, **options)
+
+
+def total(terms: dict[str, float]) -> float:
+    return sum(terms.values())

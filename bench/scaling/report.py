@@ -1,0 +1,306 @@
+"""Fit the scaling model to the measurements, draw docs/img/scaling.png and write the tables of docs/scaling.md.
+
+    python bench/scaling/report.py [--dir bench/scaling] [--plot docs/img/scaling.png] [--tables bench/scaling/report.md]
+
+Reads ``measurements.json`` (run_jobs.py), ``components.json`` (components.py on 2 ranks), ``scheduler4.json``
+(components.py --scheduler-only on 4 ranks) and ``startup.json`` (components.py --startup) from ``--dir``; writes
+``parameters.json`` there (the fitted parameters), the plot, and the markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+import fit  # noqa: E402
+import model  # noqa: E402
+
+RANKS = [1, 2, 4, 8, 16, 32, 64]
+JOBS = ("sample", "gridfit", "cubefit", "calibrate")
+PRODUCTION = {
+    "sample": {"n": 100_000_000, "batch": 100_000},
+    "gridfit": {"galaxies": 100_000, "models": 100_000},
+    "cubefit": {"fits": 2048 * 2048, "chunk": 2048, "shape": (2048, 2048)},
+    "calibrate": {"frames": 10_000, "pixels": 2048 * 2048, "calibration": 100},
+}
+WHAT_IFS = [  # (job, label, model options, machine factory or None for stripe count 8)
+    ("sample", "as now, stripe count 1 (Lustre default)", {}, lambda p: model.cluster(p, stripes=1)),
+    ("sample", "as now, stripe count 8", {}, None),
+    ("gridfit", "as now", {}, None),
+    ("gridfit", "catalogue parsed once (rank 0) and broadcast", {"catalogue_once": True}, None),
+    ("gridfit", "... and partials exchanged by galaxy ranges, folded and written by every rank",
+     {"catalogue_once": True, "distributed_fold": True}, None),
+    ("cubefit", "as now", {}, None),
+    ("cubefit", "maps created without fill (fill_time never)", {"fill": False}, None),
+    ("calibrate", "as now", {}, None),
+    ("calibrate", "/science/images created without fill", {"fill": False}, None),
+    ("calibrate", "... and no scratch files (frames written into the output during the work)",
+     {"fill": False, "scratch": False}, None),
+]
+PRODUCTION_TEXT = {
+    "sample": "10^8 rows (10.8 GB), batches of 10^5",
+    "gridfit": "10^5 galaxies x 10^5 models (64 chunks)",
+    "cubefit": "2048 x 2048 spectra, chunks of 2048 fits",
+    "calibrate": "10^4 frames of 2048 x 2048 + 100 calibration frames",
+}
+
+
+def bench_size(job: str, count: int) -> dict[str, Any]:
+    """The model's size dict of a measured run of ``count`` units."""
+    if job == "sample":
+        return {"n": count}
+    if job == "gridfit":
+        return {"galaxies": count}
+    if job == "cubefit":
+        return {"fits": count, "shape": (math.isqrt(count), math.isqrt(count))}
+    return {"frames": count}
+
+
+def production_weak(job: str, ranks: int) -> dict[str, Any]:
+    """The production size divided by 64, times ``ranks`` (so 64 ranks run the production size)."""
+    size = dict(PRODUCTION[job])
+    if job == "sample":
+        size["n"] = size["n"] // 64 * ranks
+    elif job == "gridfit":
+        size["galaxies"] = size["galaxies"] // 64 * ranks
+    elif job == "cubefit":
+        size["fits"] = size["fits"] // 64 * ranks
+        size["shape"] = (size["fits"] // 2048, 2048)
+    else:
+        size["frames"] = math.ceil(size["frames"] / 64 * ranks)
+    return size
+
+
+def measured(measurements: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Medians per (job, mode, ranks): launcher and engine wall, phases (slowest rank), load, repetitions."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for run in measurements["runs"]:
+        groups[(run["job"], run["mode"], run["ranks"])].append(run)
+    out = {}
+    for key, runs in groups.items():
+        phases = {name: statistics.median(fit.rank_max(r, lambda pr: fit.phase(pr, name)) for r in runs)
+                  for name in ("prepare", "setup", "run_items", "write")}
+        out[key] = {"size": runs[0]["size"], "repeats": len(runs),
+                    "total": statistics.median(r["launcher_seconds"] for r in runs),
+                    "wall": statistics.median(r["attributes"]["wall_seconds"] for r in runs),
+                    "load": statistics.median(r["load_average"] for r in runs),
+                    "cpu_share": fit.median(fit.cpu_share(r) for r in runs),
+                    "rss": max(max(r["attributes"].get("peak_rss_mb_per_rank", [0])) for r in runs),
+                    "oversubscribed": runs[0]["oversubscribed"], **phases}
+    return out
+
+
+def with_share(machine: model.Machine, group: dict[str, Any]) -> model.Machine:
+    """This machine as the runs of ``group`` found it: each rank got ``cpu_share`` of a core while computing."""
+    share = group.get("cpu_share")
+    return replace(machine, cpu_share=share) if share and not math.isnan(share) else machine
+
+
+def curves(job: str, params: dict[str, Any], machine: model.Machine, sizes: dict[int, dict[str, Any]],
+           ranks: list[int]) -> list[float]:
+    return [model.total(model.predict(job, p, sizes[p], params, machine)) for p in ranks]
+
+
+def draw(params: dict[str, Any], meas: dict[tuple[str, str, int], dict[str, Any]], strong: dict[str, int],
+         weak: dict[str, int], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    local = model.local_machine(params)
+    c1, c8 = model.cluster(params, stripes=1), model.cluster(params, stripes=8)
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5), sharex=True)
+    for col, job in enumerate(JOBS):
+        for row, mode in enumerate(("strong", "weak")):
+            ax = axes[row, col]
+            if mode == "strong":
+                bench = {p: bench_size(job, strong[job]) for p in RANKS}
+                prod = {p: PRODUCTION[job] for p in RANKS}
+            else:
+                bench = {p: bench_size(job, weak[job] * p) for p in RANKS}
+                prod = {p: production_weak(job, p) for p in RANKS}
+
+            def metric(times: list[float]) -> list[float]:
+                return [times[0] / t for t in times] if mode == "strong" else [times[0] / t for t in times]
+
+            ax.plot(RANKS, RANKS if mode == "strong" else [1.0] * len(RANKS), color="0.7", lw=1, label="ideal")
+            local_ranks = [p for p in (1, 2, 4) if (job, mode, p) in meas]
+            here = [model.total(model.predict(job, p, bench[p], params, with_share(local, meas[(job, mode, p)])))
+                    for p in local_ranks]
+            ax.plot(local_ranks, metric(here), color="C0", lw=1.2,
+                    label="model, this machine, measured CPU share (bench size)")
+            ax.plot(RANKS, metric(curves(job, params, c8, bench, RANKS)), color="C0", ls="--", lw=1.2,
+                    label="model, cluster (bench size)")
+            ax.plot(RANKS, metric(curves(job, params, c1, prod, RANKS)), color="C3", lw=1.8,
+                    label="model, cluster, production size, stripe count 1")
+            ax.plot(RANKS, metric(curves(job, params, c8, prod, RANKS)), color="C2", lw=1.8,
+                    label="model, cluster, production size, stripe count 8")
+            points = [(p, meas[(job, mode, p)]["total"]) for p in local_ranks if (job, mode, p) in meas]
+            if points and points[0][0] == 1:
+                base = points[0][1]
+                for p, t in points:
+                    hollow = p > 2
+                    ax.plot([p], [base / t], marker="o", ms=7, color="k", mfc="white" if hollow else "k",
+                            ls="none", label=None)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(RANKS, [str(p) for p in RANKS])
+            if mode == "strong":
+                ax.set_yscale("log", base=2)
+                ax.set_yticks([1, 2, 4, 8, 16, 32, 64], ["1", "2", "4", "8", "16", "32", "64"])
+                ax.set_ylim(0.4, 80)
+                ax.set_title(f"{job}: strong scaling")
+                if col == 0:
+                    ax.set_ylabel("speed-up T(1) / T(P)")
+            else:
+                top = max([1.0] + [line.get_ydata().max() for line in ax.get_lines()])
+                ax.set_ylim(0, max(1.15, min(top, 2.0) + 0.05))
+                ax.set_title(f"{job}: weak scaling")
+                if col == 0:
+                    ax.set_ylabel("efficiency T(1) / T(P), work x P")
+                ax.set_xlabel("ranks P")
+            ax.grid(alpha=0.3, which="both")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    from matplotlib.lines import Line2D
+
+    handles += [Line2D([], [], marker="o", color="k", ls="none"),
+                Line2D([], [], marker="o", color="k", mfc="white", ls="none")]
+    labels += ["measured here (1, 2 ranks)", "measured here, 4 ranks on 2 cores (oversubscribed)"]
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9, frameon=False)
+    fig.suptitle("hpcfit scaling: measured on a shared 2-core machine (points) and modelled (lines); "
+                 "speed-ups include start-up", fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def fmt(seconds: float) -> str:
+    if seconds >= 100:
+        return f"{seconds:,.0f}"
+    if seconds >= 10:
+        return f"{seconds:.1f}"
+    return f"{seconds:.2f}"
+
+
+def tables(params: dict[str, Any], meas: dict[tuple[str, str, int], dict[str, Any]], strong: dict[str, int],
+           weak: dict[str, int], units: dict[str, str]) -> str:
+    local = model.local_machine(params)
+    c1, c8 = model.cluster(params, stripes=1), model.cluster(params, stripes=8)
+    lines: list[str] = []
+    add = lines.append
+
+    add("### Measured on this machine (medians)\n")
+    add("| job | scaling | ranks | size | total wall (s) | engine wall (s) | prepare | set-up | work | write "
+        "| model, measured CPU share (s) | CPU share | model, free cores (s) | load avg | peak RSS/rank (MB) | runs |")
+    add("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for job in JOBS:
+        for mode in ("strong", "weak"):
+            for p in (1, 2, 4):
+                m = meas.get((job, mode, p))
+                if not m:
+                    continue
+                ideal = model.total(model.predict(job, p, bench_size(job, m["size"]), params, local))
+                predicted = model.total(model.predict(job, p, bench_size(job, m["size"]), params,
+                                                      with_share(local, m)))
+                add(f"| {job} | {mode} | {p}{'*' if m['oversubscribed'] else ''} | {m['size']:,} {units[job]} "
+                    f"| {fmt(m['total'])} | {fmt(m['wall'])} | {fmt(m['prepare'])} | {fmt(m['setup'])} "
+                    f"| {fmt(m['run_items'])} | {fmt(m['write'])} | {fmt(predicted)} | {m['cpu_share']:.2f} "
+                    f"| {fmt(ideal)} | {m['load']:.1f} "
+                    f"| {m['rss']:.0f} | {m['repeats']} |")
+    add("\n\\* 4 ranks on 2 cores (oversubscribed). Total = `mpiexec` launch to exit; engine wall = the output's "
+        "`wall_seconds`; phases are the slowest rank's.\n")
+
+    for label, machine in (("stripe count 1 (Lustre default)", c1), ("stripe count 8", c8)):
+        add(f"### Cluster predictions, production sizes, output {label}\n")
+        add("| job (production size) | scaling | " + " | ".join(f"P={p}" for p in RANKS) + " |")
+        add("|---|---|" + "---|" * len(RANKS))
+        for job in JOBS:
+            strong_t = curves(job, params, machine, {p: PRODUCTION[job] for p in RANKS}, RANKS)
+            weak_t = curves(job, params, machine, {p: production_weak(job, p) for p in RANKS}, RANKS)
+            add(f"| {job} ({PRODUCTION_TEXT[job]}) | strong: time (s) | "
+                + " | ".join(fmt(t) for t in strong_t) + " |")
+            add("| | strong: speed-up | " + " | ".join(f"{strong_t[0] / t:.1f}" for t in strong_t) + " |")
+            add("| | weak (1/64 of it per rank): efficiency | "
+                + " | ".join(f"{weak_t[0] / t:.2f}" for t in weak_t) + " |")
+        add("")
+
+    add("### Cluster predictions at the measured (bench) sizes, stripe count 8\n")
+    add("| job (bench size) | scaling | " + " | ".join(f"P={p}" for p in RANKS) + " |")
+    add("|---|---|" + "---|" * len(RANKS))
+    for job in JOBS:
+        s = curves(job, params, c8, {p: bench_size(job, strong[job]) for p in RANKS}, RANKS)
+        w = curves(job, params, c8, {p: bench_size(job, weak[job] * p) for p in RANKS}, RANKS)
+        add(f"| {job} ({strong[job]:,} {units[job]}) | strong speed-up | "
+            + " | ".join(f"{s[0] / t:.1f}" for t in s) + " |")
+        add(f"| {job} ({weak[job]:,} per rank) | weak efficiency | " + " | ".join(f"{w[0] / t:.2f}" for t in w) + " |")
+    add("")
+
+    add("### What changes to the code would buy (model, production size, 64 ranks, stripe count 8)\n")
+    add("| job | variant | time at 64 ranks (s) | speed-up over 1 rank |")
+    add("|---|---|---|---|")
+    for job, label, options, machine in WHAT_IFS:
+        machine = c8 if machine is None else machine(params)
+        one = model.total(model.predict(job, 1, PRODUCTION[job], params, machine, **options))
+        sixty_four = model.total(model.predict(job, 64, PRODUCTION[job], params, machine, **options))
+        add(f"| {job} | {label} | {fmt(sixty_four)} | {one / sixty_four:.1f} |")
+    add("")
+    for job, ranks_list in (("cubefit", (64, 128, 256)),):
+        add("Dynamic scheduler, cubefit production size, stripe count 8 (seconds; `excess` = time lost to the "
+            "saturated rank-0 helper thread):\n")
+        add("| rank-0 workload | " + " | ".join(f"P={p}: total / excess" for p in ranks_list) + " |")
+        add("|---|" + "---|" * len(ranks_list))
+        for workload in ("cubefit", "python"):
+            cells = []
+            for p in ranks_list:
+                terms = model.predict(job, p, PRODUCTION[job], params, c8, workload=workload)
+                cells.append(f"{fmt(model.total(terms))} / {fmt(terms['work: scheduler saturated (excess)'])}")
+            add(f"| {workload} | " + " | ".join(cells) + " |")
+        add("")
+
+    add("### Terms at 64 ranks, production size, strong scaling (seconds)\n")
+    for job in JOBS:
+        one = model.predict(job, 1, PRODUCTION[job], params, c8)
+        add(f"**{job}** ({PRODUCTION_TEXT[job]}) — stripe count 1 / 8; at 1 rank (stripe count 8) for comparison\n")
+        add("| term | P=1 | P=64, stripe 1 | P=64, stripe 8 |")
+        add("|---|---|---|---|")
+        t1 = model.predict(job, 64, PRODUCTION[job], params, c1)
+        t8 = model.predict(job, 64, PRODUCTION[job], params, c8)
+        for name in t8:
+            add(f"| {name} | {fmt(one[name])} | {fmt(t1[name])} | {fmt(t8[name])} |")
+        add(f"| **total** | **{fmt(model.total(one))}** | **{fmt(model.total(t1))}** | **{fmt(model.total(t8))}** |\n")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dir", type=Path, default=HERE)
+    parser.add_argument("--plot", type=Path, default=REPO / "docs" / "img" / "scaling.png")
+    parser.add_argument("--tables", type=Path, default=HERE / "report.md")
+    args = parser.parse_args(argv)
+    read = lambda name: json.loads((args.dir / name).read_text()) if (args.dir / name).exists() else None  # noqa: E731
+    measurements = read("measurements.json")
+    params = fit.parameters(measurements, read("components.json"), read("scheduler4.json"), read("startup.json"))
+    (args.dir / "parameters.json").write_text(json.dumps(params, indent=1, default=float))
+    meas = measured(measurements)
+    draw(params, meas, measurements["strong"], measurements["weak"], args.plot)
+    text = tables(params, meas, measurements["strong"], measurements["weak"], measurements["size_units"])
+    args.tables.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
