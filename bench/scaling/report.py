@@ -49,6 +49,8 @@ WHAT_IFS = [  # (job, label, model options, machine factory or None for stripe c
     ("calibrate", "... and no scratch files (frames written into the output during the work)",
      {"fill": False, "scratch": False}, None),
 ]
+UNIT_COST = {"sample": "row (draw + model)", "gridfit": "model (chunk build)", "cubefit": "fit (read + fit)",
+             "calibrate": "frame (read + calibrate + scratch)"}
 PRODUCTION_TEXT = {
     "sample": "10^8 rows (10.8 GB), batches of 10^5",
     "gridfit": "10^5 galaxies x 10^5 models (64 chunks)",
@@ -100,6 +102,12 @@ def measured(measurements: dict[str, Any]) -> dict[tuple[str, str, int], dict[st
                     "rss": max(max(r["attributes"].get("peak_rss_mb_per_rank", [0])) for r in runs),
                     "oversubscribed": runs[0]["oversubscribed"], **phases}
     return out
+
+
+def busiest_share(run: dict[str, Any]) -> float:
+    """Units processed by the busiest rank over the average per rank (1 = perfect balance)."""
+    units = [sum(i[1] for i in pr["items"]) for pr in run["per_rank"]]
+    return max(units) * len(units) / max(sum(units), 1)
 
 
 def with_share(machine: model.Machine, group: dict[str, Any]) -> model.Machine:
@@ -196,7 +204,7 @@ def fmt(seconds: float) -> str:
 
 
 def tables(params: dict[str, Any], meas: dict[tuple[str, str, int], dict[str, Any]], strong: dict[str, int],
-           weak: dict[str, int], units: dict[str, str]) -> str:
+           weak: dict[str, int], units: dict[str, str], measurements_runs: list[dict[str, Any]]) -> str:
     local = model.local_machine(params)
     c1, c8 = model.cluster(params, stripes=1), model.cluster(params, stripes=8)
     lines: list[str] = []
@@ -222,6 +230,23 @@ def tables(params: dict[str, Any], meas: dict[tuple[str, str, int], dict[str, An
                     f"| {m['rss']:.0f} | {m['repeats']} |")
     add("\n\\* 4 ranks on 2 cores (oversubscribed). Total = `mpiexec` launch to exit; engine wall = the output's "
         "`wall_seconds`; phases are the slowest rank's.\n")
+
+    add("### Per-unit compute cost and balance of the work phase (medians over strong and weak runs)\n")
+    add("| job | unit | CPU per unit, 1 rank | 2 ranks | 4 ranks* | busiest rank's share / (1/P), 2 ranks | 4 ranks* "
+        "| CPU share while computing, 1 / 2 / 4* ranks |")
+    add("|---|---|---|---|---|---|---|---|")
+    for job in JOBS:
+        cells, balance, shares = [], [], []
+        for p in (1, 2, 4):
+            runs = [r for r in measurements_runs if r["job"] == job and r["ranks"] == p]
+            cells.append(f"{fit.items_cpu_per_unit(runs) * 1e6:.1f} µs")
+            shares.append(f"{fit.median(fit.cpu_share(r) for r in runs):.2f}")
+            if p > 1:
+                balance.append(f"{fit.median(busiest_share(r) for r in runs):.2f}")
+        add(f"| {job} | {UNIT_COST[job]} | " + " | ".join(cells) + " | " + " | ".join(balance)
+            + " | " + " / ".join(shares) + " |")
+    add("\n\\* oversubscribed. CPU per unit is the CPU time of `Job.work` over the units it processed; the busiest "
+        "rank's share is the units it processed over the average.\n")
 
     for label, machine in (("stripe count 1 (Lustre default)", c1), ("stripe count 8", c8)):
         add(f"### Cluster predictions, production sizes, output {label}\n")
@@ -296,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.dir / "parameters.json").write_text(json.dumps(params, indent=1, default=float))
     meas = measured(measurements)
     draw(params, meas, measurements["strong"], measurements["weak"], args.plot)
-    text = tables(params, meas, measurements["strong"], measurements["weak"], measurements["size_units"])
+    text = tables(params, meas, measurements["strong"], measurements["weak"], measurements["size_units"],
+                  measurements["runs"])
     args.tables.write_text(text + "\n")
     print(text)
     return 0
