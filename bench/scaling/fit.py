@@ -133,17 +133,15 @@ def sample_parameters(runs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
         xs.append(math.log1p(Z_MAX / r["ranks"]) / math.log1p(Z_MAX))
         ys.append(phase(r["per_rank"][0], "setup", cpu=True))
     s0, s1 = line_fit(xs, ys)
-    shares, local, h5 = [], [], []
+    local = []
     for r in ok:
         share = r["size"] / r["ranks"]
         worst = max(r["per_rank"], key=lambda pr: phase(pr, "write"))
         local.append((phase(worst, "write") - call(worst, "h5_write") - call(worst, "h5_meta")
                       - call(worst, "alltoallv")) / share)
-        shares.append(share)
-        h5.append(r["size"] * SAMPLE_ROW_BYTES / max(rank_max(r, lambda pr: call(pr, "h5_write")), 1e-9))
     ckpt_s, ckpt_b = checkpoint_per_item(ok)
     return {"setup_s0": s0, "setup_s1": s1, "t_row": items_cpu_per_unit(ok), "t_shuffle_local_row": median(local),
-            "checkpoint_seconds": ckpt_s, "checkpoint_bytes": ckpt_b, "h5_bandwidth": median(h5), "batch": batch,
+            "checkpoint_seconds": ckpt_s, "checkpoint_bytes": ckpt_b, "batch": batch,
             "row_bytes": SAMPLE_ROW_BYTES, "exchange_bytes": SAMPLE_EXCHANGE_BYTES, **common(runs)}
 
 
@@ -182,7 +180,7 @@ def gridfit_parameters(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def cubefit_parameters(runs: list[dict[str, Any]], chunk: int, side_of: Callable[[int], int]) -> dict[str, Any]:
     ok = fitted(runs)
-    piece, meta = [], []
+    piece = []
     for r in ok:
         side = side_of(r["size"])
         n_items = -(-r["size"] // chunk)
@@ -191,10 +189,9 @@ def cubefit_parameters(runs: list[dict[str, Any]], chunk: int, side_of: Callable
         worst = max(r["per_rank"], key=lambda pr: call(pr, "h5_write"))
         pieces = boxes * CUBEFIT_DATASETS * len(worst["items"]) / n_items
         piece.append(call(worst, "h5_write") / max(pieces, 1))
-        meta.append(rank_max(r, lambda pr: call(pr, "h5_meta")) / CUBEFIT_DATASETS)
     ckpt_s, ckpt_b = checkpoint_per_item(ok)
     return {"chunk": chunk, "t_fit": items_cpu_per_unit(ok), "t_request": request_round_trip(ok),
-            "t_piece": median(piece), "t_create": median(meta), "datasets": CUBEFIT_DATASETS,
+            "t_piece": median(piece), "datasets": CUBEFIT_DATASETS,
             "setup": median(rank_max(r, lambda pr: phase(pr, "setup", cpu=True)) for r in ok),
             "checkpoint_seconds": ckpt_s, "checkpoint_bytes": ckpt_b, **common(runs)}
 
@@ -207,12 +204,10 @@ def calibrate_parameters(runs: list[dict[str, Any]], pixels: int, batch: int) ->
     write_a, write_b = line_fit([r["size"] / r["ranks"] for r in ok], [rank_max(r, lambda pr: phase(pr, "write"))
                                                                        for r in ok])
     meta = [rank_max(r, lambda pr: call(pr, "h5_meta")) / r["size"] for r in ok]
-    scratch = [sum(call(pr, "scratch_write") for pr in r["per_rank"]) /
-               max(sum(call(pr, "scratch_write", "bytes") for pr in r["per_rank"]), 1) for r in ok]
     ckpt_s, ckpt_b = checkpoint_per_item(ok)
     return {"pixels": pixels, "batch": batch, "t_header": median(header), "masters_a": m_a, "masters_b": m_b,
             "t_frame": items_cpu_per_unit(ok), "write_a": write_a, "write_b": write_b,
-            "t_create_frame": median(meta), "scratch_seconds_per_byte": median(scratch),
+            "t_create_frame": median(meta),
             "t_request": request_round_trip(ok), "n_calibration": N_CALIBRATION_FRAMES,
             "checkpoint_seconds": ckpt_s, "checkpoint_bytes": ckpt_b, **common(runs)}
 

@@ -43,7 +43,6 @@ class Machine:
     small_write: float               # one independent small write into the shared output
     collective_round: float          # one collective write round (every rank, two-phase I/O)
     create_dataset: float            # one collective dataset creation
-    request_latency: dict[str, float]  # a worker's round trip to the dynamic scheduler, by rank-0 workload
     service_time: dict[str, float]   # the scheduler thread's time per request when saturated, by rank-0 workload
     startup: float                   # mpiexec + Python + imports, one node
     startup_metadata_calls: int      # file-metadata system calls of one rank's start (stat, open, ...)
@@ -104,7 +103,7 @@ def local_machine(params: dict[str, Any], cores: int = 2) -> Machine:
         intra_latency=c["alltoallv_alpha"], ost_bandwidth=disk, stripes=1, rank_io_bandwidth=disk,
         node_io_bandwidth=disk, fs_bandwidth=c["checkpoint_bandwidth"], file_op=c["checkpoint_seconds"],
         small_write=c["h5_small_piece"], collective_round=c["h5_collective_round"],
-        create_dataset=c["h5_create_dataset"], request_latency=c["request_latency"], service_time=c["service_time"], startup=startup,
+        create_dataset=c["h5_create_dataset"], service_time=c["service_time"], startup=startup,
         startup_metadata_calls=c["startup_metadata_calls"], metadata_latency=None, metadata_rate=None)
 
 
@@ -142,7 +141,6 @@ def cluster(params: dict[str, Any], stripes: int | None = None, **changes: Any) 
         rank_io_bandwidth=a["rank_io_bandwidth"], node_io_bandwidth=a["node_io_bandwidth"],
         fs_bandwidth=a["fs_bandwidth"], file_op=a["file_op"], small_write=a["small_write"],
         collective_round=a["collective_round"], create_dataset=a["create_dataset"],
-        request_latency=base.request_latency,
         service_time=c["service_time"], startup=base.startup,
         startup_metadata_calls=c["startup_metadata_calls"], metadata_latency=a["metadata_latency"],
         metadata_rate=a["metadata_rate"])
@@ -224,7 +222,7 @@ def cubefit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, wor
     datasets = p["datasets"]
     per_item = chunk * p["t_fit"] * over + m.checkpoint(p["checkpoint_bytes"] / p["chunk"] * chunk, ranks)
     workload = workload if workload in m.service_time else "numpy"
-    round_trip = m.request_latency[workload] if ranks > 1 else 0.0
+    round_trip = p["t_request"] if ranks > 1 else 0.0  # a worker's wait for its next item, measured in the runs
     work = busiest * (per_item + round_trip)
     served = items * m.service_time[workload] if ranks > 2 and server else 0.0
     collective = f * 8 >= COLLECTIVE_MIN_BYTES
@@ -259,7 +257,7 @@ def calibrate(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *
     over = m.over(ranks)
     items = math.ceil(n / p["batch"])
     busiest = math.ceil(items / ranks)
-    round_trip = m.request_latency["numpy"] if ranks > 1 else 0.0
+    round_trip = p["t_request"] if ranks > 1 else 0.0
     work = busiest * (p["batch"] * p["t_frame"] * scale * over + m.checkpoint(p["checkpoint_bytes"], ranks)
                       + round_trip)
     write_local = (p["write_a"] + p["write_b"] * scale * n / ranks) * over
