@@ -73,12 +73,17 @@ class OutputFile:
     # -- metadata -----------------------------------------------------------------------------------------------
     def create_dataset(self, name: str, shape: Sequence[int], dtype: Any, *, attrs: dict[str, Any] | None = None,
                        chunks: Sequence[int] | bool | None = None, fillvalue: Any = None) -> None:
-        """Create a dataset (collective). Chunked datasets default to the fill value where never written."""
+        """Create a dataset (collective).
+
+        Without a ``fillvalue`` the dataset is not pre-filled (``fill_time='never'``): parallel HDF5 allocates
+        datasets at creation and would otherwise write every byte twice, once as fill and once as data, so the
+        job must write every element. Give a ``fillvalue`` for datasets that may be left partly unwritten."""
         shape = tuple(int(s) for s in shape)
         if chunks is not None and chunks is not True:
             chunks = tuple(max(1, min(int(c), s)) for c, s in zip(chunks, shape)) if all(shape) else None
         if self.h5 is not None:
-            dset = self.h5.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, fillvalue=fillvalue)
+            dset = self.h5.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, fillvalue=fillvalue,
+                                          fill_time="never" if fillvalue is None else "ifset")
             for key, value in (attrs or {}).items():
                 dset.attrs[key] = _attr_value(value)
 

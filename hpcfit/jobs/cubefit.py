@@ -238,21 +238,20 @@ class CubefitJob(Job):
         iter_shape = tuple(info["iter_shape"])
         fit = ctx.state["fit"]
         world = ctx.state["world"]
-        chunks = None  # contiguous: every cell is written, and parallel HDF5 fills chunked datasets eagerly
+        chunks = None  # contiguous, no fill value: every cell is written exactly once
         names = fit.built.names
         for p in fit.built.parameters:
             attrs = {"unit": p.unit, "astropy_name": p.astropy_name, "fixed": p.fixed, "tied": p.tied or ""}
-            out.create_dataset(f"parameters/{p.name}", iter_shape, "f8", attrs=attrs, chunks=chunks, fillvalue=np.nan)
+            out.create_dataset(f"parameters/{p.name}", iter_shape, "f8", attrs=attrs, chunks=chunks)
             if ctx.cfg.cubefit.uncertainties and not (p.fixed or p.tied):
                 out.create_dataset(f"uncertainties/{p.name}", iter_shape, "f8", attrs={"unit": p.unit},
-                                   chunks=chunks, fillvalue=np.nan)
-        out.create_dataset("status", iter_shape, "i1", chunks=chunks, fillvalue=2,
+                                   chunks=chunks)
+        out.create_dataset("status", iter_shape, "i1", chunks=chunks,
                            attrs={"meaning": "0 converged, 1 converged with warning, 2 failed"})
         for key in fit.fit_info_keys:
-            out.create_dataset(f"fit_info/{key}", iter_shape, "f8", chunks=chunks, fillvalue=np.nan)
+            out.create_dataset(f"fit_info/{key}", iter_shape, "f8", chunks=chunks)
         for name, unit, _ in world.iterating:
-            out.create_dataset(f"world/{name}", iter_shape, "f8", attrs={"unit": unit}, chunks=chunks,
-                               fillvalue=np.nan)
+            out.create_dataset(f"world/{name}", iter_shape, "f8", attrs={"unit": unit}, chunks=chunks)
         if world.shared is not None:
             for name, unit, values in zip(world.fitting_names, world.fitting_units, world.shared):
                 out.write_small(f"fit_axes/{name}", values.reshape(world.fitting_shape),
