@@ -32,7 +32,8 @@ TAG_REPLY = 102    # root -> worker: next item index, or -1 when the queue is em
 TAG_NOTICE = 103   # worker -> root (static schedule): "I finished `size` units"
 TAG_DONE = 104     # worker -> root (static schedule): "I have no more items"
 
-_POLL_SECONDS = 0.001
+_POLL_SECONDS = 0.0005
+_MAX_POLL_SECONDS = 0.016
 
 
 def cost_order(costs: dict[int, float]) -> list[int]:
@@ -122,11 +123,15 @@ def _serve(comm: Comm, channel: Any, handle: Callable[[int, int, Any], bool]) ->
 
     def loop() -> None:
         remaining = comm.size - 1
+        nap = _POLL_SECONDS
         while remaining:
             pending = channel.iprobe()
             if pending is None:
-                time.sleep(_POLL_SECONDS)
+                # Back off while nobody asks: every wake-up takes the GIL from rank 0's own work.
+                time.sleep(nap)
+                nap = min(2 * nap, _MAX_POLL_SECONDS)
                 continue
+            nap = _POLL_SECONDS
             source, tag = pending
             remaining -= handle(source, tag, channel.recv(source, tag))
 
