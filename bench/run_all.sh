@@ -19,4 +19,5 @@ run sed_model_throughput "$PY" bench/sed_model_throughput.py
 run sample_vs_pool       "$PY" bench/sample_vs_pool.py
 run calib_kernels        "$PY" bench/calib_kernels.py
 run calibrate_vs_ccdproc "$PY" bench/calibrate_vs_ccdproc.py
+run scaling              bash bench/scaling/run_all.sh
 echo "== done: bench/results/"

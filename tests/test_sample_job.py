@@ -186,3 +186,21 @@ def test_fewer_samples_than_ranks_is_a_config_error(workdir):
     config = write(workdir, "tiny.yaml", n=1, output="tiny.h5")
     result = hpcfit(["run", config.name], n=2, cwd=workdir, env={"PYTHONPATH": str(Path(__file__).parent)})
     assert result.returncode == 2 and "sampling.n_samples" in result.stderr and "2 ranks" in result.stderr, result.output
+
+
+def test_out_of_core_without_checkpoints_leaves_no_spill(workdir, serial_file, tmp_path):
+    """With run.checkpoint: false nothing can resume from the bucket files: they are removed once written, and a
+    user's own spill directory keeps its unrelated files."""
+    config = write(workdir, "nospill.yaml", output="nospill.h5")
+    config.write_text(config.read_text().replace("  shuffle: true\n", "  shuffle: true\n  memory_limit: 600 kB\n")
+                      + "run: {checkpoint: false}\n")
+    assert main(["run", str(config)]) == 0
+    assert_same_datasets(serial_file, workdir / "nospill.h5")
+    assert not (workdir / "nospill.h5.parts").exists()
+    own = tmp_path / "scratch"
+    own.mkdir()
+    (own / "keep.txt").write_text("mine")
+    config.write_text(config.read_text().replace("output: nospill.h5", f"output: nospill2.h5\n  spill_dir: {own}"))
+    assert main(["run", str(config)]) == 0
+    assert_same_datasets(serial_file, workdir / "nospill2.h5")
+    assert sorted(p.name for p in own.iterdir()) == ["keep.txt"]

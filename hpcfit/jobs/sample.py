@@ -11,7 +11,7 @@ memory (Alltoallv) or out of core (bucket files) depending on ``memory_limit``, 
 blocks. The same seed gives the same file — same rows, same order — for any rank count or job-array split.
 
 Output layout (a contract):
-  /samples/theta             (N, D) in the sampled space (``log_*`` axes as drawn), attrs names/low/high/log
+  /samples/theta             (N, D) in the sampled space (``log_*`` axes as drawn), attrs names, low, high, log10
   /samples/normalised_theta  (N, D) in [0, 1)
   /samples/simulated_y       (N, F) maggies (photon-counting band averages of f_nu, AB zero point 3631 Jy)
   /samples/wavelengths       (F,) pivot wavelengths in Angstrom, attr filter names
