@@ -20,4 +20,29 @@ def _one_thread_per_rank() -> None:
         _os.environ.setdefault(var, threads)
 
 
+def _keep_freed_memory() -> None:
+    """numpy's temporaries of a few hundred kB to a few MB are, by glibc's default, mmap'ed on allocation and
+    unmapped on release, so every temporary pays fresh page faults on first touch; on virtual machines that makes
+    array arithmetic several times slower (np.exp of a new (2048, 53) temporary: 0.9 ms instead of 0.12 ms here).
+    Serve allocations up to 32 MiB from the heap and keep up to 256 MiB of freed heap for reuse. Skipped when the
+    user sets glibc's MALLOC_* variables or HPCFIT_MALLOC_TUNING=0, and on non-glibc systems."""
+    import sys
+
+    if not sys.platform.startswith("linux") or _os.environ.get("HPCFIT_MALLOC_TUNING") == "0":
+        return
+    if any(key.startswith("MALLOC_") or key == "GLIBC_TUNABLES" for key in _os.environ):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+        libc.mallopt(m_mmap_threshold, 32 << 20)
+        libc.mallopt(m_trim_threshold, 256 << 20)
+        libc.mallopt(m_top_pad, 64 << 20)
+    except (OSError, AttributeError):
+        pass
+
+
 _one_thread_per_rank()
+_keep_freed_memory()
