@@ -7,6 +7,11 @@ not exited within ``grace`` seconds of the signal (a rank stuck in a long item w
 second signal, it exits at once. The same signal arriving twice within a moment counts once: `scancel --full`
 reaches each rank directly and through srun.
 
+The handler takes no lock: Python runs handlers in the main thread between bytecodes, so a second delivery can
+interrupt the first handler (or any main-thread code) while it holds a lock, and a handler that then waits for
+that lock deadlocks the rank (it did, with a ``threading.Event``). The flag is a plain attribute, and the grace
+watchdog is a thread started with the handlers, not from inside one.
+
 Once the work is done (``work_finished``) the signals are ignored: the output is being written and the job is
 about to end successfully, and dying then would throw away a finished run. ``restore`` puts back the handlers that
 were there before (for callers that run jobs in-process); the command-line entry point ignores the signals for
@@ -25,9 +30,29 @@ EXIT_INTERRUPTED = 3
 _DUPLICATE_SECONDS = 2.0
 _SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
-stop_requested = threading.Event()
+_WATCH_POLL_SECONDS = 1.0
+
+
+class StopFlag:
+    """A flag that signal handlers may set: unlike ``threading.Event`` it takes no lock (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+
+    def clear(self) -> None:
+        self._set = False
+
+
+stop_requested = StopFlag()
 _received: list[tuple[int, float]] = []
 _previous: dict[int, object] = {}
+_installation = [0]  # bumped by install/restore: a watchdog of an older installation retires
 
 
 def install(grace: float = 300.0) -> None:
@@ -36,31 +61,43 @@ def install(grace: float = 300.0) -> None:
     _received.clear()
     for sig in _SIGNALS:
         _previous.setdefault(sig, signal.getsignal(sig))
+    _installation[0] += 1
+    threading.Thread(target=_watchdog, args=(grace, _installation[0]), name="hpcfit-stop-watchdog",
+                     daemon=True).start()
 
     def handler(signum: int, frame: object) -> None:
         now = time.monotonic()
         if stop_requested.is_set():
+            if not _received:
+                return  # the first handler was interrupted before it could record its signal: the same delivery
             first_signal, first_time = _received[0]
             if signum == first_signal and now - first_time < _DUPLICATE_SECONDS:
                 return  # the same delivery, relayed
             os._exit(128 + signum)
-        _received.append((signum, now))
         stop_requested.set()
+        _received.append((signum, now))
         try:
             sys.stderr.write(f"hpcfit: received {signal.Signals(signum).name}: stopping after the current work "
                              "item(s); completed items are checkpointed\n")
             sys.stderr.flush()
-        except Exception:  # noqa: BLE001 - never fail inside a signal handler
+        except Exception:  # noqa: BLE001 - never fail inside a signal handler (a re-entrant write raises)
             pass
-
-        def watchdog() -> None:
-            time.sleep(grace)
-            os._exit(128 + signum)
-
-        threading.Thread(target=watchdog, daemon=True).start()
 
     for sig in _SIGNALS:
         signal.signal(sig, handler)
+
+
+def _watchdog(grace: float, installation: int) -> None:
+    """Exit the process ``grace`` seconds after a stop signal if it has not exited by itself."""
+    while _installation[0] == installation and not _received:
+        time.sleep(_WATCH_POLL_SECONDS)
+    try:
+        signum, when = _received[0]
+    except IndexError:  # a new installation cleared it meanwhile
+        return
+    time.sleep(max(0.0, grace - (time.monotonic() - when)))
+    if _installation[0] == installation:
+        os._exit(128 + signum)
 
 
 def work_finished() -> None:
@@ -74,6 +111,7 @@ def restore() -> None:
     for sig, handler in _previous.items():
         signal.signal(sig, handler)
     _previous.clear()
+    _installation[0] += 1
 
 
 def ignore_at_exit() -> None:
