@@ -5,9 +5,11 @@ Both fit Gaussian1D(amplitude=1, mean=4000 m/s, stddev=500 m/s) with TRFLSQFitte
 3000..6000 m/s (the guide writes km/s, which astropy applies as m/s; in km/s taken literally they would exclude
 the whole spectral range, so both sides use m/s here). Reported: fits/s of each and their ratio (target >= 30x),
 and the agreement (fraction of spectra whose three parameters agree within 1e-3 relative; target >= 99 %), with
-the worst disagreements and which solution has the lower chi-square there.
+the worst disagreements and which solution has the lower chi-square there. hpcfit runs with its default
+work-item size unless --chunk says otherwise (see docs/cubefit.md, "Work-item size").
 
-Usage: .venv/bin/python bench/cubefit_vs_astropy.py [--ranks 2] [--workers 2] [--repeat 3] [--cube PATH]
+Usage: .venv/bin/python bench/cubefit_vs_astropy.py [--ranks 2] [--workers 2] [--repeat 3] [--chunk N]
+       [--cube PATH] [--json PATH]
 """
 
 from __future__ import annotations
