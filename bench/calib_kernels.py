@@ -60,8 +60,8 @@ def _peak_rss_mb() -> float:
 def _child_combine(which: str, clip: bool, paths: list[str]) -> dict:
     """Runs in a fresh subprocess: one combine; wall time and peak RSS (total, and growth over the imports)."""
     if which == "ours":
-        from hpcfit.calib.combine import SigmaClip, combine
-        from hpcfit.calib.reading import read_stack
+        from hpcfit.calibrate.kernels.combine import SigmaClip, combine
+        from hpcfit.calibrate.kernels.reading import read_stack
     else:
         import ccdproc
     rss0 = _peak_rss_mb()
@@ -117,8 +117,8 @@ def _best(fn, repeat: int) -> float:
 
 
 def bench_science(k: int, skip_ccdproc: bool, repeat: int = 5) -> None:
-    from hpcfit.calib.calibrate import ScienceCalibrator
-    from hpcfit.calib.synthetic import make_masters
+    from hpcfit.calibrate.kernels.calibrate import ScienceCalibrator
+    from hpcfit.calibrate.kernels.synthetic import make_masters
 
     print(f"== science stage: {k} float32 frames {SHAPE[0]}x{SHAPE[1]} in memory, per frame (best of {repeat})")
     rng = np.random.default_rng(0)

@@ -41,7 +41,7 @@ SHAPE = (1040, 1392)
 
 # ----------------------------------------------------------------------------------------------------------- frames
 def write_frames(directory: Path, n: int, *, kind: str, seed: int, exptime: float = 0.0) -> list[Path]:
-    from hpcfit.calib.synthetic import write_raw_frame
+    from hpcfit.calibrate.kernels.synthetic import write_raw_frame
 
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
@@ -188,7 +188,7 @@ def bench_combine(root: Path, counts: list[int], ranks: int, repeat: int, skip_c
 
 
 def bench_science(root: Path, k: int, ranks: int, repeat: int, skip_ccdproc: bool) -> None:
-    from hpcfit.calibjob.demo import write_synthetic_masters
+    from hpcfit.calibrate.demo import write_synthetic_masters
 
     print(f"== science stage: {k} frames {SHAPE[0]} x {SHAPE[1]} uint16 -> float32, ready masters (load {load()})",
           flush=True)
@@ -227,8 +227,8 @@ def bench_science(root: Path, k: int, ranks: int, repeat: int, skip_ccdproc: boo
 
 def kernel_vs_copy(n: int = 16, repeat: int = 5) -> tuple[float, float]:
     """Per frame: np.copyto of a float32 frame, and ScienceCalibrator.calibrate_batch in place (batches of 8)."""
-    from hpcfit.calib.calibrate import ScienceCalibrator
-    from hpcfit.calib.synthetic import make_masters
+    from hpcfit.calibrate.kernels.calibrate import ScienceCalibrator
+    from hpcfit.calibrate.kernels.synthetic import make_masters
 
     bias, dark, flat = make_masters(SHAPE)
     rng = np.random.default_rng(0)

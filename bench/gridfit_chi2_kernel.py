@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from hpcfit.fitting.grid_chi2 import (
+from hpcfit.gridfit.chi2 import (
     ModelSlice,
     best_in_block,
     chi2_block,
@@ -26,7 +26,7 @@ from hpcfit.fitting.grid_chi2 import (
     prepare_photometry,
     rows_per_block,
 )
-from hpcfit.fitting.grid_reduce import BestFit, Moments, ScaleQuantity
+from hpcfit.gridfit.reduce import BestFit, Moments, ScaleQuantity
 
 
 def square_gemm_peak(n: int = 2000, repeat: int = 3) -> float:

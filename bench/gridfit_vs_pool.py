@@ -46,16 +46,17 @@ MPC_M = 3.0856775814913673e22
 
 CONFIG = """\
 job: gridfit
-catalog: {{path: {catalog}, id_column: name, distance_column: distance_mpc}}
-bands:
+output: {output}
+gridfit:
+  catalog: {{path: {catalog}, id_column: name, distance_column: distance_mpc}}
+  bands:
 {bands}
-grid:
-  model: dl07
-  dl07: {{umin: all, umax: [1e6], gamma: {{linspace: [0, 1, {n_gamma}]}}, qpah: all}}
-fit:
-  output: {output}
-  chi2: best
-  results_table: none
+  grid:
+    model: dl07
+    dl07: {{umin: all, umax: [1e6], gamma: {{linspace: [0, 1, {n_gamma}]}}, qpah: all}}
+  fit:
+    chi2: best
+    results_table: none
 run: {{overwrite: true, checkpoint: false, progress: none}}
 """
 

@@ -48,7 +48,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import hpcfit  # noqa: E402,F401 - sets one BLAS thread per process before numpy is imported
+from hpcfit.process import configure_process  # noqa: E402
+
+configure_process()  # one BLAS thread per process, as the hpcfit command sets, before numpy is imported
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -73,20 +75,21 @@ def mpiexec() -> str:
 
 def write_config(path: Path, n: int, *, dtype: str, method: str = "latin_hypercube", checkpoint: bool = False,
                  memory_limit: str | None = None, progress: str = "none") -> Path:
-    params = "\n".join(f"  {name}: [{lo!r}, {hi!r}]" for name, (lo, hi) in FREE_PARAMS.items())
-    limit = f"  memory_limit: {memory_limit}\n" if memory_limit else ""
+    params = "\n".join(f"    {name}: [{lo!r}, {hi!r}]" for name, (lo, hi) in FREE_PARAMS.items())
+    limit = f"    memory_limit: {memory_limit}\n" if memory_limit else ""
     path.write_text(f"""job: sample
-free_params:
+output: {path.with_suffix('.h5').name}
+sample:
+  free_params:
 {params}
-sampling:
-  n_samples: {n}
-  seed: 42
-  method: {method}
-  filters: des
-  batch_size: {BATCH}
-  dtype: {dtype}
-{limit}  output: {path.with_suffix('.h5').name}
-model: builtin
+  sampling:
+    n_samples: {n}
+    seed: 42
+    method: {method}
+    filters: des
+    batch_size: {BATCH}
+    dtype: {dtype}
+{limit}  model: builtin
 run: {{overwrite: true, checkpoint: {str(checkpoint).lower()}, progress: {progress}, progress_interval: 30}}
 """)
     return path
@@ -228,7 +231,7 @@ def write_child(n: int, dtype: str, output: Path) -> None:
     rows, one array per dataset), print the timings from rank 0."""
     from hpcfit.io.h5out import OutputFile
     from hpcfit.runtime.comm import world_comm
-    from hpcfit.sampling.shuffle import block_offsets
+    from hpcfit.sample.shuffle import block_offsets
 
     comm = world_comm()
     d, f = 9, 7

@@ -4,45 +4,6 @@ Four jobs share one engine: ``sample`` (photometry training sets), ``gridfit`` (
 ``cubefit`` (fit an astropy model to every spectrum or plane of a cube) and ``calibrate`` (CCD reduction).
 """
 
-import os as _os
+from hpcfit._version import __version__
 
-__version__ = "0.1.0"
-
-
-def _one_thread_per_rank() -> None:
-    """hpcfit's parallelism is its MPI ranks: pin BLAS/OpenMP to one thread per process unless the user chose
-    otherwise (OMP_NUM_THREADS etc., or HPCFIT_BLAS_THREADS). Two reasons: several ranks per node each running a
-    multi-threaded BLAS oversubscribe the cores; and a threaded BLAS may sum in a different order than a
-    single-threaded one, which would make a serial run differ in the last bits from an MPI run — hpcfit promises
-    the same file for any rank count. Must run before numpy is imported."""
-    threads = _os.environ.get("HPCFIT_BLAS_THREADS", "1")
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        _os.environ.setdefault(var, threads)
-
-
-def _keep_freed_memory() -> None:
-    """numpy's temporaries of a few hundred kB to a few MB are, by glibc's default, mmap'ed on allocation and
-    unmapped on release, so every temporary pays fresh page faults on first touch; on virtual machines that makes
-    array arithmetic several times slower (np.exp of a new (2048, 53) temporary: 0.9 ms instead of 0.12 ms here).
-    Serve allocations up to 32 MiB from the heap and keep up to 256 MiB of freed heap for reuse. Skipped when the
-    user sets glibc's MALLOC_* variables or HPCFIT_MALLOC_TUNING=0, and on non-glibc systems."""
-    import sys
-
-    if not sys.platform.startswith("linux") or _os.environ.get("HPCFIT_MALLOC_TUNING") == "0":
-        return
-    if any(key.startswith("MALLOC_") or key == "GLIBC_TUNABLES" for key in _os.environ):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-        libc.mallopt(m_mmap_threshold, 32 << 20)
-        libc.mallopt(m_trim_threshold, 256 << 20)
-        libc.mallopt(m_top_pad, 64 << 20)
-    except (OSError, AttributeError):
-        pass
-
-
-_one_thread_per_rank()
-_keep_freed_memory()
+__all__ = ["__version__"]

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import entry
+from hpcfit.cli import entry
 
 sys.exit(entry())

@@ -10,8 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import __version__
-from .runtime.errors import EXIT_CONFIG, EXIT_OK
+from hpcfit._version import __version__
+from hpcfit.runtime.errors import EXIT_CONFIG, EXIT_OK
+from hpcfit.runtime.log import level_for, logger, setup_logging
 
 _EPILOG = """\
 examples:
@@ -34,13 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hpcfit {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
+    # Every verb takes -v / -q: messages go through logging (hpcfit.runtime.log); progress lines are not messages.
+    talk = argparse.ArgumentParser(add_help=False)
+    talk.add_argument("-v", "--verbose", action="count", default=0, help="more messages (debug)")
+    talk.add_argument("-q", "--quiet", action="count", default=0,
+                      help="only warnings and errors (-qq: only errors); progress follows run.progress")
 
     def overrides(p: argparse.ArgumentParser) -> None:
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                        help="override one config key (value parsed as YAML); repeatable, e.g. "
                             "--set run.schedule=static --set output=other.h5")
 
-    run = verbs.add_parser("run", help="run the job described by a config file",
+    run = verbs.add_parser("run", parents=[talk], help="run the job described by a config file",
                            description="Validate CONFIG on rank 0, plan the work, run it on all ranks and write "
                                        "one HDF5 file. Launch under mpiexec/mpirun/srun for parallel runs.")
     run.add_argument("config", help="YAML config file")
@@ -53,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-parts", action="store_true", help="keep <output>.parts/ after writing the output")
     overrides(run)
 
-    merge = verbs.add_parser("merge", help="combine the slices of a job array into the output file",
+    merge = verbs.add_parser("merge", parents=[talk], help="combine the slices of a job array into the output file",
                              description="Check that every slice of CONFIG (hpcfit run CONFIG --slice K/N) is "
                                          "present, complete and computed with this config, then write the output "
                                          "file with the same content as a single run. Run it under mpiexec/srun "
@@ -62,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--keep-parts", action="store_true", help="keep <output>.parts/ after merging")
     overrides(merge)
 
-    submit = verbs.add_parser("submit", help="write and submit SLURM scripts for a config (array + merge)",
+    submit = verbs.add_parser("submit", parents=[talk], help="write and submit SLURM scripts for a config (array + merge)",
                               description="Write sbatch scripts for CONFIG (a job array of N slices, each an MPI "
                                           "job, and a merge job chained with --dependency=afterok; or one plain "
                                           "MPI job without --array) and submit them with sbatch, printing the "
@@ -80,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--dry-run", action="store_true", help="write the scripts, do not submit")
     overrides(submit)
 
-    val = verbs.add_parser("validate", help="check a config file without running anything",
+    val = verbs.add_parser("validate", parents=[talk], help="check a config file without running anything",
                            description="Report every problem in CONFIG as FILE:LINE: key.path: message "
                                        "(allowed: ...). Exit code 0 when valid, 2 otherwise.")
     val.add_argument("config", help="YAML config file")
@@ -88,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also plan the work (opens the input files), and report the work items")
     overrides(val)
 
-    demo = verbs.add_parser("demo", help="write a ready example config and run it",
+    demo = verbs.add_parser("demo", parents=[talk], help="write a ready example config and run it",
                             description="Write a demo config (and its data, when synthetic) into OUTPUT_DIR and "
                                         "run it. Run under mpiexec to see it in parallel.")
     demo.add_argument("job", help="job to demonstrate (cubefit, sample, gridfit, calibrate)")
@@ -96,13 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "(default: %(default)s)")
     overrides(demo)
 
-    insp = verbs.add_parser("inspect", help="summarise an hpcfit output file",
+    insp = verbs.add_parser("inspect", parents=[talk], help="summarise an hpcfit output file",
                             description="Print the provenance, contents (shapes, types, units, NaN counts) and "
                                         "fit status counts of an hpcfit HDF5 file.")
     insp.add_argument("file", help="HDF5 file written by hpcfit")
     insp.add_argument("--config", action="store_true", help="also print the config text stored in the file")
 
-    plot = verbs.add_parser("plot", help="draw a figure from an output file",
+    plot = verbs.add_parser("plot", parents=[talk], help="draw a figure from an output file",
                             description="cubefit files: the parameter and status maps. gridfit files: the "
                                         "observed SED of one galaxy with its best model and the likelihood of "
                                         "each parameter (--galaxy).")
@@ -110,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--output", "-o", help="PNG file to write (default: FILE with .png)")
     plot.add_argument("--galaxy", help="gridfit: the galaxy id, or its row number (default: the first row)")
 
-    schema = verbs.add_parser("schema", help="print the config keys of a job",
+    schema = verbs.add_parser("schema", parents=[talk], help="print the config keys of a job",
                               description="Print every config key of JOB with its type, default and meaning "
                                           "(markdown), as in docs/config_reference.md.")
     schema.add_argument("job", nargs="?", help="job name (default: the engine keys and every job)")
@@ -118,10 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def entry() -> int:
-    """The ``hpcfit`` command: ``main``, then ignore stop signals for the process's last moments (MPI finalise,
-    interpreter shutdown, when Python has reset its handlers): a late SIGUSR1 must not fail a finished run."""
+    """The ``hpcfit`` command: the process settings (``hpcfit.process``: one BLAS thread per rank, malloc tuning),
+    ``main``, then ignore stop signals for the process's last moments (MPI finalise, interpreter shutdown, when
+    Python has reset its handlers): a late SIGUSR1 must not fail a finished run."""
+    from hpcfit.process import configure_process
+
+    configure_process()
     code = main()
-    from .runtime.signals import ignore_at_exit
+    from hpcfit.runtime.signals import ignore_at_exit
 
     ignore_at_exit()
     return code
@@ -130,6 +140,7 @@ def entry() -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    setup_logging(level_for(args.verbose, args.quiet))
     if args.verb == "inspect":
         return _inspect(args)
     if args.verb == "schema":
@@ -137,28 +148,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "plot":
         return _plot(args)
     if args.verb == "submit":
-        from .cluster.submit import submit_main
+        from hpcfit.cluster.submit import submit_main
 
         return submit_main(args)
 
-    from .runtime.comm import MPIUnavailableError, world_comm
+    from hpcfit.runtime.comm import MPIUnavailableError, world_comm
 
     try:
         comm = world_comm()
     except MPIUnavailableError as exc:
-        print(f"hpcfit: {exc}", file=sys.stderr)
+        logger.error(str(exc))
         return EXIT_CONFIG
     full_argv = ["hpcfit"] + argv
     if args.verb in ("run", "merge"):
-        from .runtime.engine import execute
+        from hpcfit.engine.run import execute
 
         try:
             mode = _run_mode(args)
         except ValueError as exc:
             if comm.is_root:
-                print(f"hpcfit: {exc}", file=sys.stderr)
+                logger.error(str(exc))
             return EXIT_CONFIG
-        return execute(args.config, args.overrides, comm, argv=full_argv, mode=mode)
+        from hpcfit.registry import JOBS
+
+        return execute(args.config, args.overrides, comm, argv=full_argv, mode=mode, jobs=JOBS)
     if args.verb == "validate":
         return _validate(args, comm)
     if args.verb == "demo":
@@ -170,7 +183,7 @@ def _run_mode(args: argparse.Namespace):
     """The RunMode asked for on the command line (and by SLURM's environment)."""
     import os
 
-    from .runtime.engine import RunMode
+    from hpcfit.engine.run import RunMode
 
     if args.verb == "merge":
         return RunMode(merge=True, keep_parts=args.keep_parts)
@@ -196,9 +209,10 @@ def _run_mode(args: argparse.Namespace):
 
 
 def _validate(args: argparse.Namespace, comm) -> int:
-    from .runtime.engine import prepare
+    from hpcfit.engine.run import prepare
+    from hpcfit.registry import JOBS
 
-    prepared, code = prepare(args.config, args.overrides, comm, plan=args.plan)
+    prepared, code = prepare(args.config, args.overrides, comm, plan=args.plan, jobs=JOBS)
     if prepared is not None and comm.is_root:
         print(f"{args.config}: valid {prepared.job_name} configuration")
         if prepared.plan is not None:
@@ -209,13 +223,13 @@ def _validate(args: argparse.Namespace, comm) -> int:
 
 
 def _demo(args: argparse.Namespace, comm, argv: list[str]) -> int:
-    from .jobs import available_jobs, job_class
-    from .runtime.engine import execute
-    from .runtime.errors import fatal
+    from hpcfit.registry import JOBS, available_jobs, job_class
+    from hpcfit.engine.run import execute
+    from hpcfit.runtime.errors import fatal
 
     if args.job not in available_jobs():
         if comm.is_root:
-            print(f"hpcfit: unknown job '{args.job}' (allowed: {', '.join(available_jobs())})", file=sys.stderr)
+            logger.error(f"unknown job '{args.job}' (allowed: {', '.join(available_jobs())})")
         return EXIT_CONFIG
     directory = Path(args.output_dir).resolve()
     config = None
@@ -223,34 +237,33 @@ def _demo(args: argparse.Namespace, comm, argv: list[str]) -> int:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             config = job_class(args.job)().demo(directory)
-            print(f"hpcfit: demo config written to {config}", flush=True)
+            logger.info(f"demo config written to {config}")
         except Exception as exc:  # noqa: BLE001
             fatal(comm, exc, item=f"preparing the {args.job} demo")
     config = comm.bcast(config)
-    code = execute(str(config), ["run.overwrite=true"] + args.overrides, comm, argv=argv)
+    code = execute(str(config), ["run.overwrite=true"] + args.overrides, comm, argv=argv, jobs=JOBS)
     if code == EXIT_OK and comm.is_root:
-        from .io.inspect import inspect_file
-        from .config.schema import lookup
-        from .config.yamlsource import load_yaml_file
+        from hpcfit.io.inspect import inspect_file
+        from hpcfit.config.yamlsource import load_yaml_file
 
-        output = lookup(load_yaml_file(config).values, job_class(args.job).output_key)
+        output = load_yaml_file(config).values["output"]
         output_path = Path(output) if Path(output).is_absolute() else Path(config).parent / output
         print()
         print(inspect_file(output_path))
-        print(f"\nhpcfit: demo output: {output_path}")
+        logger.info(f"demo output: {output_path}")
     return code
 
 
 def _existing_file(name: str) -> Path | None:
     path = Path(name)
     if not path.is_file():
-        print(f"hpcfit: no such file: {path}", file=sys.stderr)
+        logger.error(f"no such file: {path}")
         return None
     return path
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from .io.inspect import inspect_file
+    from hpcfit.io.inspect import inspect_file
 
     path = _existing_file(args.file)
     if path is None:
@@ -258,7 +271,7 @@ def _inspect(args: argparse.Namespace) -> int:
     try:
         print(inspect_file(path, show_config=args.config))
     except OSError as exc:
-        print(f"hpcfit: {path} is not a readable HDF5 file: {exc}", file=sys.stderr)
+        logger.error(f"{path} is not a readable HDF5 file: {exc}")
         return EXIT_CONFIG
     return EXIT_OK
 
@@ -273,11 +286,11 @@ def _plot(args: argparse.Namespace) -> int:
         job = h5.attrs.get("job", "")
     try:
         if job == "cubefit":
-            from .plots.cubefit_maps import plot_cubefit_maps
+            from hpcfit.cubefit.plot import plot_cubefit_maps
 
             output = plot_cubefit_maps(path, Path(args.output) if args.output else path.with_suffix(".png"))
         elif job == "gridfit":
-            from .gridfit.plot import plot_galaxy
+            from hpcfit.gridfit.plot import plot_galaxy
 
             galaxy = args.galaxy if args.galaxy is not None else 0
             output = plot_galaxy(path, galaxy, Path(args.output) if args.output else None)
@@ -285,20 +298,20 @@ def _plot(args: argparse.Namespace) -> int:
             print(f"hpcfit: no plot for '{job or 'unknown'}' files yet (cubefit and gridfit have one)", file=sys.stderr)
             return EXIT_CONFIG
     except (ValueError, KeyError) as exc:
-        print(f"hpcfit: cannot plot {path}: {exc}", file=sys.stderr)
+        logger.error(f"cannot plot {path}: {exc}")
         return EXIT_CONFIG
-    print(f"hpcfit: wrote {output}")
+    logger.info(f"wrote {output}")
     return EXIT_OK
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from .config.reference import config_reference
+    from hpcfit.registry import config_reference
 
     try:
         print(config_reference(args.job))
     except KeyError:
-        from .jobs import available_jobs
+        from hpcfit.registry import available_jobs
 
-        print(f"hpcfit: unknown job '{args.job}' (allowed: {', '.join(available_jobs())})", file=sys.stderr)
+        logger.error(f"unknown job '{args.job}' (allowed: {', '.join(available_jobs())})")
         return EXIT_CONFIG
     return EXIT_OK

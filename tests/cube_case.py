@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hpcfit.cube.synthetic import write_cube
+from hpcfit.cubefit.synthetic import write_cube
 
 CONFIG = """\
 job: cubefit

@@ -19,24 +19,25 @@ ERROR_FLOOR = 0.05
 
 CONFIG = """\
 job: gridfit
-catalog:
-  path: {catalog}
-  id_column: id
-  distance_column: distance
-bands:
+output: {output}
+gridfit:
+  catalog:
+    path: {catalog}
+    id_column: id
+    distance_column: distance
+  bands:
 {bands}
-grid:
-  model: modified_blackbody
-  modified_blackbody:
-    temperature: {{linspace: [12, 40, 29]}}
-    beta: [1.5, 1.8, 2.1]
-fit:
-  output: {output}
-  error_floor: {floor}
-  chi2: {chi2}
-  estimate: [temperature, beta, dust_mass, log_dust_mass, log_dust_luminosity]
-  models_per_chunk: 17
-  block_memory_mb: 0.0107   # 8-galaxy blocks (the gathered partials bound them here)
+  grid:
+    model: modified_blackbody
+    modified_blackbody:
+      temperature: {{linspace: [12, 40, 29]}}
+      beta: [1.5, 1.8, 2.1]
+  fit:
+    error_floor: {floor}
+    chi2: {chi2}
+    estimate: [temperature, beta, dust_mass, log_dust_mass, log_dust_luminosity]
+    models_per_chunk: 17
+    block_memory_mb: 0.0107   # 8-galaxy blocks (the gathered partials bound them here)
 {extra}"""
 
 

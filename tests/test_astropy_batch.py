@@ -9,8 +9,8 @@ import pytest
 from astropy import units as u
 from astropy.modeling import custom_model, fitting, models
 
-from hpcfit.fitting.astropy_batch import BatchModel, NotBatchable
-from hpcfit.fitting.batched_lm import STATUS_CONVERGED, STATUS_FAILED
+from hpcfit.cubefit.astropy_batch import BatchModel, NotBatchable
+from hpcfit.cubefit.batched_lm import STATUS_CONVERGED, STATUS_FAILED
 
 X = np.linspace(-5.0, 5.0, 45)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import least_squares
 
-from hpcfit.fitting.batched_lm import (
+from hpcfit.cubefit.batched_lm import (
     STATUS_CONVERGED,
     STATUS_FAILED,
     STATUS_WARNING,

@@ -9,11 +9,11 @@ import warnings
 import numpy as np
 import pytest
 
-from hpcfit.calib import combine as C
-from hpcfit.calib import frames as F
-from hpcfit.calib import reading as R
-from hpcfit.calib.calibrate import NoiseModel, ScienceCalibrator, bad_pixel_mask, calibrate_frame, inverse_flat
-from hpcfit.calib.synthetic import make_masters, make_night
+from hpcfit.calibrate.kernels import combine as C
+from hpcfit.calibrate.kernels import frames as F
+from hpcfit.calibrate.kernels import reading as R
+from hpcfit.calibrate.kernels.calibrate import NoiseModel, ScienceCalibrator, bad_pixel_mask, calibrate_frame, inverse_flat
+from hpcfit.calibrate.kernels.synthetic import make_masters, make_night
 
 M13 = [f"m13_raw/M13_blue_000{i}.fits" for i in range(1, 6)]
 

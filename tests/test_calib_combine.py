@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from astropy.stats import sigma_clip
 
-from hpcfit.calib import combine as C
-from hpcfit.calib import reading as R
-from hpcfit.calib.combine import SigmaClip, combine
-from hpcfit.calib.synthetic import make_night
+from hpcfit.calibrate.kernels import combine as C
+from hpcfit.calibrate.kernels import reading as R
+from hpcfit.calibrate.kernels.combine import SigmaClip, combine
+from hpcfit.calibrate.kernels.synthetic import make_night
 
 CLIPS = [None, SigmaClip(), SigmaClip(dev="mad_std"), SigmaClip(2.0, 2.0, None, "mean", "std"),
          SigmaClip(1.5, None, 3, "median", "mad_std"), SigmaClip(None, 2.5, 1)]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from hpcfit.calib import frames as F
-from hpcfit.calib import reading as R
-from hpcfit.calib.synthetic import make_night, write_raw_frame
+from hpcfit.calibrate.kernels import frames as F
+from hpcfit.calibrate.kernels import reading as R
+from hpcfit.calibrate.kernels.synthetic import make_night, write_raw_frame
 
 M13 = [f"m13_raw/M13_blue_000{i}.fits" for i in range(1, 6)]
 

@@ -13,7 +13,7 @@ from astropy.io import fits
 from h5compare import assert_same_datasets, datasets
 from launch import hpcfit
 
-from hpcfit.calib.synthetic import make_night
+from hpcfit.calibrate.kernels.synthetic import make_night
 from hpcfit.cli import main
 
 SHAPE = (96, 128)
@@ -139,17 +139,17 @@ def test_fits_copies_keep_the_header(night_dir, serial_run):
 
 def test_streaming_row_blocks_give_the_same_masters(night_dir, serial_run):
     """A tiny memory budget makes every pass re-read its row blocks: the masters must not change."""
-    from hpcfit.calibjob.masters import build_masters
-    from hpcfit.calibjob.planning import make_plan
+    from hpcfit.calibrate.masters import build_masters
+    from hpcfit.calibrate.planning import make_plan
     from hpcfit.config.schema import Reporter, validate
     from hpcfit.config.yamlsource import load_yaml_file
-    from hpcfit.jobs.calibrate import SCHEMA
+    from hpcfit.calibrate.job import SCHEMA
     from hpcfit.runtime.comm import SerialComm
-    from hpcfit.runtime.engine import ENGINE_SCHEMA
+    from hpcfit.engine.run import engine_schema
 
     root, _ = night_dir
     source = load_yaml_file(str(write_config(root, "stream.yaml", "stream.h5")))
-    cfg = validate(ENGINE_SCHEMA.merged(SCHEMA), source, Reporter(source))
+    cfg = validate(engine_schema(["calibrate"]).merged(SCHEMA), source, Reporter(source))
     cfg.calibrate["memory_mb"] = 0.1  # ~100 kB: ~20 rows of a 9-frame stack per block
     plan = make_plan(cfg, lambda *a: pytest.fail(f"unexpected config problem {a}"))
     masters = build_masters(SerialComm(), plan, cfg.calibrate, lambda line: None)

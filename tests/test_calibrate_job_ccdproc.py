@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from hpcfit.calib.synthetic import make_night
+from hpcfit.calibrate.kernels.synthetic import make_night
 from hpcfit.cli import main
 
 ccdproc = pytest.importorskip("ccdproc")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from hpcfit.calib.synthetic import make_night
+from hpcfit.calibrate.kernels.synthetic import make_night
 from hpcfit.cli import main
 
 from config_errors import check_bad_config, check_config_error_under_mpi

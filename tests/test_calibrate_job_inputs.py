@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from hpcfit.calib.synthetic import make_night
+from hpcfit.calibrate.kernels.synthetic import make_night
 from hpcfit.cli import main
 
 SHAPE = (48, 64)

@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 from astropy.io import fits
 
-from hpcfit.calib.reading import read_image
-from hpcfit.calibjob.demo import write_synthetic_masters
+from hpcfit.calibrate.kernels.reading import read_image
+from hpcfit.calibrate.demo import write_synthetic_masters
 from hpcfit.cli import main
 
 M13 = [f"m13_raw/M13_blue_000{i}.fits" for i in range(1, 6)]

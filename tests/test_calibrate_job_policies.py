@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from launch import hpcfit
 
-from hpcfit.calib.synthetic import make_night, write_raw_frame
+from hpcfit.calibrate.kernels.synthetic import make_night, write_raw_frame
 from hpcfit.cli import main
 
 SHAPE = (48, 64)

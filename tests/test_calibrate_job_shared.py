@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from launch import HANG_GUARD_SECONDS, REPO, find_mpiexec
 
-from hpcfit.calib.reading import row_bands
+from hpcfit.calibrate.kernels.reading import row_bands
 from hpcfit.runtime.comm import SerialComm
 from hpcfit.runtime.shared_array import NodeShared
 
 SCRIPT = """\
 import json, sys
 import numpy as np
-from hpcfit.calib.reading import row_bands
+from hpcfit.calibrate.kernels.reading import row_bands
 from hpcfit.runtime.comm import world_comm
 from hpcfit.runtime.shared_array import NodeShared
 

@@ -8,8 +8,8 @@ import pytest
 from astropy.cosmology import Planck18
 from astropy.table import Table
 
-from hpcfit.fitting.grid_chi2 import chi2_block, prepare_photometry
-from hpcfit.io.catalog import BandSpec, CatalogError, read_catalog
+from hpcfit.gridfit.chi2 import chi2_block, prepare_photometry
+from hpcfit.gridfit.catalog import BandSpec, CatalogError, read_catalog
 
 DUSTPEDIA = "dustpedia_21galaxies.csv"
 DP_BANDS = ["MIPS24", "PACS70", "PACS100", "PACS160", "SPIRE250", "SPIRE350", "SPIRE500"]

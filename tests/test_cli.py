@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hpcfit.cli import build_parser, main
-from hpcfit.config.reference import config_reference
+from hpcfit.registry import config_reference
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ def test_config_reference_is_current():
 
 
 def test_inspect_and_plot_a_cubefit_file(tmp_path, capsys):
-    from hpcfit.cube.synthetic import write_cube
+    from hpcfit.cubefit.synthetic import write_cube
 
     write_cube(tmp_path / "cube.fits", shape=(30, 5, 6))
     (tmp_path / "c.yaml").write_text("""\

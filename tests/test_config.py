@@ -7,7 +7,7 @@ import pytest
 from hpcfit.config.schema import (Bool, Choice, Field, Float, Int, ListOf, MapOf, OneOf, Optional, PathT, Record,
                                   Reporter, Section, Str, validate)
 from hpcfit.config.yamlsource import load_yaml_text
-from hpcfit.runtime.errors import ConfigError
+from hpcfit.config.errors import ConfigError
 
 SCHEMA = Section({
     "job": Field(Choice("a", "b")),

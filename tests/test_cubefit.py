@@ -13,7 +13,7 @@ from astropy.io import fits
 
 from h5compare import assert_same_datasets, datasets
 from hpcfit.cli import main
-from hpcfit.cube.synthetic import make_cube, write_cube
+from hpcfit.cubefit.synthetic import make_cube, write_cube
 from launch import hpcfit
 
 SHAPE = (40, 14, 17)

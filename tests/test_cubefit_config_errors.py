@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hpcfit.cli import main
-from hpcfit.cube.synthetic import write_cube
+from hpcfit.cubefit.synthetic import write_cube
 
 from config_errors import check_bad_config, check_config_error_under_mpi
 

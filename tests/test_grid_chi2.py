@@ -7,7 +7,7 @@ import pytest
 from scipy.optimize import brentq
 from scipy.special import erf, erfc, erfcx
 
-from hpcfit.fitting.grid_chi2 import (
+from hpcfit.gridfit.chi2 import (
     ModelSlice,
     best_in_block,
     chi2_block,

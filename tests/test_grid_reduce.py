@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from hpcfit.fitting.grid_chi2 import best_in_block, chi2_block, prepare_photometry
-from hpcfit.fitting.grid_reduce import (
+from hpcfit.gridfit.chi2 import best_in_block, chi2_block, prepare_photometry
+from hpcfit.gridfit.reduce import (
     BestFit,
     Moments,
     ScaleQuantity,

@@ -14,7 +14,7 @@ from astropy.table import Table
 from gridfit_helpers import ERROR_FLOOR, brute_force, mbb_luminosity_numeric, write_config, write_inputs
 from h5compare import assert_same_datasets, datasets
 from hpcfit.cli import main
-from hpcfit.io.catalog import BandSpec, read_catalog
+from hpcfit.gridfit.catalog import BandSpec, read_catalog
 from launch import hpcfit
 
 
@@ -147,7 +147,7 @@ def test_results_table_mirrors_the_file(serial_run, workdir):
 
 @pytest.fixture(scope="module")
 def best_run(workdir) -> Path:
-    config = write_config(workdir, "best.yaml", "best.h5", chi2="best", extra="  results_table: ecsv\n")
+    config = write_config(workdir, "best.yaml", "best.h5", chi2="best", extra="    results_table: ecsv\n")
     assert main(["run", str(config)]) == 0
     return workdir / "best.h5"
 

@@ -23,20 +23,21 @@ REPO = Path(__file__).resolve().parent.parent
 
 MBB_CONFIG = """\
 job: gridfit
-catalog:
-  path: {catalog}
-  distance_column: distance
-{catalog_extra}bands:
+output: {output}
+gridfit:
+  catalog:
+    path: {catalog}
+    distance_column: distance
+{catalog_extra}  bands:
 {bands}
-grid:
-  model: modified_blackbody
-  modified_blackbody:
-    temperature: {temperature}
-    beta: {beta}
-fit:
-  output: {output}
-  estimate: [temperature, beta, dust_mass, log_dust_mass, log_dust_luminosity]
-  results_table: none
+  grid:
+    model: modified_blackbody
+    modified_blackbody:
+      temperature: {temperature}
+      beta: {beta}
+  fit:
+    estimate: [temperature, beta, dust_mass, log_dust_mass, log_dust_luminosity]
+    results_table: none
 """
 
 
@@ -106,7 +107,7 @@ def test_jy_and_mjy_tables_give_the_same_dust_mass(filters_dir):
     axes = dict(temperature="[15, 20, 25, 30]", beta="[1.8, 2.0]")
     a = run_mbb(directory, "mjy", paths, catalog="mjy.ecsv", **axes)
     b = run_mbb(directory, "jy", paths, catalog="jy.ecsv", **axes)
-    c = run_mbb(directory, "bare", paths, catalog="bare.csv", catalog_extra="  flux_unit: Jy\n", **axes)
+    c = run_mbb(directory, "bare", paths, catalog="bare.csv", catalog_extra="    flux_unit: Jy\n", **axes)
     assert table["distance"].unit == u.Mpc
     for other in (b, c):
         np.testing.assert_array_equal(other["best/model_index"], a["best/model_index"])
@@ -151,7 +152,7 @@ def dustpedia_run(tmp_path_factory):
             pytest.skip(f"shared data file '{name}' not found")
     directory = tmp_path_factory.mktemp("dustpedia")
     output = directory / "dustpedia.h5"
-    code = main(["run", str(REPO / "configs" / "gridfit_dustpedia.yaml"), "--set", f"fit.output={output}"])
+    code = main(["run", str(REPO / "configs" / "gridfit_dustpedia.yaml"), "--set", f"output={output}"])
     assert code == 0
     return output
 

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from hpcfit.io.boxes import flat_range_boxes
+from hpcfit.cubefit.boxes import flat_range_boxes
 from launch import REPO, Completed, find_mpiexec, serial_h5py_dir
 
 SCRIPT = Path(__file__).parent / "scripts" / "write_pieces.py"

@@ -18,21 +18,22 @@ from launch import hpcfit
 
 TOY = """\
 job: sample
-free_params:
-  redshift: [0.0, 6.0]
-  log_mass: [8.0, 12.0]
-  dust2: [0.0, 2.0]
-  tage: [0.5, 13.0]
-  log_tau: [-1.0, 1.5]
-sampling:
-  n_samples: {n}
-  seed: 7
-  method: {method}
-  batch_size: 1500
-  filters: dustpedia_ir
-  output: {output}
-  shuffle: {shuffle}
-model: plugins.toy_sed:factory
+output: {output}
+sample:
+  free_params:
+    redshift: [0.0, 6.0]
+    log_mass: [8.0, 12.0]
+    dust2: [0.0, 2.0]
+    tage: [0.5, 13.0]
+    log_tau: [-1.0, 1.5]
+  sampling:
+    n_samples: {n}
+    seed: 7
+    method: {method}
+    batch_size: 1500
+    filters: dustpedia_ir
+    shuffle: {shuffle}
+  model: plugins.toy_sed:factory
 """
 
 
@@ -102,11 +103,11 @@ def test_redshift_bands_follow_the_index_and_shuffle_is_a_permutation(workdir, s
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("n,extra", [(2, ""), (4, ""), (3, "  memory_limit: 600 kB\n")],
+@pytest.mark.parametrize("n,extra", [(2, ""), (4, ""), (3, "    memory_limit: 600 kB\n")],
                          ids=["2-ranks", "4-ranks", "3-ranks-out-of-core"])
 def test_same_file_for_any_rank_count(workdir, serial_file, n, extra):
     config = write(workdir, f"mpi{n}.yaml", output=f"mpi{n}.h5")
-    text = config.read_text().replace("  shuffle: true\n", "  shuffle: true\n" + extra)
+    text = config.read_text().replace("    shuffle: true\n", "    shuffle: true\n" + extra)
     config.write_text(text)
     result = hpcfit(["run", config.name], n=n, cwd=workdir, env={"PYTHONPATH": str(Path(__file__).parent)})
     assert result.returncode == 0, result.output
@@ -121,13 +122,15 @@ def test_builtin_model_file_identical_for_1_and_2_ranks(workdir):
     config = workdir / "builtin.yaml"
     config.write_text("""\
 job: sample
-free_params: {redshift: [0, 6], log_mass: [8, 12], dust2: [0, 2], tage: [0.001, 13.8], log_tau: [-1, 1.47],
-              log_agn_mass: [-7, 1.17], inclination: [0, 90]}
-sampling: {n_samples: 6000, seed: 3, batch_size: 1000, filters: dustpedia_ir, output: builtin1.h5, dtype: float32}
-model: {name: builtin, options: {ssp: synthetic}}
+output: builtin1.h5
+sample:
+  free_params: {redshift: [0, 6], log_mass: [8, 12], dust2: [0, 2], tage: [0.001, 13.8], log_tau: [-1, 1.47],
+                log_agn_mass: [-7, 1.17], inclination: [0, 90]}
+  sampling: {n_samples: 6000, seed: 3, batch_size: 1000, filters: dustpedia_ir, dtype: float32}
+  model: {name: builtin, options: {ssp: synthetic}}
 """)
     assert main(["run", str(config)]) == 0
-    result = hpcfit(["run", config.name, "--set", "sampling.output=builtin2.h5"], n=2, cwd=workdir)
+    result = hpcfit(["run", config.name, "--set", "output=builtin2.h5"], n=2, cwd=workdir)
     assert result.returncode == 0, result.output
     assert_same_datasets(workdir / "builtin1.h5", workdir / "builtin2.h5")
     with h5py.File(workdir / "builtin2.h5") as h5:
@@ -156,22 +159,22 @@ def test_failing_plugin_on_one_rank_ends_the_job(workdir):
 
 
 BAD = [
-    ("low not below high", ("dust2: [0.0, 2.0]", "dust2: [2.0, 1.0]"), r"bad\.yaml:5: free_params\.dust2:",
+    ("low not below high", ("dust2: [0.0, 2.0]", "dust2: [2.0, 1.0]"), r"bad\.yaml:7: sample\.free_params\.dust2:",
      "must be below high"),
-    ("unknown parameter", ("dust2: [0.0, 2.0]", "dust3: [0.0, 2.0]"), r"bad\.yaml:5: free_params\.dust3:",
+    ("unknown parameter", ("dust2: [0.0, 2.0]", "dust3: [0.0, 2.0]"), r"bad\.yaml:7: sample\.free_params\.dust3:",
      "unknown parameter"),
-    ("unknown filter", ("filters: dustpedia_ir", "filters: [PACS_blue, PACS_mauve]"), r"bad\.yaml:13: sampling\.filters:",
+    ("unknown filter", ("filters: dustpedia_ir", "filters: [PACS_blue, PACS_mauve]"), r"bad\.yaml:15: sample\.sampling\.filters:",
      "PACS_mauve"),
-    ("unknown method", ("method: uniform", "method: halton"), r"bad\.yaml:11: sampling\.method:", "allowed: uniform"),
-    ("bad memory limit", ("  shuffle: true", "  shuffle: true\n  memory_limit: lots"), r"bad\.yaml:16: sampling\.memory_limit:",
+    ("unknown method", ("method: uniform", "method: halton"), r"bad\.yaml:13: sample\.sampling\.method:", "allowed: uniform"),
+    ("bad memory limit", ("    shuffle: true", "    shuffle: true\n    memory_limit: lots"), r"bad\.yaml:17: sample\.sampling\.memory_limit:",
      "is not a size"),
-    ("plug-in not importable", ("plugins.toy_sed:factory", "nowhere.module:factory"), r"bad\.yaml:16: model\.name:",
+    ("plug-in not importable", ("plugins.toy_sed:factory", "nowhere.module:factory"), r"bad\.yaml:17: sample\.model\.name:",
      "cannot import"),
-    ("missing required parameter", ("  tage: [0.5, 13.0]\n", ""), r"bad\.yaml:\d+: free_params:", "needs tage"),
-    ("range outside the model's", ("tage: [0.5, 13.0]", "tage: [0.5, 30.0]"), r"bad\.yaml:6: free_params\.tage:",
+    ("missing required parameter", ("    tage: [0.5, 13.0]\n", ""), r"bad\.yaml:\d+: sample\.free_params:", "needs tage"),
+    ("range outside the model's", ("tage: [0.5, 13.0]", "tage: [0.5, 30.0]"), r"bad\.yaml:8: sample\.free_params\.tage:",
      "outside the model's valid range"),
-    ("partition axis not free", ("  shuffle: true", "  shuffle: true\n  partition_by: mass"),
-     r"bad\.yaml:16: sampling\.partition_by:", "not a free parameter"),
+    ("partition axis not free", ("    shuffle: true", "    shuffle: true\n    partition_by: mass"),
+     r"bad\.yaml:17: sample\.sampling\.partition_by:", "not a free parameter"),
 ]
 
 
@@ -192,7 +195,7 @@ def test_out_of_core_without_checkpoints_leaves_no_spill(workdir, serial_file, t
     """With run.checkpoint: false nothing can resume from the bucket files: they are removed once written, and a
     user's own spill directory keeps its unrelated files."""
     config = write(workdir, "nospill.yaml", output="nospill.h5")
-    config.write_text(config.read_text().replace("  shuffle: true\n", "  shuffle: true\n  memory_limit: 600 kB\n")
+    config.write_text(config.read_text().replace("    shuffle: true\n", "    shuffle: true\n    memory_limit: 600 kB\n")
                       + "run: {checkpoint: false}\n")
     assert main(["run", str(config)]) == 0
     assert_same_datasets(serial_file, workdir / "nospill.h5")
@@ -200,7 +203,8 @@ def test_out_of_core_without_checkpoints_leaves_no_spill(workdir, serial_file, t
     own = tmp_path / "scratch"
     own.mkdir()
     (own / "keep.txt").write_text("mine")
-    config.write_text(config.read_text().replace("output: nospill.h5", f"output: nospill2.h5\n  spill_dir: {own}"))
+    config.write_text(config.read_text().replace("output: nospill.h5", "output: nospill2.h5")
+                      .replace("    shuffle: true\n", f"    shuffle: true\n    spill_dir: {own}\n"))
     assert main(["run", str(config)]) == 0
     assert_same_datasets(serial_file, workdir / "nospill2.h5")
     assert sorted(p.name for p in own.iterdir()) == ["keep.txt"]

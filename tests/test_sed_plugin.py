@@ -10,7 +10,8 @@ from hpcfit.models.filters import Filter, FilterSet
 from hpcfit.models.sed import example_plugin
 from hpcfit.models.sed.builtin import BUILTIN_SPEC, DEFAULT_BOUNDS
 from hpcfit.models.sed.constants import AB_ZERO_POINT_SI
-from hpcfit.models.sed.plugin import ForwardModel, ModelSpec, as_param_dict, load_model_spec
+from hpcfit.models.sed.loader import load_model_spec
+from hpcfit.models.sed.plugin import ForwardModel, ModelSpec, as_param_dict
 
 REFERENCE_NAMES = ("redshift", "mass", "agn_mass", "agn_torus_mass", "dust2", "tage", "tau", "agn_eb_v", "inclination")
 

@@ -163,10 +163,12 @@ def test_killed_rank_ends_the_job_and_resume_completes_it(slurm_cluster, workdir
 
 SAMPLE = """\
 job: sample
-free_params: {redshift: [0.0, 6.0], log_mass: [8.0, 12.0], dust2: [0.0, 2.0], tage: [0.5, 13.0],
-              log_tau: [-1.0, 1.5]}
-sampling: {n_samples: 12000, seed: 7, batch_size: 1500, filters: dustpedia_ir, output: out.h5}
-model: plugins.toy_sed:factory
+output: out.h5
+sample:
+  free_params: {redshift: [0.0, 6.0], log_mass: [8.0, 12.0], dust2: [0.0, 2.0], tage: [0.5, 13.0],
+                log_tau: [-1.0, 1.5]}
+  sampling: {n_samples: 12000, seed: 7, batch_size: 1500, filters: dustpedia_ir}
+  model: plugins.toy_sed:factory
 """
 
 
@@ -175,9 +177,9 @@ def test_sample_array_and_merge_give_the_same_rows_in_the_same_order(slurm_clust
     same order (the toy SED plug-in of test_sample_job keeps the model cheap)."""
     (tmp_path / "cfg.yaml").write_text(SAMPLE)
     pythonpath = {"PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}
-    one = hpcfit(["run", "cfg.yaml", "--set", "sampling.output=one.h5"], n=2, cwd=tmp_path, env=pythonpath)
+    one = hpcfit(["run", "cfg.yaml", "--set", "output=one.h5"], n=2, cwd=tmp_path, env=pythonpath)
     assert one.returncode == 0, one.output
-    ids = submit(slurm_cluster, tmp_path, "sampling.output=array.h5", "--array", "4", env=pythonpath)
+    ids = submit(slurm_cluster, tmp_path, "output=array.h5", "--array", "4", env=pythonpath)
     jobs = slurm_cluster.wait([ids["array"], ids["merge"]])
     assert_all_completed(jobs, tmp_path / "array.h5.slurm")
     assert_same_datasets(tmp_path / "one.h5", tmp_path / "array.h5")

@@ -109,12 +109,13 @@ def _cubefit_worker(directory: Path) -> Callable[[float], None]:
     """A function that fits chunks of a synthetic cube (cubefit's own ``work``, 256 fits per call) for a while."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import inputs
-    from hpcfit.jobs.base import RunContext
+    from hpcfit.engine.job import RunContext
     from hpcfit.runtime.comm import SerialComm
-    from hpcfit.runtime.engine import load_config
+    from hpcfit.engine.run import load_config
+    from hpcfit.registry import JOBS
 
     config = inputs.write_config("cubefit", 10_000, directory / "cubefit")
-    job, cfg, _, report = load_config(str(config), ["run.checkpoint=false"])
+    job, cfg, _, report = load_config(str(config), ["run.checkpoint=false"], jobs=JOBS)
     plan = job.plan(cfg, report)
     ctx = RunContext(comm=SerialComm(), cfg=cfg, plan=plan, config_path=str(config))
     job.setup(ctx)
@@ -132,7 +133,7 @@ def bench_scheduler(comm: Any, item_seconds: float, duration: float, repeat: int
                     directory: Path | None = None) -> dict[str, Any]:
     """Seconds per request served to the other ranks while rank 0's main thread is busy for ``duration`` seconds
     (with one other rank: the round trip; with several: the helper thread's capacity, when it saturates)."""
-    from hpcfit.jobs.base import WorkItem
+    from hpcfit.engine.job import WorkItem
     from hpcfit.runtime import signals
     from hpcfit.runtime.schedule import run_items
 
@@ -256,8 +257,8 @@ def bench_checkpoint(repeat: int, directory: Path) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------------ start-up
-STARTUP_CODE = ("import sys; sys.path.insert(0, {repo!r}); import hpcfit.cli, hpcfit.runtime.engine, mpi4py.MPI, h5py; "
-                "from hpcfit.jobs import job_class; [job_class(j)().warm_up() for j in "
+STARTUP_CODE = ("import sys; sys.path.insert(0, {repo!r}); import hpcfit.cli, hpcfit.engine.run, mpi4py.MPI, h5py; "
+                "from hpcfit.registry import job_class; [job_class(j)().warm_up() for j in "
                 "('sample', 'gridfit', 'cubefit', 'calibrate')]")
 _METADATA_CALLS = ("stat", "lstat", "fstat", "newfstatat", "statx", "openat", "open", "access", "readlink",
                    "getdents64")

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from hpcfit.io.boxes import flat_range_boxes
+from hpcfit.cubefit.boxes import flat_range_boxes
 
 Z_MAX = 6.0            # the sample hypercube's redshift range [0, 6] (inputs.py)
 SAMPLE_ROW_BYTES = 108  # float32: (2 x 9 + 7) x 4 + 8 bytes per output row

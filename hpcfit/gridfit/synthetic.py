@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .grid import BandProjector, GridSpec, SpectralModel
+from hpcfit.gridfit.grid import BandProjector, GridSpec, SpectralModel
 
 # Far-IR boxes (centre um, width fraction) roughly where PACS and SPIRE observe.
 BOX_BANDS = {"box70": (70.0, 0.35), "box100": (100.0, 0.35), "box160": (160.0, 0.4), "box250": (250.0, 0.3),

@@ -24,8 +24,8 @@ from typing import Any, Iterable, Sequence
 import h5py
 import numpy as np
 
-from ..runtime.comm import Comm
-from ..runtime.errors import on_fatal
+from hpcfit.runtime.comm import Comm
+from hpcfit.runtime.errors import on_fatal
 
 Selection = tuple[slice, ...]
 Piece = tuple[str, Selection, np.ndarray]

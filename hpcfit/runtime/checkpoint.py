@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from .. import __version__
+from hpcfit._version import __version__
 
 _SLICE_DIR = re.compile(r"^slice-(\d+)-of-(\d+)$")
 _ITEM_FILE = re.compile(r"^item-(\d+)\.pkl$")

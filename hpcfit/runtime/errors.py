@@ -16,43 +16,14 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Callable, NoReturn
+from typing import TYPE_CHECKING, Callable, NoReturn
 
-from .comm import Comm
+if TYPE_CHECKING:  # the command line reads the exit codes before numpy (and MPI) may be imported
+    from hpcfit.runtime.comm import Comm
 
 EXIT_OK = 0
 EXIT_FATAL = 1
 EXIT_CONFIG = 2
-
-
-@dataclass(frozen=True)
-class ConfigIssue:
-    """One problem in a configuration: where it is and what is wrong."""
-
-    source: str  # file name, or "--set" for command-line overrides
-    line: int | None
-    path: str  # dotted key path, "" for the whole file
-    message: str
-    allowed: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.source}:{self.line}" if self.line else self.source
-        key = f" {self.path}:" if self.path else ""
-        allowed = f" (allowed: {self.allowed})" if self.allowed else ""
-        return f"{where}:{key} {self.message}{allowed}"
-
-
-@dataclass
-class ConfigError(Exception):
-    """All the problems found in a configuration, reported together."""
-
-    issues: list[ConfigIssue] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        n = len(self.issues)
-        head = f"{n} problem{'s' if n != 1 else ''} in the configuration:"
-        return "\n".join([head] + [f"  {issue}" for issue in self.issues])
 
 
 class UsageError(Exception):

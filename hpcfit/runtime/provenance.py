@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
-from .. import __version__
-from .comm import Comm
+from hpcfit._version import __version__
+from hpcfit.runtime.comm import Comm
 
 
 def utc_now() -> str:

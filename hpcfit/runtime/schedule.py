@@ -21,11 +21,11 @@ import time
 from collections import deque
 from typing import Any, Callable, Iterable, Sequence
 
-from .comm import Comm
-from .errors import WorkItemError, fatal
-from .faults import maybe_fail
-from .signals import stop_requested
-from .progress import Progress
+from hpcfit.runtime.comm import Comm
+from hpcfit.runtime.errors import WorkItemError, fatal
+from hpcfit.runtime.faults import maybe_fail
+from hpcfit.runtime.signals import stop_requested
+from hpcfit.runtime.progress import Progress
 
 TAG_REQUEST = 101  # worker -> root: "I finished `size` units, give me the next item"
 TAG_REPLY = 102    # root -> worker: next item index, or -1 when the queue is empty

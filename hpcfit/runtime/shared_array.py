@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import atexit
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .comm import Comm
+from hpcfit.runtime.comm import Comm
+from hpcfit.runtime.log import logger
 
 
 class NodeShared:
@@ -171,4 +171,4 @@ class NodeShared:
             try:
                 self.free()
             except Exception as exc:  # noqa: BLE001 - best effort at exit
-                print(f"hpcfit: could not free the node-shared windows at exit: {exc}", file=sys.stderr)
+                logger.warning(f"could not free the node-shared windows at exit: {exc}")

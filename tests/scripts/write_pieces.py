@@ -5,7 +5,7 @@ import sys
 import h5py
 import numpy as np
 
-from hpcfit.io.boxes import flat_range_boxes
+from hpcfit.cubefit.boxes import flat_range_boxes
 from hpcfit.io.h5out import OutputFile
 from hpcfit.runtime.comm import world_comm
 

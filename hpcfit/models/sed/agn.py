@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attenuation import MAGNITUDE_PER_TAU, pei92_a_over_ebv, pei92_shape_v
-from .grid import frequency_weights
+from hpcfit.models.sed.attenuation import MAGNITUDE_PER_TAU, pei92_a_over_ebv, pei92_shape_v
+from hpcfit.models.sed.grid import frequency_weights
 
 DISK_BREAKS_AA = (100.0, 1000.0, 5.0e4)
 DISK_SLOPES = (1.2, 0.0, -0.5, -3.0)  # of lambda L_lambda, between the breaks
@@ -62,7 +62,7 @@ def disk_reddening_shape(wave: np.ndarray) -> np.ndarray:
 
 def torus_face_on_shape(wave: np.ndarray) -> np.ndarray:
     """Face-on torus L_nu per unit bolometric luminosity on ``wave`` (Angstrom)."""
-    from ..blackbody import modified_blackbody_lnu
+    from hpcfit.models.blackbody import modified_blackbody_lnu
 
     wave = np.asarray(wave, dtype=float)
     temperatures = np.geomspace(TORUS_T_MIN_K, TORUS_T_MAX_K, TORUS_N_TEMPERATURES)

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from . import agn, attenuation, cosmology, dust_emission, sfh, ssp
-from .constants import AB_ZERO_POINT_SI, L_SUN_W
-from .grid import default_wavelength_grid, frequency_weights
-from .igm import madau95_transmission
-from .plugin import ModelSpec, OptionSpec, ParamSpec, as_param_dict
-from .tables import (
+from hpcfit.models.sed import agn, attenuation, cosmology, dust_emission, sfh, ssp
+from hpcfit.models.sed.constants import AB_ZERO_POINT_SI, L_SUN_W
+from hpcfit.models.sed.grid import default_wavelength_grid, frequency_weights
+from hpcfit.models.sed.igm import madau95_transmission
+from hpcfit.models.sed.plugin import ModelSpec, OptionSpec, ParamSpec, as_param_dict
+from hpcfit.models.sed.tables import (
     ExpFamilyTable, RedshiftNodes, TaylorNodes, band_blocks, bolometric_block, project_exponential_family,
     project_plain,
 )
@@ -127,7 +127,7 @@ class BuiltinSEDModel:
 
     def __init__(self, filters: Any = "des", *, bounds: Mapping[str, Sequence[float]] | None = None,
                  ssp_library: ssp.SSPLibrary | None = None, **options: Any):
-        from ..filters import load_filter_set
+        from hpcfit.models.filters import load_filter_set
 
         problems = BUILTIN_SPEC.check_options(options) + BUILTIN_SPEC.check_bounds(bounds or {})
         if problems:

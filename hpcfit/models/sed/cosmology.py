@@ -14,7 +14,7 @@ import functools
 
 import numpy as np
 
-from .constants import C_LIGHT_M_S, MIN_LUMINOSITY_DISTANCE_M, MPC_M
+from hpcfit.models.sed.constants import C_LIGHT_M_S, MIN_LUMINOSITY_DISTANCE_M, MPC_M
 
 
 def available_cosmologies() -> tuple[str, ...]:

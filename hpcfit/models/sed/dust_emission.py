@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grid import frequency_weights
+from hpcfit.models.sed.grid import frequency_weights
 
 DUST_EMISSION_CHOICES = ("auto", "dl07", "mbb", "none")
 DEFAULT_UMIN = 1.0
@@ -38,7 +38,7 @@ def _unit_luminosity(wave: np.ndarray, lnu: np.ndarray) -> np.ndarray:
 
 def mbb_shape(wave: np.ndarray, temperature_k: float = DEFAULT_MBB_TEMPERATURE_K, beta: float = DEFAULT_MBB_BETA) -> np.ndarray:
     """Modified blackbody L_nu per unit bolometric luminosity on ``wave`` (Angstrom)."""
-    from ..blackbody import modified_blackbody_lnu
+    from hpcfit.models.blackbody import modified_blackbody_lnu
 
     return _unit_luminosity(wave, modified_blackbody_lnu(wave, temperature_k, beta))
 
@@ -48,7 +48,7 @@ def load_dl07_templates(directory: str | None = None):
 
     Raises FileNotFoundError when none is available.
     """
-    from .. import dl07
+    from hpcfit.models import dl07
 
     if directory is not None:
         return dl07.load_dl07(directory)
@@ -69,7 +69,7 @@ def dl07_shape(wave: np.ndarray, umin: float = DEFAULT_UMIN, gamma: float = DEFA
     The mixture is (1 - gamma) delta(U_min) + gamma power law U_min..1e6 (``hpcfit.models.dl07``); U_min and q_PAH
     must be grid values (DL07AxisError, a ValueError, otherwise).
     """
-    from .. import dl07
+    from hpcfit.models import dl07
 
     templates = load_dl07_templates(directory)
     lnu = templates.lnu(umin, dl07.UMAX_POWER_LAW, gamma, qpah)

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .constants import AB_ZERO_POINT_SI, MIN_LUMINOSITY_DISTANCE_M
-from .plugin import ModelSpec, OptionSpec, ParamSpec, as_param_dict
+from hpcfit.models.sed.constants import AB_ZERO_POINT_SI, MIN_LUMINOSITY_DISTANCE_M
+from hpcfit.models.sed.plugin import ModelSpec, OptionSpec, ParamSpec, as_param_dict
 
 
 class PowerLawModel:
@@ -24,8 +24,8 @@ class PowerLawModel:
     param_names = ("redshift", "mass", "slope")
 
     def __init__(self, filters: Any, cosmology_name: str = "Planck18", z_max: float = 10.0):
-        from ..filters import load_filter_set
-        from .cosmology import DistanceTable
+        from hpcfit.models.filters import load_filter_set
+        from hpcfit.models.sed.cosmology import DistanceTable
 
         self.filters = load_filter_set(filters)
         self.filter_names = tuple(self.filters.names)

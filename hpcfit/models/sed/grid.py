@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .constants import C_LIGHT_AA_S
+from hpcfit.models.sed.constants import C_LIGHT_AA_S
 
 
 def log_grid(start: float, stop: float, resolution: float) -> np.ndarray:

@@ -24,7 +24,6 @@ Models are plain array-in / array-out objects: they never see MPI.
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-BUILTIN_NAME = "builtin"
 
 
 @runtime_checkable
@@ -149,42 +147,6 @@ class ModelSpec:
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(k.__name__ for k in kinds)
-
-
-def load_model_spec(target: str) -> ModelSpec:
-    """The ModelSpec named by a config's ``model`` value: ``builtin`` or ``package.module:attribute``."""
-    if target == BUILTIN_NAME:
-        from .builtin import BUILTIN_SPEC
-
-        return BUILTIN_SPEC
-    module_name, sep, attribute = target.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ValueError(f"model {target!r}: expected 'builtin' or 'package.module:callable'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(f"model {target!r}: cannot import {module_name!r}: {error}") from error
-    obj = module
-    for part in attribute.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ValueError(f"model {target!r}: {module_name!r} has no attribute {attribute!r}") from None
-    if isinstance(obj, ModelSpec):
-        return obj
-    if callable(obj) and hasattr(obj, "param_names"):
-        ranges = dict(getattr(obj, "valid_ranges", {}) or {})
-        params = tuple(
-            ParamSpec(name, *ranges.get(name, (-math.inf, math.inf)), unit="", doc="") for name in obj.param_names
-        )
-        option_names = getattr(obj, "option_names", None)
-        options = tuple(OptionSpec(n, None, "") for n in option_names) if option_names is not None else ()
-        return ModelSpec(name=target, params=params, factory=obj, options=options, open_options=option_names is None,
-                         doc=(obj.__doc__ or "").strip())
-    raise TypeError(
-        f"model {target!r} is neither a ModelSpec nor a factory callable with a 'param_names' attribute "
-        "(see hpcfit.models.sed.plugin)"
-    )
 
 
 def as_param_dict(params: Mapping[str, Any] | np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import C_LIGHT_AA_S, L_SUN_W
-from .grid import bin_average, bin_edges
+from hpcfit.models.sed.constants import C_LIGHT_AA_S, L_SUN_W
+from hpcfit.models.sed.grid import bin_average, bin_edges
 
 BC03_ENV_VAR = "HPCFIT_BC03_FILE"
 BC03_RELATIVE_PATH = ("models", "grids", "bc03_miles_stellar_grids.fits")
@@ -146,7 +146,7 @@ def synthetic_library(wave: np.ndarray, age_edges: np.ndarray) -> SSPLibrary:
     70 % a blackbody at the main-sequence turn-off temperature (T ~ 5800 K (t / 10 Gyr)^-0.25, 3500 - 45000 K) and
     30 % a 4000 K giant branch. No ionising photons (cut below 912 AA); no metallicity dependence.
     """
-    from ..blackbody import planck_nu
+    from hpcfit.models.blackbody import planck_nu
 
     wave = np.asarray(wave, float)
     mid = np.sqrt(np.maximum(age_edges[:-1], 1e5) * age_edges[1:])
@@ -163,6 +163,6 @@ def synthetic_library(wave: np.ndarray, age_edges: np.ndarray) -> SSPLibrary:
 
 
 def _unit_bolometric(wave: np.ndarray, lnu: np.ndarray) -> np.ndarray:
-    from .grid import frequency_weights
+    from hpcfit.models.sed.grid import frequency_weights
 
     return lnu / (lnu @ frequency_weights(wave))[..., None]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .igm import madau95_transmission
+from hpcfit.models.sed.igm import madau95_transmission
 
 N_ORDERS = 3
 _FACTORIALS = np.array([1.0, 1.0, 2.0])

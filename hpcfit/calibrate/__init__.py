@@ -1,0 +1,12 @@
+"""The MPI side of the ``calibrate`` job (the science kernels are in ``hpcfit.calibrate.kernels`` and never see MPI).
+
+- ``planning``: rank 0 turns the config and the frames' headers into a :class:`planning.CalibPlan` (groups to
+  combine, ready master files, master sets, science batches, rejected frames) and reports config problems.
+- ``masters``: the collective master building in ``setup``: row bands of every stack per rank, the whole-frame
+  medians through three reductions, the masters in node-shared windows.
+- ``science``: one work item: read, check and calibrate a batch of science frames, keep them in a scratch file
+  (and optional FITS files), return a small result.
+- ``output``: the collective ``write`` step: masters by row band, science frames by rounds from the scratch files,
+  the tables.
+- ``demo``: a synthetic night and its config (``hpcfit demo calibrate``; ``python -m hpcfit.calibrate.demo DIR``).
+"""

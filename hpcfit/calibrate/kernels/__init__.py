@@ -1,0 +1,13 @@
+"""Science kernels of the ``calibrate`` job (CCD reduction), free of MPI: plain numpy/astropy in, arrays out.
+
+- ``frames``: header-only scan of raw FITS frames: discovery, classification (IMAGETYP or folder), night, filter,
+  exposure, corrupt/truncated detection, grouping by (kind, night, filter) and master selection per science frame.
+- ``reading``: read a band of image rows of one frame through a memmap (BZERO/BSCALE applied, overscan, trim).
+- ``combine``: sigma-clipped median/mean of a stack band, per-kind preparation of darks and flats, and an exact
+  median of a whole frame assembled from per-band pieces (for flat normalisation when frames are split by rows).
+- ``calibrate``: science = (raw - bias - dark_rate * t_exp) / flat, bad-pixel mask, optional uncertainty.
+- ``synthetic``: a synthetic night of raw frames on disk with known truth, for tests and demos.
+
+The MPI engine (``hpcfit.calibrate.job``) drives these: rank 0 scans headers and plans, each rank combines a row band
+of every frame of a stack, masters are shared read-only, science frames are calibrated independently.
+"""

@@ -1,0 +1,217 @@
+"""The calibrate job's collective ``write`` step: masters by row band, science frames by rounds, then the tables.
+
+Output layout (a contract; the docs in docs/calibrate.md describe it with units)::
+
+  /science/images        (n, ny, nx) float32, chunks (1, ny, nx): calibrated frames, NaN at bad pixels
+  /science/uncertainty   same shape, 1-sigma (only with calibrate.uncertainty: true)
+  /science/names, /science/paths, /science/exptime, /science/date_obs, /science/night, /science/filter
+  /science/master_set    (n,) int32: row of /masters/sets used; /science/masters_used: text, which and why
+  /masters/bias          (n_bias, ny, nx) float32 ADU, one plane per bias master (night)
+  /masters/dark          (n_dark, ny, nx) float32 ADU/s (dark-current rate)
+  /masters/flat          (n_flat, ny, nx) float32, median 1
+  /masters/bad_pixels    (n_sets, ny, nx) uint8, 1 = bad (flat <= 0 or not finite, or bias/dark not finite)
+  /masters/sets          (n_sets, 3) int32: [bias, dark, flat] plane used (-1: step not applied)
+  /masters/<kind>_groups table: night, filter, n_frames, source, bias, dark (planes subtracted when building it)
+  /masters/<kind>_frames table: plane, name, path, exptime, date_obs (the frames combined into each plane)
+  /rejected              table: name, path, kind, stage, reason
+  /frames                table: every frame found: name, path, kind, night, filter, exptime, date_obs, status, notes
+
+Frames rejected while calibrating are left out of /science (never a hole): each rank learns every frame's outcome
+(allgather of a few bytes per frame) and so the final position of its own frames.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpcfit.calibrate.kernels.calibrate import bad_pixel_mask
+from hpcfit.io.h5out import OutputFile
+from hpcfit.runtime.comm import Comm
+from hpcfit.calibrate.masters import Masters
+from hpcfit.calibrate.planning import KINDS, CalibPlan, Rejection
+from hpcfit.calibrate.science import ItemResult, read_scratch
+
+_ROUND_FRAMES_IDLE = 8  # frames per write round on a rank that has no work buffers
+
+
+def table(rows: Sequence[Sequence[Any]], columns: Sequence[tuple[str, str]]) -> np.ndarray:
+    """A structured array for HDF5: text columns ('S') become fixed-length UTF-8 bytes sized to the longest."""
+    dtype = []
+    for j, (name, kind) in enumerate(columns):
+        if kind == "S":
+            width = max([len(str(r[j]).encode("utf-8")) for r in rows] + [1])
+            dtype.append((name, f"S{width}"))
+        else:
+            dtype.append((name, kind))
+    data = [tuple(str(v).encode("utf-8") if kind == "S" else v for v, (_, kind) in zip(r, columns)) for r in rows]
+    return np.array(data, dtype=dtype)
+
+
+def _text(values: Sequence[Any]) -> np.ndarray:
+    return np.array([str(v) for v in values], dtype=str) if len(values) else np.empty(0, dtype="S1")
+
+
+def science_outcomes(comm: Comm, plan: CalibPlan, results: dict[int, ItemResult]
+                     ) -> tuple[np.ndarray, list[Rejection]]:
+    """(position of each science entry in /science or -1, rejections while calibrating), identical everywhere."""
+    local = [(o.science, o.ok, o.reason) for r in results.values() for o in r.outcomes]
+    outcomes = sorted(o for part in comm.allgather(local) for o in part)
+    ok = np.zeros(len(plan.science), bool)
+    rejected = []
+    for s, good, reason in outcomes:
+        ok[s] = good
+        if not good:
+            f = plan.frames[plan.science[s].frame]
+            rejected.append(Rejection(f.name, f.path, "science", "calibrate", reason))
+    position = np.where(ok, np.cumsum(ok) - 1, -1)
+    return position, rejected
+
+
+def write_output(comm: Comm, plan: CalibPlan, masters: Masters, results: dict[int, ItemResult], out: OutputFile,
+                 c: Any, buffers: dict[str, np.ndarray] | None = None) -> tuple[dict[str, int], list[Rejection]]:
+    """Write everything (collective); return counters and the full list of rejected frames. ``buffers``: the
+    rank's frame buffers from the work step, reused for the write rounds."""
+    position, late = science_outcomes(comm, plan, results)
+    rejected = plan.rejected + masters.rejected + late
+    good = [k for k in range(len(plan.science)) if position[k] >= 0]
+    ny, nx = plan.shape
+    attrs = {"unit": "adu", "formula": "(raw - bias - dark_rate * exptime) / flat", "bad_pixels": "NaN"}
+    out.create_dataset("science/images", (len(good), ny, nx), "f4", chunks=(1, ny, nx), attrs=attrs)
+    if c.uncertainty:
+        out.create_dataset("science/uncertainty", (len(good), ny, nx), "f4", chunks=(1, ny, nx),
+                           attrs={"unit": "adu", "meaning": "1-sigma: read noise + Poisson, propagated"})
+    _write_science_tables(out, plan, good)
+    _write_masters(out, plan, masters)
+    _write_science_frames(comm, out, plan, results, position, c.uncertainty, buffers)
+    _write_inventory(out, plan, rejected)
+    counts = {"science_written": sum(r.n_good for r in results.values()),
+              "science_rejected_here": sum(len(r.outcomes) - r.n_good for r in results.values())}
+    return counts, rejected
+
+
+def _write_science_tables(out: OutputFile, plan: CalibPlan, good: list[int]) -> None:
+    entries = [plan.science[k] for k in good]
+    frames = [plan.frames[e.frame] for e in entries]
+    out.write_small("science/names", _text([f.name for f in frames]))
+    out.write_small("science/paths", _text([f.path for f in frames]))
+    out.write_small("science/exptime", np.array([f.exptime for f in frames], float), attrs={"unit": "s"})
+    out.write_small("science/date_obs", _text([f.date_obs.isoformat() if f.date_obs else "" for f in frames]),
+                    attrs={"meaning": "DATE-OBS as written in the header (UTC by FITS convention)"})
+    out.write_small("science/night", _text([str(f.night or "") for f in frames]))
+    out.write_small("science/filter", _text([f.filter or "" for f in frames]))
+    out.write_small("science/master_set", np.array([e.set for e in entries], np.int32),
+                    attrs={"meaning": "row of /masters/sets"})
+    out.write_small("science/masters_used", _text([e.notes for e in entries]))
+
+
+def _write_masters(out: OutputFile, plan: CalibPlan, masters: Masters) -> None:
+    ny, nx = plan.shape
+    r0, r1 = masters.band
+    units = {"bias": "adu", "dark": "adu / s", "flat": ""}
+    pieces = []
+    for kind in KINDS:
+        groups = plan.kind_groups(kind)
+        out.create_dataset(f"masters/{kind}", (len(groups), ny, nx), "f4",
+                           chunks=(1, ny, nx) if groups else None, attrs={"unit": units[kind]})
+        for gi in groups:
+            if r1 > r0:
+                pieces.append((f"masters/{kind}", (slice(plan.groups[gi].slot, plan.groups[gi].slot + 1),
+                                                   slice(r0, r1)), masters.arrays[gi][r0:r1][None]))
+    out.create_dataset("masters/bad_pixels", (len(plan.sets), ny, nx), "u1",
+                       chunks=(1, ny, nx) if plan.sets else None, attrs={"meaning": "1 = bad pixel (NaN in images)"})
+    for s, (b, d, f) in enumerate(plan.sets):
+        if r1 <= r0:
+            continue
+        rows = [masters.arrays[g][r0:r1] if g >= 0 else None for g in (b, d, f)]
+        if any(r is not None for r in rows):
+            bad = bad_pixel_mask(rows[2], bias=rows[0], dark_rate=rows[1])
+        else:
+            bad = np.zeros((r1 - r0, nx), bool)
+        pieces.append(("masters/bad_pixels", (slice(s, s + 1), slice(r0, r1)), bad.astype(np.uint8)[None]))
+    out.write(pieces)
+    slot = {gi: g.slot for gi, g in enumerate(plan.groups)}
+    out.write_small("masters/sets", np.array([[slot.get(g, -1) for g in s] for s in plan.sets], np.int32)
+                    .reshape(-1, 3), attrs={"columns": "bias, dark, flat (plane of /masters/<kind>; -1: not applied)"})
+    for kind in KINDS:
+        groups = [plan.groups[gi] for gi in plan.kind_groups(kind)]
+        rows = [(str(g.night or ""), g.filter or "", len(masters.used.get(gi, [])), g.file or "combined",
+                 slot.get(g.bias, -1), slot.get(g.dark, -1))
+                for gi, g in zip(plan.kind_groups(kind), groups)]
+        out.write_small(f"masters/{kind}_groups", table(rows, [("night", "S"), ("filter", "S"), ("n_frames", "i4"),
+                                                               ("source", "S"), ("bias", "i4"), ("dark", "i4")]))
+        frame_rows = [(plan.groups[gi].slot, plan.frames[i].name, plan.frames[i].path, plan.frames[i].exptime
+                       if plan.frames[i].exptime is not None else np.nan,
+                       plan.frames[i].date_obs.isoformat() if plan.frames[i].date_obs else "")
+                      for gi in plan.kind_groups(kind) for i in masters.used.get(gi, [])]
+        out.write_small(f"masters/{kind}_frames", table(frame_rows, [("plane", "i4"), ("name", "S"), ("path", "S"),
+                                                                     ("exptime", "f8"), ("date_obs", "S")]))
+
+
+def _write_science_frames(comm: Comm, out: OutputFile, plan: CalibPlan, results: dict[int, ItemResult],
+                          position: np.ndarray, uncertainty: bool, buffers: dict[str, np.ndarray] | None) -> None:
+    """Copy this rank's scratch files into /science in rounds of as many frames as ``buffers`` (the rank's work
+    buffers, reused: their pages are already mapped, and first-touch page faults of fresh memory are slower than
+    the copy itself) hold; every rank makes as many collective write calls as the busiest one."""
+    if buffers is None:  # this rank calibrated nothing: a small buffer for frames loaded from checkpoints
+        frames = min(_ROUND_FRAMES_IDLE, max([r.n_good for r in results.values()], default=0))
+        buffers = {"raw": np.empty((frames,) + plan.shape, np.float32)} if frames else {}
+        if uncertainty and frames:
+            buffers["sigma"] = np.empty_like(buffers["raw"])
+    buffer, sigma_buffer = buffers.get("raw"), buffers.get("sigma")
+    per_round = max(1, len(buffer) if buffer is not None else 1)
+    # (item, first good frame in its scratch file, count) runs of at most per_round frames
+    runs: list[tuple[ItemResult, int, int]] = []
+    for index in sorted(results):
+        r = results[index]
+        for first in range(0, r.n_good, per_round):
+            runs.append((r, first, min(per_round, r.n_good - first)))
+    rounds: list[list[tuple[ItemResult, int, int]]] = []
+    for run in runs:
+        if not rounds or sum(k for _, _, k in rounds[-1]) + run[2] > per_round:
+            rounds.append([])
+        rounds[-1].append(run)
+    n_rounds = comm.allreduce(len(rounds), "max")
+    for i in range(n_rounds):
+        pieces = []
+        used = 0
+        for r, first, k in (rounds[i] if i < len(rounds) else []):
+            start = int(position[[o.science for o in r.outcomes if o.ok][first]])
+            images = read_scratch(r.images, first, buffer[used:used + k])
+            pieces.append(("science/images", (slice(start, start + k),), images))
+            if uncertainty:
+                sigmas = read_scratch(r.sigmas, first, sigma_buffer[used:used + k])
+                pieces.append(("science/uncertainty", (slice(start, start + k),), sigmas))
+            used += k
+        out.write(pieces)
+
+
+def _write_inventory(out: OutputFile, plan: CalibPlan, rejected: list[Rejection]) -> None:
+    out.write_small("rejected", table([(r.name, r.path, r.kind, r.stage, r.reason) for r in rejected],
+                                      [("name", "S"), ("path", "S"), ("kind", "S"), ("stage", "S"),
+                                       ("reason", "S")]))
+    late = {r.path: r for r in rejected}
+    rows = []
+    for f, status in zip(plan.frames, plan.status):
+        if f.path in late and status != "rejected":
+            status = f"rejected ({late[f.path].stage})"
+        rows.append((f.name, f.path, str(f.kind), str(f.night or ""), f.filter or "",
+                     f.exptime if f.exptime is not None else np.nan,
+                     f.date_obs.isoformat() if f.date_obs else "", status, "; ".join(f.notes + f.problems)))
+    out.write_small("frames", table(rows, [("name", "S"), ("path", "S"), ("kind", "S"), ("night", "S"),
+                                           ("filter", "S"), ("exptime", "f8"), ("date_obs", "S"), ("status", "S"),
+                                           ("notes", "S")]))
+
+
+def remove_scratch(comm: Comm, directory: str | Path) -> None:
+    """Remove the scratch directory (collective; rank 0 deletes after everyone has copied its frames)."""
+    comm.barrier()
+    if comm.is_root:
+        shutil.rmtree(directory, ignore_errors=True)
+        parent = Path(directory).parent
+        if parent.name.endswith(".parts") and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()

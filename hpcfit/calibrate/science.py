@@ -1,0 +1,205 @@
+"""One work item of the calibrate job: a batch of science frames sharing masters and exposure time.
+
+For each frame: read it (memmap, BZERO/BSCALE, overscan, trim) into a per-rank buffer, check its pixels (unreadable,
+empty, constant, mostly saturated -> rejected by the ``on_bad_frame`` policy), then calibrate the good ones in one
+sweep over the node-shared masters (``ScienceCalibrator.calibrate_batch``, in place). The calibrated frames leave
+the rank's memory at once: they are appended to the item's scratch file (raw float32, read back by the ``write``
+step, which copies them into ``/science/images`` collectively) and, when asked, written as FITS files with the
+original header plus HISTORY. The item's result is small (outcomes and the scratch path), as the checkpoint needs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpcfit._version import __version__
+from hpcfit.calibrate.kernels.calibrate import NoiseModel, ScienceCalibrator
+from hpcfit.calibrate.kernels.frames import read_primary_header
+from hpcfit.calibrate.kernels.reading import band_stats, parse_section, read_rows, stats_problems
+from hpcfit.calibrate.masters import Masters, saturation_level
+from hpcfit.calibrate.planning import CalibPlan, ScienceEntry
+
+SCRATCH_SUFFIX = ".f32"
+
+
+@dataclass
+class FrameOutcome:
+    """What happened to one science frame (index into ``CalibPlan.science``)."""
+
+    science: int
+    ok: bool
+    reason: str = ""
+
+
+@dataclass
+class ItemResult:
+    """A work item's result: outcomes, and the scratch files holding its good frames in order."""
+
+    start: int
+    stop: int
+    outcomes: list[FrameOutcome] = field(default_factory=list)
+    images: str | None = None
+    sigmas: str | None = None
+
+    @property
+    def n_good(self) -> int:
+        return sum(o.ok for o in self.outcomes)
+
+
+class BadFrameError(RuntimeError):
+    """A bad science frame under ``on_bad_frame: fail``."""
+
+
+class Calibrators:
+    """Per-rank cache of ScienceCalibrators (one per master set and noise model), all reading the shared masters."""
+
+    def __init__(self, plan: CalibPlan, masters: Masters):
+        self.plan, self.masters = plan, masters
+        self._cache: dict[tuple[int, float | None, float | None], ScienceCalibrator] = {}
+
+    def get(self, entry: ScienceEntry) -> ScienceCalibrator:
+        key = (entry.set, entry.gain, entry.read_noise)
+        if key not in self._cache:
+            b, d, f = self.plan.sets[entry.set]
+            arrays = self.masters.arrays
+            noise = NoiseModel(entry.gain, entry.read_noise) if entry.gain is not None else None
+            offsets = {t: a for (ob, od, t), a in self.masters.offsets.items() if (ob, od) == (b, d)} if d >= 0 else None
+            self._cache[key] = ScienceCalibrator(
+                arrays[b] if b >= 0 else None, arrays[d] if d >= 0 else None, None,
+                inv_flat=self.masters.inv_flat.get(f), noise=noise, offsets=offsets)
+        return self._cache[key]
+
+
+def scratch_path(directory: str | Path, index: int, what: str = "images") -> Path:
+    return Path(directory) / f"item-{index:06d}-{what}{SCRATCH_SUFFIX}"
+
+
+def calibrate_item(index: int, start: int, stop: int, plan: CalibPlan, c: Any, state: dict[str, Any]
+                   ) -> ItemResult:
+    """Calibrate science entries [start, stop) (see the module docstring)."""
+    ny, nx = plan.shape
+    entries = plan.science[start:stop]
+    buffers = _buffers(state, len(entries), plan.shape, c.uncertainty)
+    result = ItemResult(start, stop)
+    good: list[int] = []
+    for k, entry in enumerate(entries):
+        frame = plan.frames[entry.frame]
+        reason = ""
+        try:
+            read_rows(frame, 0, ny, trim=c.trim, overscan=c.overscan, overscan_method=c.overscan_method,
+                      out=buffers["raw"][k])
+            problems = stats_problems(band_stats(buffers["raw"][k][None], saturation_level(frame, c.saturation)),
+                                      ny * nx, max_saturated_fraction=c.max_saturated_fraction)[0]
+            reason = "; ".join(problems)
+        except (OSError, ValueError) as exc:
+            reason = f"unreadable: {exc}"
+        if reason and c.on_bad_frame == "fail":
+            raise BadFrameError(f"{frame.path}: {reason} (on_bad_frame: fail)")
+        result.outcomes.append(FrameOutcome(start + k, not reason, reason))
+        if not reason:
+            good.append(k)
+
+    calibrators: Calibrators = state["calibrators"]
+    by_calibrator: dict[int, list[int]] = {}
+    for k in good:
+        by_calibrator.setdefault(id(calibrators.get(entries[k])), []).append(k)
+    for ks in by_calibrator.values():
+        cal = calibrators.get(entries[ks[0]])
+        raws = [buffers["raw"][k] for k in ks]
+        times = [plan.frames[entries[k].frame].exptime for k in ks]
+        if c.uncertainty:  # from the raw frame, before it is calibrated in place (no flat_err: image not used)
+            for k, raw, t in zip(ks, raws, times):
+                cal.uncertainty(raw, t, raw, out=buffers["sigma"][k])
+        cal.calibrate_batch(raws, times, outs=raws)
+
+    scratch = Path(state["scratch_dir"])
+    if good:
+        result.images = str(_write_scratch(scratch_path(scratch, index), [buffers["raw"][k] for k in good]))
+        if c.uncertainty:
+            result.sigmas = str(_write_scratch(scratch_path(scratch, index, "sigmas"),
+                                               [buffers["sigma"][k] for k in good]))
+    if c.fits_dir:
+        for k in good:
+            _write_fits(Path(c.fits_dir), plan, entries[k], buffers["raw"][k],
+                        buffers["sigma"][k] if c.uncertainty else None, c)
+    return result
+
+
+def _buffers(state: dict[str, Any], n: int, shape: tuple[int, int], uncertainty: bool) -> dict[str, np.ndarray]:
+    """Per-rank frame buffers, reused by every item (grown when a larger batch arrives)."""
+    have = state.get("buffers")
+    if have is None or len(have["raw"]) < n:
+        have = {"raw": np.empty((n,) + shape, np.float32)}
+        if uncertainty:
+            have["sigma"] = np.empty((n,) + shape, np.float32)
+        state["buffers"] = have
+    return have
+
+
+def _write_scratch(path: Path, frames: list[np.ndarray]) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        for frame in frames:
+            np.ascontiguousarray(frame, np.float32).tofile(fh)
+    os.replace(tmp, path)
+    return path
+
+
+def read_scratch(path: str, first: int, out: np.ndarray) -> np.ndarray:
+    """Frames ``first, first + 1, ...`` of a scratch file into ``out`` (k, ny, nx) float32."""
+    with open(path, "rb") as fh:
+        fh.seek(first * out[0].nbytes)
+        view = memoryview(out.reshape(-1)).cast("B")
+        got = fh.readinto(view)
+    if got != out.nbytes:
+        raise OSError(f"scratch file {path} is short: {got} of {out.nbytes} bytes (removed by another run?)")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ FITS output
+_SCALING_CARDS = ("BZERO", "BSCALE", "BLANK")
+
+
+def history_lines(plan: CalibPlan, entry: ScienceEntry, c: Any) -> list[str]:
+    """HISTORY cards saying what was done to a calibrated frame."""
+    frame = plan.frames[entry.frame]
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    lines = [f"hpcfit {__version__} calibrate {when} UTC",
+             f"image = (raw - bias - dark_rate * {frame.exptime:g} s) / flat  (ADU; NaN: bad pixel)"]
+    if c.overscan:
+        lines.append(f"overscan {c.overscan} subtracted ({c.overscan_method} per line)")
+    if c.trim:
+        lines.append(f"trimmed to {c.trim}")
+    lines += [f"{part.strip()}" for part in entry.notes.split(";")]
+    return lines
+
+
+def _write_fits(directory: Path, plan: CalibPlan, entry: ScienceEntry, image: np.ndarray,
+                sigma: np.ndarray | None, c: Any) -> None:
+    from astropy.io import fits
+
+    frame = plan.frames[entry.frame]
+    header, _ = read_primary_header(frame.path)
+    for key in _SCALING_CARDS:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    if c.trim:  # pixel coordinates shift with the trim: keep a WCS pointing at the same sky
+        ys, xs = parse_section(c.trim, plan.raw_shape)
+        for key, shift in (("CRPIX1", xs.start), ("CRPIX2", ys.start)):
+            if isinstance(header.get(key), (int, float)):
+                header[key] = header[key] - shift
+    for line in history_lines(plan, entry, c):
+        header.add_history(line)
+    hdus = [fits.PrimaryHDU(image, header=header)]
+    if sigma is not None:
+        hdus.append(fits.ImageHDU(sigma, name="UNCERT"))
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / entry.fits_name
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fits.HDUList(hdus).writeto(tmp, overwrite=True, output_verify="silentfix")
+    os.replace(tmp, path)

@@ -1,0 +1,366 @@
+"""The engine: one life cycle for every job.
+
+    rank 0:  read YAML -> validate (engine + job keys) -> job.check -> job.plan      (ConfigError -> exit 2)
+    bcast :  validated config + plan
+    all   :  job.setup -> run work items (dynamic or static schedule) -> job.write into one HDF5 file
+    rank 0:  provenance, rename the file to its final name, summary
+
+Any unexpected exception on any rank ends the job through ``errors.fatal`` (message with rank and item, then
+MPI_Abort), so no rank is ever left waiting in a collective.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from hpcfit.config.schema import Bool, Choice, Field, Float, PathT, Reporter, Section, Settings, validate
+from hpcfit.config.yamlsource import YamlSource, load_yaml_file
+from hpcfit.io.h5out import OutputFile, incomplete_path
+from hpcfit.engine.job import Job, JobCatalog, Plan, RunContext
+from hpcfit.runtime.comm import Comm
+from hpcfit.config.errors import ConfigError, ConfigIssue
+from hpcfit.runtime.errors import EXIT_CONFIG, EXIT_OK, fatal
+from hpcfit.runtime import signals
+from hpcfit.runtime.checkpoint import (CheckpointMismatch, SliceStore, find_slices, fingerprint, load_item, parts_directory,
+                         slice_items)
+from hpcfit.runtime.progress import Progress, format_duration
+from hpcfit.runtime.provenance import run_provenance, utc_now
+from hpcfit.runtime.schedule import run_items, static_assignment
+from hpcfit.runtime.log import logger
+
+RUN_SECTION = Section(
+    {
+        "schedule": Field(Choice("dynamic", "static"), "dynamic",
+                          "How work items are handed to ranks: `dynamic` self-scheduling (rank 0 hands "
+                          "out the next item to whichever rank is free, rank 0 works too) or `static` "
+                          "(a fixed balanced assignment, no messages)."),
+        "progress": Field(Choice("auto", "bar", "log", "none"), "auto",
+                          "Progress on rank 0: `bar` redraws a line (terminals), `log` prints a line "
+                          "every `progress_interval` seconds (batch logs); `auto` picks by terminal."),
+        "progress_interval": Field(Float(min=0.0), 30.0, "Seconds between progress log lines."),
+        "overwrite": Field(Bool(), False, "Replace an existing output file (otherwise refuse)."),
+        "checkpoint": Field(Bool(), True,
+                            "Save each completed work item beside the output (`<output>.parts/`) so that "
+                            "a killed or preempted run can continue with --resume; removed when the "
+                            "output is written."),
+        "hdf5_transfer": Field(Choice("auto", "collective", "independent"), "auto",
+                               "MPI-IO transfer mode of parallel HDF5 writes: `collective` (two-phase "
+                               "I/O, best for large writes on parallel file systems), `independent`, "
+                               "or `auto` (collective for writes of 64 MiB or more)."),
+    },
+    doc="Engine settings shared by every job.",
+)
+
+
+def engine_schema(job_names: list[str]) -> Section:
+    """The keys every config has besides the job's own section: which job, the output file, the engine's `run`
+    settings."""
+    return Section({
+        "job": Field(Choice(*job_names), doc="Which job to run."),
+        "output": Field(PathT(), doc="The HDF5 file to write (a relative path is relative to the config file)."),
+        "run": RUN_SECTION,
+    })
+
+
+@dataclass
+class Prepared:
+    """What rank 0 hands to every rank after validating and planning."""
+
+    job_name: str
+    cfg: Settings
+    plan: Plan | None
+    config_text: str
+    config_path: str
+
+
+def load_config(path: str, overrides: list[str], n_ranks: int = 1, *,
+                jobs: JobCatalog) -> tuple[Job, Settings, YamlSource, Reporter]:
+    """Parse and validate a config file (rank 0). Raises ConfigError listing every problem."""
+    source = load_yaml_file(path)
+    for assignment in overrides:
+        source.apply_override(assignment)
+    report = Reporter(source)
+    name = source.values.get("job")
+    known = jobs.names()
+    if name not in known:
+        close = difflib.get_close_matches(str(name), known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        message = "missing required key" if name is None else f"unknown job '{name}'{hint}"
+        report(("job",), message, known)
+        report.raise_if_any()
+    job = jobs.load(name)()
+    job.n_ranks = n_ranks
+    _report_moved_keys(job, source, report)
+    schema = engine_schema(known).merged(job.schema)
+    cfg = validate(schema, source, report)
+    job.check(cfg, report)
+    _check_output(job, cfg, report)
+    report.raise_if_any()
+    return job, cfg, source, report
+
+
+def _report_moved_keys(job: Job, source: YamlSource, report: Reporter) -> None:
+    """A config in an older layout: one error per moved key with its new spelling (then stop: the rest of the
+    file cannot be checked against today's layout)."""
+    found = False
+    for old, new in job.moved_keys.items():
+        node: Any = source.values
+        for part in old.split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node is not _ABSENT:
+            found = True
+            report(old, f"this key has moved: write it as `{new}` (every config has `job`, `output`, `run` and "
+                        f"one `{job.name}:` section with the job's keys)")
+    if found:
+        report.raise_if_any()
+
+
+_ABSENT = object()
+
+
+def _check_output(job: Job, cfg: Settings, report: Reporter) -> None:
+    output = cfg.output
+    if not output:
+        return
+    path = Path(output)
+    if path.exists() and not cfg.run.overwrite:
+        report("output", f"output file '{path}' already exists (set run.overwrite: true, "
+                               "or --set run.overwrite=true, to replace it)")
+    if path.is_dir():
+        report("output", f"'{path}' is a directory, not a file name")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not os.access(ancestor, os.W_OK):
+        report("output", f"cannot create the output: directory '{ancestor}' is not writable")
+
+
+def _peek_job_name(config_path: str, jobs: JobCatalog) -> str | None:
+    """The job named in a config, read cheaply (None when the file cannot tell yet; validation will say why)."""
+    try:
+        name = load_yaml_file(config_path).values.get("job")
+    except (ConfigError, AttributeError):
+        return None
+    return name if name in jobs.names() else None
+
+
+def prepare(config_path: str, overrides: list[str], comm: Comm, *, plan: bool,
+            jobs: JobCatalog) -> tuple[Prepared | None, int]:
+    """Validate (and plan) on rank 0, then share the outcome. Returns (prepared, exit code).
+
+    While rank 0 validates and plans, the other ranks import the job's heavy modules (``Job.warm_up``) and then
+    wait without spinning, so that they are ready to work as soon as the plan arrives.
+    """
+    name = comm.bcast(_peek_job_name(config_path, jobs) if comm.is_root else None)
+    if name is not None and comm.size > 1 and not comm.is_root:
+        _guarded(comm, "importing the job's modules", jobs.load(name)().warm_up)
+    outcome: tuple[str, Any] = ("ok", None)
+    if comm.is_root:
+        try:
+            job, cfg, source, report = load_config(config_path, overrides, comm.size, jobs=jobs)
+            the_plan = job.plan(cfg, report) if plan else None
+            report.raise_if_any()
+            outcome = ("ok", Prepared(job.name, cfg, the_plan, source.text, config_path))
+        except ConfigError as exc:
+            outcome = ("config", str(exc))
+        except Exception as exc:  # noqa: BLE001 - unexpected: end the job naming rank 0 and the stage
+            fatal(comm, exc, item="validation and planning")
+    comm.idle_barrier()
+    outcome = comm.bcast(outcome)
+    if outcome[0] == "config":
+        if comm.is_root:
+            logger.error(outcome[1])
+        return None, EXIT_CONFIG
+    return outcome[1], EXIT_OK
+
+
+@dataclass
+class RunMode:
+    """How this invocation relates to other runs of the same config."""
+
+    slice_k: int = 0
+    slice_n: int = 1
+    resume: bool = False
+    merge: bool = False
+    keep_parts: bool = False
+
+
+def execute(config_path: str, overrides: list[str], comm: Comm, *, argv: list[str], jobs: JobCatalog,
+            mode: RunMode | None = None) -> int:
+    """Run a job end to end (or one slice of it, or the merge of its slices); return the exit code.
+
+    Fatal errors never return: they abort every rank.
+    """
+    mode = mode or RunMode()
+    start_time, t0 = utc_now(), time.monotonic()
+    prepared, code = prepare(config_path, overrides, comm, plan=True, jobs=jobs)
+    if prepared is None:
+        return code
+    job = jobs.load(prepared.job_name)()
+    cfg, plan = prepared.cfg, prepared.plan
+    ctx = RunContext(comm=comm, cfg=cfg, plan=plan, config_path=config_path)
+    output = Path(cfg.output)
+    checkpointing = cfg.run.checkpoint or mode.resume or mode.slice_n > 1 or mode.merge
+
+    # Which items this run computes, and which come from checkpoints (rank 0 decides, everyone follows).
+    decision: tuple[str, Any] = ("ok", None)
+    if comm.is_root:
+        try:
+            decision = ("ok", _decide_items(job, cfg, plan, output, mode, checkpointing, ctx.log))
+        except (CheckpointMismatch, ConfigError) as exc:
+            decision = ("config", str(exc))
+        except Exception as exc:  # noqa: BLE001
+            fatal(comm, exc, item="reading the checkpoints")
+    decision = comm.bcast(decision)
+    if decision[0] == "config":
+        if comm.is_root:
+            logger.error(decision[1])
+        return EXIT_CONFIG
+    todo, stored = decision[1]  # stored: item index -> slice directory holding its result
+    ctx.todo = list(todo)
+    what = "merge of slices" if mode.merge else (f"slice {mode.slice_k}/{mode.slice_n}" if mode.slice_n > 1 else "run")
+    ctx.log(f"{job.name} {what}: {len(todo)} of {len(plan.items)} work item(s) to compute "
+            f"({sum(plan.items[i].size for i in todo):,} {plan.unit}), {len(stored)} from checkpoints, "
+            f"{comm.size} rank(s); output {output}")
+    if checkpointing and not mode.merge:
+        signals.install()
+    try:
+        return _run(job, ctx, prepared, mode, checkpointing, output, todo, stored, argv, start_time, t0)
+    finally:
+        signals.restore()
+
+
+def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpointing: bool, output: Path,
+         todo: list[int], stored: dict[int, Path], argv: list[str], start_time: str, t0: float) -> int:
+    """The run proper, from the job's setup to the output's final name (see ``execute``)."""
+    comm, cfg, plan, config_path = ctx.comm, ctx.cfg, ctx.plan, ctx.config_path
+    store = SliceStore.for_slice(output, mode.slice_k, mode.slice_n) if checkpointing and not mode.merge else None
+    _guarded(comm, "setup", lambda: job.setup(ctx))
+    t_work = time.monotonic()
+    progress = None
+    if comm.is_root:
+        progress = Progress(sum(plan.items[i].size for i in todo), plan.unit, mode=cfg.run.progress,
+                            interval=cfg.run.progress_interval, label=f"hpcfit {job.name}")
+    schedule = plan.schedule or cfg.run.schedule
+    results = run_items(comm, plan.items, lambda item: job.work(item, ctx), schedule=schedule,
+                        progress=progress, label=lambda item: f"work item {item.index} ({item.label})",
+                        todo=todo, on_done=store.save if store is not None else None)
+    stopped = comm.allreduce(signals.stop_requested.is_set(), op="lor")
+    if checkpointing and not mode.merge and not stopped:
+        signals.work_finished()
+    if progress:
+        progress.finish(stopped=stopped)
+    work_seconds = time.monotonic() - t_work
+
+    if stopped:
+        if comm.is_root:
+            done = len(store.completed()) if store else 0
+            logger.info(f"stopped by a signal; {done} completed item(s) are checkpointed in {store.directory}; "
+                        f"continue with: hpcfit run {config_path} --resume"
+                        + (f" --slice {mode.slice_k}/{mode.slice_n}" if mode.slice_n > 1 else ""))
+        return signals.EXIT_INTERRUPTED
+    if mode.slice_n > 1:
+        comm.barrier()
+        if comm.is_root:
+            store.mark_complete()
+            logger.info(f"slice {mode.slice_k}/{mode.slice_n} complete in "
+                        f"{format_duration(time.monotonic() - t0)}; when every slice is done: "
+                        f"hpcfit merge {config_path}")
+        return EXIT_OK
+
+    # Results computed in earlier runs or slices: each rank loads a balanced share, then writes as usual.
+    if stored:
+        mine = static_assignment({i: float(plan.items[i].cost) for i in stored}, comm.size)[comm.rank]
+        results.update(_guarded(comm, "loading checkpointed results",
+                                lambda: {i: load_item(stored[i], i) for i in mine}))
+    out = _guarded(comm, "opening the output file", lambda: OutputFile(output, comm, transfer=cfg.run.hdf5_transfer))
+    local = _guarded(comm, "writing the output", lambda: job.write(ctx, results, out) or {})
+    keys = sorted(set().union(*comm.allgather(list(local))))
+    totals = {key: comm.allreduce(int(local.get(key, 0))) for key in keys}
+    provenance = _guarded(comm, "provenance", lambda: run_provenance(
+        comm, job=job.name, config_text=prepared.config_text, config_path=config_path, argv=argv,
+        start_time=start_time))
+    provenance.update(end_time=utc_now(), work_seconds=round(work_seconds, 3),
+                      wall_seconds=round(time.monotonic() - t0, 3), output_mode=out.mode,
+                      items_from_checkpoints=len(stored), merged_slices=mode.merge)
+    _guarded(comm, "provenance", lambda: out.set_attrs("/", provenance))
+    final = _guarded(comm, "closing the output file", out.commit)
+    if comm.is_root:
+        if checkpointing and not mode.keep_parts:
+            shutil.rmtree(parts_directory(output), ignore_errors=True)
+        for line in job.summary(ctx, totals):
+            logger.info(line)
+        logger.info(f"wrote {final} in {format_duration(time.monotonic() - t0)} "
+                    f"({comm.size} rank(s), HDF5 mode '{out.mode}')")
+    return EXIT_OK
+
+
+def _decide_items(job: Job, cfg: Settings, plan: Plan, output: Path, mode: RunMode, checkpointing: bool,
+                  log: Callable[[str], None]) -> tuple[list[int], dict[int, Path]]:
+    """(items to compute now, {item: checkpoint directory}) for this run mode (rank 0)."""
+    n_items = len(plan.items)
+    print_id = fingerprint(job.name, cfg, plan.items)
+    if mode.merge:
+        return [], _merge_sources(output, n_items, print_id)
+    if mode.slice_n > 1 and mode.slice_n > n_items:
+        raise ConfigError([ConfigIssue("--slice", None, "", f"{mode.slice_n} slices for only {n_items} work "
+                                                            "item(s): use at most as many slices as items")])
+    mine = list(slice_items(n_items, mode.slice_k, mode.slice_n))
+    if not checkpointing:
+        return mine, {}
+    store = SliceStore.for_slice(output, mode.slice_k, mode.slice_n)
+    done = store.start(log, job=job.name, fingerprint_value=print_id, items=mine, resume=mode.resume)
+    if mode.resume:
+        log(f"resuming: {len(done)} of {len(mine)} item(s) already done in {store.directory}")
+    return [i for i in mine if i not in done], {i: store.directory for i in done}
+
+
+def _merge_sources(output: Path, n_items: int, print_id: str) -> dict[int, Path]:
+    """Check that every slice is present, complete and made with this config; map items to their slice."""
+    stores = find_slices(output)
+    problems: list[str] = []
+    counts = sorted({s.n for s in stores})
+    if not stores:
+        raise ConfigError([ConfigIssue("merge", None, "", f"no slices found in {parts_directory(output)}: run the "
+                                                          "slices first (hpcfit run CONFIG --slice K/N)")])
+    if len(counts) > 1:
+        raise ConfigError([ConfigIssue("merge", None, "", f"slices of different splits ({', '.join(map(str, counts))}"
+                                                          f") in {parts_directory(output)}: remove the stale ones")])
+    n = counts[0]
+    by_k = {s.k: s for s in stores}
+    sources: dict[int, Path] = {}
+    for k in range(n):
+        store = by_k.get(k)
+        expected = set(slice_items(n_items, k, n))
+        if store is None:
+            problems.append(f"slice {k}/{n} is missing ({parts_directory(output)}/slice-{k:03d}-of-{n:03d})")
+            continue
+        manifest = store.read_manifest()
+        if manifest.get("fingerprint") != print_id:
+            problems.append(f"slice {k}/{n} was computed with a different config or plan")
+            continue
+        done = store.completed() & expected
+        if not store.is_complete() or done != expected:
+            problems.append(f"slice {k}/{n} is incomplete: {len(done)} of {len(expected)} items done "
+                            f"(rerun it: hpcfit run CONFIG --slice {k}/{n} --resume)")
+            continue
+        sources.update({i: store.directory for i in expected})
+    if problems:
+        raise ConfigError([ConfigIssue("merge", None, "", p) for p in problems])
+    return sources
+
+
+def _guarded(comm: Comm, stage: str, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001
+        fatal(comm, exc, item=stage)
+
+
+__all__ = ["RUN_SECTION", "engine_schema", "RunMode", "execute", "prepare", "load_config", "incomplete_path"]

@@ -1,1 +1,0 @@
-"""Fitting: batched (vectorised) non-linear least squares and the adapter from astropy models to it."""

