@@ -33,8 +33,9 @@ import numpy as np
 
 from hpcfit.config.schema import (Any_, Bool, Choice, Field, Float, Int, ListOf, MapOf, OneOf, Optional, PathT, Record,
                              Section, Settings, Str)
-from hpcfit.io.h5out import OutputFile
 from hpcfit.engine.job import Job, Plan, Report, RunContext, WorkItem
+from hpcfit.io.h5out import OutputFile
+from hpcfit.sample.axes import LOG_PREFIX, is_log, linear_range, model_name, to_model
 
 _METHODS = ("uniform", "latin_hypercube", "sobol")
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20,
@@ -90,11 +91,6 @@ def parse_bytes(value: int | str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
 
 
-def model_name(param: str) -> str:
-    """The model parameter a sampled axis feeds: log_mass -> mass."""
-    return param[4:] if param.startswith("log_") else param
-
-
 class SampleJob(Job):
     name = "sample"
     title = ("Draw N parameter vectors from a prior hypercube, run a forward SED model through a filter set, and "
@@ -132,13 +128,11 @@ class SampleJob(Job):
             report("sample.sampling.batch_size", f"{s.batch_size} rows of ~{row_bytes} bytes exceed the memory budget "
                                           "or 1 GiB per batch: use a smaller batch_size")
         try:
-            filters = load_filter_set(s.filters)
+            load_filter_set(s.filters)
         except UnknownFilterError as exc:
             report("sample.sampling.filters", str(exc).split(" (allowed")[0], getattr(exc, "allowed", None))
-            filters = None
         except (OSError, ValueError) as exc:
             report("sample.sampling.filters", str(exc))
-            filters = None
         try:
             spec = load_model_spec(cfg.sample.model.name)
         except (ValueError, TypeError) as exc:
@@ -151,7 +145,7 @@ class SampleJob(Job):
             for name in names:
                 target = model_name(name)
                 if target not in spec.param_names:
-                    allowed = sorted(set(spec.param_names) | {f"log_{p}" for p in spec.param_names})
+                    allowed = sorted(set(spec.param_names) | {f"{LOG_PREFIX}{p}" for p in spec.param_names})
                     report(f"sample.{group}.{name}", f"unknown parameter for model '{cfg.sample.model.name}'", ", ".join(allowed))
                 elif target in seen:
                     report(f"sample.{group}.{name}", f"'{target}' is already given as {seen[target]}")
@@ -163,30 +157,32 @@ class SampleJob(Job):
                                   "or fixed_params)")
         for name, (low, high) in free.items():
             if model_name(name) in spec.param_names and low < high:
-                linear = (10.0 ** low, 10.0 ** high) if name.startswith("log_") else (low, high)
+                linear = linear_range(name, low, high)
                 for problem in spec.check_bounds({model_name(name): linear}):
                     report(f"sample.free_params.{name}", problem)
         for name, value in fixed.items():
             if model_name(name) in spec.param_names:
-                linear = 10.0 ** value if name.startswith("log_") else value
+                linear = to_model(name, value)
                 for problem in spec.check_bounds({model_name(name): (linear, linear)}):
                     report(f"sample.fixed_params.{name}", problem)
-        self._filters = filters
 
     def plan(self, cfg: Settings, report: Report) -> Plan:
+        from hpcfit.models.filters import load_filter_set
+
         s = cfg.sample.sampling
         names = list(cfg.sample.free_params)
         n, step = s.n_samples, s.batch_size
         items = [WorkItem(index=k, label=f"samples {a}-{min(a + step, n) - 1} of {n}", size=min(step, n - a),
                           cost=float(min(step, n - a)), data=(a, min(a + step, n)))
                  for k, a in enumerate(range(0, n, step))]
-        filters = getattr(self, "_filters", None)
+        # check() has loaded the filters without error, or plan() would not be called
+        filters = load_filter_set(s.filters)
         info = {
             "names": names,
             "low": [cfg.sample.free_params[p][0] for p in names],
             "high": [cfg.sample.free_params[p][1] for p in names],
-            "filter_names": list(filters.names) if filters is not None else [],
-            "wavelengths": [float(w) for w in filters.pivot_wavelengths] if filters is not None else [],
+            "filter_names": list(filters.names),
+            "wavelengths": [float(w) for w in filters.pivot_wavelengths],
             "memory_limit": parse_bytes(s.memory_limit),
         }
         return Plan(items, unit="samples", info=info, schedule="blocks")
@@ -206,15 +202,14 @@ class SampleJob(Job):
         # This rank's share of the items it computes, and therefore its band along the partition axis.
         sizes = {i: ctx.plan.items[i].size for i in ctx.todo}
         mine = block_assignment(sizes, ctx.comm.size)[ctx.comm.rank] if sizes else []
-        bounds = {model_name(p): _linear(p, lo, hi) for p, lo, hi in zip(names, info["low"], info["high"])}
+        bounds = {model_name(p): linear_range(p, lo, hi) for p, lo, hi in zip(names, info["low"], info["high"])}
         if mine and s.band_tables:
             first, last = ctx.plan.items[mine[0]].data[0], ctx.plan.items[mine[-1]].data[1]
             lo, hi = info["low"][partition], info["high"][partition]
             band = (lo + (hi - lo) * first / s.n_samples, lo + (hi - lo) * last / s.n_samples)
-            bounds[model_name(s.partition_by)] = _linear(s.partition_by, *band)
+            bounds[model_name(s.partition_by)] = linear_range(s.partition_by, *band)
         for p, value in (cfg.sample.fixed_params or {}).items():
-            v = 10.0 ** value if p.startswith("log_") else value
-            bounds[model_name(p)] = (v, v)
+            bounds[model_name(p)] = linear_range(p, value, value)
         spec = load_model_spec(cfg.sample.model.name)
         filters = load_filter_set(s.filters)
         ctx.state["model"] = spec.build(filters=filters, options=dict(cfg.sample.model.options or {}), bounds=bounds)
@@ -244,10 +239,9 @@ class SampleJob(Job):
         unit = np.empty_like(drawn)
         unit[:, order] = drawn
         theta = low + (high - low) * unit
-        params = {model_name(p): (10.0 ** theta[:, j] if p.startswith("log_") else theta[:, j])
-                  for j, p in enumerate(names)}
+        params = {model_name(p): to_model(p, theta[:, j]) for j, p in enumerate(names)}
         for p, value in (cfg.sample.fixed_params or {}).items():
-            params[model_name(p)] = np.full(stop - start, 10.0 ** value if p.startswith("log_") else value)
+            params[model_name(p)] = np.full(stop - start, to_model(p, value))
         y = np.asarray(ctx.state["model"](params))
         if y.shape != (stop - start, len(info["filter_names"])) or not np.all(np.isfinite(y)):
             raise ValueError(f"the model returned {y.shape} values (expected {(stop - start, len(info['filter_names']))})"
@@ -266,7 +260,7 @@ class SampleJob(Job):
         n, d, f = s.n_samples, len(info["names"]), len(info["filter_names"])
         dtype = np.dtype(s.dtype)
         axis_attrs = {"names": info["names"], "low": np.array(info["low"]), "high": np.array(info["high"]),
-                      "log10": np.array([p.startswith("log_") for p in info["names"]])}
+                      "log10": np.array([is_log(p) for p in info["names"]])}
         out.create_dataset("samples/theta", (n, d), dtype, attrs=axis_attrs)
         out.create_dataset("samples/normalised_theta", (n, d), dtype, attrs={"names": info["names"]})
         out.create_dataset("samples/simulated_y", (n, f), dtype,
@@ -366,10 +360,6 @@ class SampleJob(Job):
         from hpcfit.sample.demo import write_demo
 
         return write_demo(directory)
-
-
-def _linear(param: str, low: float, high: float) -> tuple[float, float]:
-    return (10.0 ** low, 10.0 ** high) if param.startswith("log_") else (low, high)
 
 
 def _positions(ctx: RunContext, index: np.ndarray) -> np.ndarray:
