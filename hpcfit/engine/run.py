@@ -165,6 +165,9 @@ def prepare(config_path: str, overrides: list[str], comm: Comm, *, plan: bool,
         try:
             job, cfg, source, report = load_config(config_path, overrides, comm.size, jobs=jobs)
             the_plan = job.plan(cfg, report) if plan else None
+            if the_plan is not None:
+                logger.debug(f"plan: {len(the_plan.items)} work item(s) of {the_plan.unit}; first: "
+                             + "; ".join(item.label for item in the_plan.items[:3]))
             report.raise_if_any()
             outcome = ("ok", Prepared(job.name, cfg, the_plan, source.text, config_path))
         except ConfigError as exc:
