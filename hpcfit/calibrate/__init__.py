@@ -1,4 +1,10 @@
-"""The MPI side of the ``calibrate`` job (the science kernels are in ``hpcfit.calibrate.kernels`` and never see MPI).
+"""The calibrate job: master bias/dark/flat from raw FITS frames, shared with every rank without copies, then every
+science frame calibrated in parallel (the eloy / ccdproc use case). The pixel kernels are in
+``hpcfit.calibrate.kernels`` and never see MPI.
+
+- ``job``: the config section (``calibrate:``) and the hooks check / plan / setup / work / write; the output
+  contract is in its docstring. ``masters`` and ``output`` are its collective stages (with ``job`` the only modules
+  of the job that see the communicator).
 
 - ``planning``: rank 0 turns the config and the frames' headers into a :class:`planning.CalibPlan` (groups to
   combine, ready master files, master sets, science batches, rejected frames) and reports config problems.

@@ -1,2 +1,13 @@
-"""Pieces of the gridfit job that are not MPI: the model grid (axes, parameter table, band fluxes of a slice), the
-per-chunk fit and the fold of partial results, the CIGALE-like results table, the plot, and the demo data."""
+"""The gridfit job: chi2 of every model of an SED grid (Draine & Li 2007 dust emission, modified blackbody) for
+every galaxy of a catalogue, best fits and likelihood-weighted estimates (CIGALE-like), on MPI.
+
+- ``job``: the config section (``gridfit:``) and the hooks check / plan / setup / work / write (the only module of
+  the job that sees the communicator); the output contract is in its docstring. ``config_types``: the value types
+  of that section (grid axes, bands).
+- ``plot``: one galaxy's SED with its best model and the parameters' likelihoods; ``demo``: the DustPedia (or
+  synthetic) demo config.
+- MPI-free science: ``catalog`` (read and check the photometry), ``grid`` (axes, parameter table, band fluxes of a
+  model slice), ``fit_block`` (one galaxy block x one model chunk), ``chi2`` (the matrix-product chi2 and scales),
+  ``reduce`` (best fit and likelihood-weighted moments, folded in a fixed order), ``results_table`` (the CIGALE-like
+  table), ``synthetic`` (catalogues drawn from the grid, top-hat filters).
+"""

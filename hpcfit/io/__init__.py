@@ -1,1 +1,1 @@
-"""Input and output: the run's HDF5 file, data cubes/images, catalogues."""
+"""The run's output: the HDF5 file every rank writes (``h5out``) and its summary (``inspect``)."""
