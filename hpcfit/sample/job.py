@@ -367,6 +367,18 @@ class SampleJob(Job):
 
         return write_demo(directory)
 
+    plot_options = {"max_points": "at most this many rows are read and drawn (default: 50000)"}
+
+    def plot(self, path: Path, output: Path | None, options: dict[str, str]) -> list[Path]:
+        from hpcfit.sample.plot import DEFAULT_MAX_POINTS, plot_sample
+
+        text = options.get("max_points", str(DEFAULT_MAX_POINTS))
+        try:
+            max_points = int(text)
+        except ValueError:
+            raise ValueError(f"--max-points '{text}': expected a whole number of rows") from None
+        return plot_sample(path, output, max_points=max_points)
+
 
 def _linear(param: str, low: float, high: float) -> tuple[float, float]:
     return (10.0 ** low, 10.0 ** high) if param.startswith("log_") else (low, high)
