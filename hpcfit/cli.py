@@ -318,6 +318,9 @@ def _plot(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         written = cls().plot(path, Path(args.output) if args.output else None, options)
+    except NotImplementedError as exc:  # a job without a figure (the base hook)
+        logger.error(f"cannot plot {path}: {exc}")
+        return EXIT_CONFIG
     except (ValueError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError's str() adds quotes
         logger.error(f"cannot plot {path}: {message}")

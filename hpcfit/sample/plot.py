@@ -107,7 +107,7 @@ def corner_figure(view: SampleView) -> Any:
             ax.set_xlim(xlim)
             ax.xaxis.set_major_locator(MaxNLocator(3, prune="both"))
             ax.yaxis.set_major_locator(MaxNLocator(3, prune="both"))
-            ax.tick_params(labelsize=7)
+            ax.tick_params(labelsize=8)
             if i == d - 1:
                 ax.set_xlabel(view.names[j], fontsize=9)
                 for label in ax.get_xticklabels():
