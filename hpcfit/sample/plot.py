@@ -120,8 +120,8 @@ def corner_figure(view: SampleView) -> Any:
                 ax.set_ylabel(view.names[i], fontsize=9)
             else:
                 ax.set_yticklabels([])
-    fig.suptitle(f"{view.name}: θ of {theta.shape[0]:,} of {view.n_rows:,} rows "
-                 "(diagonal: histograms; log_* axes in log10)", fontsize=10)
+    fig.suptitle(f"{view.name}: θ of {theta.shape[0]:,} of {view.n_rows:,} rows\n"
+                 "diagonal: histograms; log_* axes in log10", fontsize=10)
     return fig
 
 
@@ -151,7 +151,7 @@ def colour_figure(view: SampleView) -> Any | None:
     pairs = [(k, k + 1) for k in range(len(values) - 1)] or [(0, None)]
     cols = min(3, len(pairs))
     rows = -(-len(pairs) // cols)
-    fig = Figure(figsize=(4.4 * cols, 3.8 * rows + 0.4), layout="constrained")
+    fig = Figure(figsize=(max(4.4 * cols, 5.5), 3.8 * rows + 0.6), layout="constrained")
     FigureCanvasAgg(fig)
     for n, (a, b) in enumerate(pairs):
         ax = fig.add_subplot(rows, cols, n + 1)
@@ -173,8 +173,8 @@ def colour_figure(view: SampleView) -> Any | None:
             ax.set_ylabel(labels[b])
         dropped = int((~ok).sum())
         ax.set_title(f"{int(ok.sum()):,} rows" + (f" ({dropped:,} with a flux <= 0 left out)" if dropped else ""),
-                     fontsize=9)
-    fig.suptitle(f"{view.name}: colours of adjacent bands ({view.flux.shape[0]:,} of {view.n_rows:,} rows)",
+                     fontsize=8)
+    fig.suptitle(f"{view.name}: colours of adjacent bands\n({view.flux.shape[0]:,} of {view.n_rows:,} rows)",
                  fontsize=10)
     return fig
 
