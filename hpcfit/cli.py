@@ -108,13 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("file", help="HDF5 file written by hpcfit")
     insp.add_argument("--config", action="store_true", help="also print the config text stored in the file")
 
-    plot = verbs.add_parser("plot", parents=[talk], help="draw a figure from an output file",
-                            description="cubefit files: the parameter and status maps. gridfit files: the "
-                                        "observed SED of one galaxy with its best model and the likelihood of "
-                                        "each parameter (--galaxy).")
+    plot = verbs.add_parser("plot", parents=[talk], help="draw the figure(s) of an output file",
+                            description="Draw the figure of any hpcfit output file; the file's job draws it. "
+                                        "cubefit: the parameter and status maps. gridfit: the observed SED of one "
+                                        "galaxy with its best model and the likelihood of each parameter "
+                                        "(--galaxy). sample: a corner plot of theta (FILE_corner.png) and "
+                                        "colour-colour plots of the simulated photometry (FILE_colours.png), from "
+                                        "at most --max-points rows. calibrate: the master bias, dark and flat and "
+                                        "one science frame with its bad pixels in red (--frame).")
     plot.add_argument("file", help="HDF5 file written by hpcfit")
-    plot.add_argument("--output", "-o", help="PNG file to write (default: FILE with .png)")
+    plot.add_argument("--output", "-o", help="PNG file to write (default: FILE with .png; sample files write "
+                                             "<stem>_corner.png and <stem>_colours.png)")
+    # Each job accepts the options its Job.plot_options names; _plot refuses the others for its files.
     plot.add_argument("--galaxy", help="gridfit: the galaxy id, or its row number (default: the first row)")
+    plot.add_argument("--frame", help="calibrate: the science frame, by name or index (default: the first)")
+    plot.add_argument("--max-points", dest="max_points", metavar="N",
+                      help="sample: read and draw at most N rows, evenly spread over the file (default: 50000)")
 
     schema = verbs.add_parser("schema", parents=[talk], help="print the config keys of a job",
                               description="Print every config key of JOB with its type, default and meaning "
@@ -276,31 +285,48 @@ def _inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_PLOT_OPTIONS = ("galaxy", "frame", "max_points")
+
+
 def _plot(args: argparse.Namespace) -> int:
+    """Find the job of FILE from its ``job`` attribute and let that job draw it (``Job.plot``)."""
     import h5py
+
+    from hpcfit.registry import JOBS
 
     path = _existing_file(args.file)
     if path is None:
         return EXIT_CONFIG
-    with h5py.File(path, "r") as h5:
-        job = h5.attrs.get("job", "")
     try:
-        if job == "cubefit":
-            from hpcfit.cubefit.plot import plot_cubefit_maps
-
-            output = plot_cubefit_maps(path, Path(args.output) if args.output else path.with_suffix(".png"))
-        elif job == "gridfit":
-            from hpcfit.gridfit.plot import plot_galaxy
-
-            galaxy = args.galaxy if args.galaxy is not None else 0
-            output = plot_galaxy(path, galaxy, Path(args.output) if args.output else None)
-        else:
-            print(f"hpcfit: no plot for '{job or 'unknown'}' files yet (cubefit and gridfit have one)", file=sys.stderr)
-            return EXIT_CONFIG
-    except (ValueError, KeyError) as exc:
+        with h5py.File(path, "r") as h5:
+            job = h5.attrs.get("job", "")
+    except OSError:
+        logger.error(f"{path} is not an HDF5 file: cannot plot it")
+        return EXIT_CONFIG
+    job = job.decode() if isinstance(job, bytes) else str(job)
+    if job not in JOBS.names():
+        what = f"its job attribute '{job}' names no job of this installation" if job else "it has no job attribute"
+        logger.error(f"{path} is not an hpcfit output file ({what}; jobs: {', '.join(JOBS.names())})")
+        return EXIT_CONFIG
+    cls = JOBS.load(job)
+    options = {name: getattr(args, name) for name in _PLOT_OPTIONS if getattr(args, name) is not None}
+    foreign = [name for name in options if name not in cls.plot_options]
+    if foreign:
+        flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
+        accepted = ", ".join("--" + name.replace("_", "-") for name in cls.plot_options) or "none"
+        logger.error(f"{flags}: not an option for {job} files (their plot options: {accepted})")
+        return EXIT_CONFIG
+    try:
+        written = cls().plot(path, Path(args.output) if args.output else None, options)
+    except NotImplementedError as exc:  # a job without a figure (the base hook)
         logger.error(f"cannot plot {path}: {exc}")
         return EXIT_CONFIG
-    logger.info(f"wrote {output}")
+    except (ValueError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError's str() adds quotes
+        logger.error(f"cannot plot {path}: {message}")
+        return EXIT_CONFIG
+    for output in written:
+        logger.info(f"wrote {output}")
     return EXIT_OK
 
 

@@ -146,10 +146,11 @@ def test_the_cycle_finder_finds_cycles():
 @pytest.mark.parametrize("job", sorted(JOBS))
 def test_each_job_is_one_folder_with_the_same_shape(job):
     folder = PACKAGE / job
-    for module in ("__init__.py", "job.py", "demo.py"):
+    for module in ("__init__.py", "job.py", "demo.py", "plot.py"):
         assert (folder / module).is_file(), f"hpcfit/{job}/{module} is missing"
     source = (folder / "job.py").read_text()
     assert "JOB = " in source, f"hpcfit/{job}/job.py must define JOB, the job the registry loads"
+    assert "    def plot(" in source, f"hpcfit/{job}/job.py must implement the plot hook (hpcfit plot FILE)"
 
 
 def test_only_the_mpi_side_of_a_job_sees_the_communicator():

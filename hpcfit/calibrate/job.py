@@ -234,6 +234,13 @@ class CalibrateJob(Job):
 
         return write_demo(directory)
 
+    plot_options = {"frame": "the science frame to show: its name or index (default: the first)"}
+
+    def plot(self, path: Path, output: Path | None, options: dict[str, str]) -> list[Path]:
+        from hpcfit.calibrate.plot import plot_calibrate
+
+        return [plot_calibrate(path, output, frame=options.get("frame"))]
+
 
 def peak_rss_mb() -> float:
     """This process's peak resident set size (VmHWM) in MiB; 0 where /proc is not available."""

@@ -302,6 +302,11 @@ class CubefitJob(Job):
 
         return write_demo(directory)
 
+    def plot(self, path: Path, output: Path | None, options: dict[str, str]) -> list[Path]:
+        from hpcfit.cubefit.plot import plot_cubefit_maps
+
+        return [plot_cubefit_maps(path, output if output is not None else Path(path).with_suffix(".png"))]
+
 
 def _raise_report(path: Any, message: str, allowed: Any = None) -> None:
     raise ValueError(f"{path}: {message}")

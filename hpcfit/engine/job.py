@@ -104,6 +104,21 @@ class Job:
         """Write a ready demo config (and any data it needs) into ``directory``; return the config path."""
         raise NotImplementedError(f"no demo for the {self.name} job")
 
+    # Options of ``hpcfit plot`` this job understands (flag name without dashes -> help); the command line rejects
+    # the others for this job's files. Values reach ``plot`` as strings.
+    plot_options: ClassVar[dict[str, str]] = {}
+
+    def plot(self, path: Path, output: Path | None, options: dict[str, str]) -> list[Path]:
+        """Draw the figure(s) of one of this job's output files (``hpcfit plot FILE``); return the PNG paths.
+
+        Runs in one process, without MPI. ``output`` is the PNG asked for with ``-o`` (None: a name beside
+        ``path``); a job writing several figures derives their names from it. ``options`` holds the
+        ``plot_options`` given on the command line. Raise ValueError or KeyError for a file or option that cannot
+        be drawn (the command line prints the message and exits 2). Implementations import matplotlib lazily and
+        draw on ``matplotlib.figure.Figure`` with the Agg canvas, leaving the caller's pyplot backend alone.
+        """
+        raise NotImplementedError(f"no plot for the {self.name} job")
+
 
 class JobCatalog(Protocol):
     """What the engine is handed to find a job by name (``hpcfit.registry.JOBS``): it never imports a job."""

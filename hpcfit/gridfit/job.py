@@ -305,6 +305,13 @@ class GridfitJob(Job):
 
         return write_demo(directory)
 
+    plot_options = {"galaxy": "the galaxy id, or its row number (default: the first row)"}
+
+    def plot(self, path: Path, output: Path | None, options: dict[str, str]) -> list[Path]:
+        from hpcfit.gridfit.plot import galaxy_id, plot_galaxy
+
+        return [plot_galaxy(path, galaxy_id(path, options.get("galaxy")), output)]
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Planning helpers (rank 0 reports problems; setup re-runs them with a raising report)

@@ -36,6 +36,25 @@ def plot_galaxy(result: str | Path, galaxy: str | int, output: str | Path | None
     return output
 
 
+def galaxy_id(result: str | Path, galaxy: str | None) -> str:
+    """The id of the galaxy a command-line ``--galaxy`` names: an id of the file, else a row number; None: the first
+    row. (A text on the command line cannot say whether ``3`` is an id or a row: an id wins.)"""
+    with h5py.File(result, "r") as h5:
+        if "ids" not in h5:
+            raise ValueError(f"{result} has no /ids: not a gridfit output")
+        ids = h5["ids"][()]
+    text = [v.decode() if isinstance(v, bytes) else str(v) for v in ids]
+    if not text:
+        raise KeyError(f"{result} holds no galaxy")
+    if galaxy is None:
+        return text[0]
+    if galaxy in text or not galaxy.isdigit():
+        return galaxy  # an unknown id: plot_galaxy names the ids it has
+    if int(galaxy) >= len(text):
+        raise KeyError(f"galaxy '{galaxy}' is neither an id nor a row number (0..{len(text) - 1}) of {result}")
+    return text[int(galaxy)]
+
+
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 

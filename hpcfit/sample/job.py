@@ -361,6 +361,18 @@ class SampleJob(Job):
 
         return write_demo(directory)
 
+    plot_options = {"max_points": "at most this many rows are read and drawn (default: 50000)"}
+
+    def plot(self, path: Path, output: Path | None, options: dict[str, str]) -> list[Path]:
+        from hpcfit.sample.plot import DEFAULT_MAX_POINTS, plot_sample
+
+        text = options.get("max_points", str(DEFAULT_MAX_POINTS))
+        try:
+            max_points = int(text)
+        except ValueError:
+            raise ValueError(f"--max-points '{text}': expected a whole number of rows") from None
+        return plot_sample(path, output, max_points=max_points)
+
 
 def _positions(ctx: RunContext, index: np.ndarray) -> np.ndarray:
     permutation = ctx.state["permutation"]
