@@ -87,11 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     overrides(submit)
 
     val = verbs.add_parser("validate", parents=[talk], help="check a config file without running anything",
-                           description="Report every problem in CONFIG as FILE:LINE: key.path: message "
-                                       "(allowed: ...). Exit code 0 when valid, 2 otherwise.")
+                           description="Make every check `run` makes before work starts (keys, types, ranges, "
+                                       "units, input files and their contents: the work is planned) and report "
+                                       "every problem in CONFIG as FILE:LINE: key.path: message (allowed: ...). "
+                                       "Exit code 0 when valid, 2 otherwise.")
     val.add_argument("config", help="YAML config file")
     val.add_argument("--plan", action="store_true",
-                     help="also plan the work (opens the input files), and report the work items")
+                     help="also print the plan: the number of work items and their size")
     overrides(val)
 
     demo = verbs.add_parser("demo", parents=[talk], help="write a ready example config and run it",
@@ -218,13 +220,16 @@ def _run_mode(args: argparse.Namespace):
 
 
 def _validate(args: argparse.Namespace, comm) -> int:
+    """Every check ``run`` makes before work starts: the same rank-0 stages (config, job checks, and the plan,
+    which opens the input files), so that a config called valid here never fails ``run``'s validation.
+    ``--plan`` only adds the plan summary to the output."""
     from hpcfit.engine.run import prepare
     from hpcfit.registry import JOBS
 
-    prepared, code = prepare(args.config, args.overrides, comm, plan=args.plan, jobs=JOBS)
+    prepared, code = prepare(args.config, args.overrides, comm, plan=True, jobs=JOBS)
     if prepared is not None and comm.is_root:
         print(f"{args.config}: valid {prepared.job_name} configuration")
-        if prepared.plan is not None:
+        if args.plan and prepared.plan is not None:
             plan = prepared.plan
             total = sum(item.size for item in plan.items)
             print(f"plan: {len(plan.items)} work item(s), {total:,} {plan.unit}")

@@ -58,7 +58,7 @@ CASES = [
     ("unknown id column", ("id_column: id", "id_column: name"), r"cfg\.yaml:6: gridfit\.catalog\.id_column:",
      "column 'name': column not found"),
     ("flux unit that is not a flux density", ("error_column: box250_err", "error_column: box250_err\n      unit: K"),
-     r"cfg\.yaml:15: gridfit\.bands\.2\.unit:", "table gives unit 'mJy' but the configuration says 'K'"),
+     r"cfg\.yaml:15: gridfit\.bands\.2\.unit:", "'K' is a unit of temperature, not a flux density"),
     ("negative temperature", ("temperature: {linspace: [12, 40, 8]}", "temperature: [-5, 20]"),
      r"cfg\.yaml:18: gridfit\.grid\.modified_blackbody\.temperature:", "-5 K is not a temperature"),
     ("linspace without values", ("[12, 40, 8]", "[12, 40, 0]"),

@@ -78,10 +78,7 @@ def load_yaml_text(text: str, source: str) -> YamlSource:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigIssue(source, line, "", f"not valid YAML: {problem}")]) from exc
+        raise ConfigError([syntax_issue(exc, text, source)]) from exc
     if root is None:
         raise ConfigError([ConfigIssue(source, 1, "", "the file is empty")])
     if not isinstance(root, yaml.MappingNode):
@@ -92,6 +89,82 @@ def load_yaml_text(text: str, source: str) -> YamlSource:
     if issues:
         raise ConfigError(issues)
     return YamlSource(values=values, source=source, text=text, lines=lines)
+
+
+# What pyyaml's "while parsing/scanning ..." context means to a reader of the file: the construct that starts at the
+# context mark and was never finished.
+_UNCLOSED = {
+    "while parsing a flow sequence": "the flow sequence started here ('[') is never closed",
+    "while parsing a flow mapping": "the flow mapping started here ('{') is never closed",
+    "while scanning a quoted scalar": "the quoted string started here is never closed",
+}
+
+
+def syntax_issue(exc: yaml.YAMLError, text: str, source: str) -> ConfigIssue:
+    """One issue for a YAML syntax error: the line where the unfinished construct starts (pyyaml's context mark),
+    the line where the parser stopped (its problem mark), and the key on the first of them when it can be told."""
+    problem_mark = getattr(exc, "problem_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if problem_mark is None:
+        return ConfigIssue(source, None, "", f"not valid YAML: {problem}")
+    stop_line = problem_mark.line + 1
+    if "'\\t'" in problem:  # pyyaml spells the tab as '\t' in "found character '\t' that cannot start any token"
+        return ConfigIssue(source, stop_line, _key_at(text, stop_line, problem_mark.column),
+                           _tab_message(text, stop_line, problem_mark.column))
+    context = getattr(exc, "context", None)
+    if context_mark is None or context is None:
+        return ConfigIssue(source, stop_line, _key_at(text, stop_line, problem_mark.column),
+                           f"not valid YAML: {problem}")
+    start_line = context_mark.line + 1
+    started = _UNCLOSED.get(context, f"{context.removeprefix('while ')}, started here, is never finished")
+    stopped = f"the parser stopped at line {stop_line}" if stop_line != start_line else "the parser stopped"
+    return ConfigIssue(source, start_line, _key_at(text, start_line, context_mark.column),
+                       f"not valid YAML: {started}; {stopped}: {problem}")
+
+
+def _tab_message(text: str, line: int, column: int) -> str:
+    """Why a tab is refused, naming its column and whether it indents the line."""
+    content = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
+    indent = len(content) - len(content.lstrip(" \t"))
+    where = "indents this line" if column < indent else "separates the tokens of this line"
+    return (f"not valid YAML: a tab character (column {column + 1}) {where}; YAML allows only spaces for "
+            "indentation and between keys and values: replace the tab with spaces")
+
+
+def _key_at(text: str, line: int, column: int) -> str:
+    """The dotted key path of the entry on ``line`` of a file that does not parse, or "" when it cannot be told.
+
+    The lines before ``line`` parse (the parser got past them), so parse them plus ``line`` cut where the problem
+    starts (a tab in the indentation is taken as the indentation of a sibling or first child of the previous key)
+    and look for the key on it.
+    """
+    lines = text.splitlines()
+    if not 0 < line <= len(lines):
+        return ""
+    head, current = lines[:line - 1], lines[line - 1]
+    indent = len(current) - len(current.lstrip(" \t"))
+    if "\t" in current[:indent]:
+        previous = next((h for h in reversed(head) if h.strip() and not h.lstrip().startswith("#")), "")
+        # a sibling of the previous key, or its first child when that key opens a block
+        opens = previous.split(" #")[0].rstrip().endswith(":")
+        width = len(previous) - len(previous.lstrip(" ")) + (2 if opens else 0)
+        current = " " * width + current.lstrip(" \t")
+    else:
+        current = current[:column].rstrip()
+        if not current.endswith(":"):
+            return ""
+        current += " ~"  # the value that did not parse, replaced by null
+    try:
+        root = yaml.compose("\n".join(head + [current]), Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return ""
+    if root is None:
+        return ""
+    found: dict[KeyPath, int] = {}
+    _convert(root, (), found, [], "")
+    on_line = [path for path, at in found.items() if at == line]
+    return _dotted(max(on_line, key=len)) if on_line else ""
 
 
 def load_yaml_file(path: str | Path) -> YamlSource:

@@ -18,7 +18,12 @@ HDF5_SUFFIXES = (".h5", ".hdf5", ".he5")
 
 
 class ArraySourceError(ValueError):
-    """The array cannot be opened as specified (message says what to change)."""
+    """The array cannot be opened as specified (message says what to change); ``key`` is the setting at fault
+    (``path``, ``hdu`` or ``dataset``), so a config can point at the right line."""
+
+    def __init__(self, message: str, key: str = "path"):
+        super().__init__(message)
+        self.key = key
 
 
 def array_kind(path: str | Path) -> str:
@@ -49,7 +54,7 @@ def _fits_hdu(hdul: Any, hdu: Any, path: str) -> Any:
         return hdul[hdu]
     except (KeyError, IndexError):
         names = [f"{i}:{h.name}" for i, h in enumerate(hdul)]
-        raise ArraySourceError(f"'{path}' has no HDU {hdu!r} (available: {', '.join(names)})") from None
+        raise ArraySourceError(f"'{path}' has no HDU {hdu!r} (available: {', '.join(names)})", "hdu") from None
 
 
 def describe_array(path: str, *, hdu: Any = 0, dataset: str | None = None) -> ArrayInfo:
@@ -68,7 +73,7 @@ def describe_array(path: str, *, hdu: Any = 0, dataset: str | None = None) -> Ar
             raise ArraySourceError(f"'{path}' is not a readable FITS file: {exc}") from exc
         naxis = header.get("NAXIS", 0)
         if naxis == 0:
-            raise ArraySourceError(f"HDU {hdu!r} of '{path}' holds no image data")
+            raise ArraySourceError(f"HDU {hdu!r} of '{path}' holds no image data", "hdu")
         shape = tuple(int(header[f"NAXIS{i}"]) for i in range(naxis, 0, -1))
         bitpix = header.get("BITPIX")
         scaled = "BZERO" in header or "BSCALE" in header
@@ -81,12 +86,13 @@ def describe_array(path: str, *, hdu: Any = 0, dataset: str | None = None) -> Ar
         import h5py
 
         if not dataset:
-            raise ArraySourceError(f"'{path}' is an HDF5 file: say which dataset to read")
+            raise ArraySourceError(f"'{path}' is an HDF5 file: say which dataset to read", "dataset")
         with h5py.File(path, "r") as h5:
             if dataset not in h5 or not isinstance(h5[dataset], h5py.Dataset):
                 found: list[str] = []
                 h5.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) else None)
-                raise ArraySourceError(f"'{path}' has no dataset '{dataset}' (available: {', '.join(found[:20])})")
+                raise ArraySourceError(f"'{path}' has no dataset '{dataset}' (available: {', '.join(found[:20])})",
+                                       "dataset")
             d = h5[dataset]
             unit = d.attrs.get("unit", d.attrs.get("units"))
             if isinstance(unit, bytes):

@@ -149,13 +149,14 @@ class CubefitJob(Job):
             if key not in allowed:
                 report(f"cubefit.fit_info.{i}", f"'{key}' is not a numeric fit_info entry of {c.fitter['class']}",
                        ", ".join(allowed))
+        _check_unit_keys(c, report)
 
     def plan(self, cfg: Settings, report: Report) -> Plan:
         c = cfg.cubefit
         try:
             info = describe_array(c.data.path, hdu=c.data.hdu, dataset=c.data.dataset)
         except ArraySourceError as exc:
-            report("cubefit.data.path", str(exc))
+            report(f"cubefit.data.{exc.key}", str(exc))
             return Plan([])
         ndim = len(info.shape)
         axes = tuple(c.fitting_axes)
@@ -170,7 +171,7 @@ class CubefitJob(Job):
                 try:
                     other = describe_array(spec.path, hdu=spec.hdu, dataset=spec.dataset)
                 except ArraySourceError as exc:
-                    report(f"cubefit.{key}.path", str(exc))
+                    report(f"cubefit.{key}.{exc.key}", str(exc))
                     continue
                 if other.shape != info.shape:
                     report(f"cubefit.{key}.path", f"shape {other.shape} differs from the data's {info.shape}")
@@ -310,6 +311,26 @@ class CubefitJob(Job):
 
 def _raise_report(path: Any, message: str, allowed: Any = None) -> None:
     raise ValueError(f"{path}: {message}")
+
+
+def _check_unit_keys(c: Settings, report: Report) -> None:
+    """Every unit key must be a unit astropy parses (checked before any file is opened; whether a unit fits the
+    data or the WCS is the plan's business)."""
+    from hpcfit.config.units import check_unit
+
+    if c.data.unit:
+        check_unit(report, "cubefit.data.unit", c.data.unit)
+    for k, unit in enumerate(c.world.get("units") or []):
+        if unit:
+            check_unit(report, f"cubefit.world.units.{k}", unit)
+    model = c.model
+    parameter_maps = [("cubefit.model.parameters", model.get("parameters") or {})]
+    parameter_maps += [(f"cubefit.model.components.{i}.parameters", comp.get("parameters") or {})
+                       for i, comp in enumerate(model.get("components") or [])]
+    for prefix, parameters in parameter_maps:
+        for name, settings in parameters.items():
+            if settings.get("unit"):
+                check_unit(report, f"{prefix}.{name}.unit", settings["unit"])
 
 
 def _build_context(cfg: Settings, info: ArrayInfo, report: Report) -> tuple[Any, Any] | None:

@@ -17,8 +17,9 @@ Upper limits and missing values, per galaxy and band (``nsigma`` = ``upper_limit
 * anything else (no flux and no error, a flux without an error): missing, skipped for that galaxy.
 
 Errors must be positive wherever they are given (CIGALE's negative-error convention is not used). Problems raise
-:class:`CatalogError` carrying the column or option at fault and a message naming the rows; the config layer adds
-the YAML line with :meth:`CatalogError.with_location`.
+:class:`CatalogError` carrying the column or option at fault, a message naming the rows, and ``setting``: the
+argument of :func:`read_catalog` behind the problem as a key path (``("distance_unit",)``, ``("bands", 2, "unit")``),
+which is where a config that mirrors these arguments finds the key to point at.
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ DEFAULT_FLUX_UNIT = "mJy"
 _TRUE_STRINGS = {"1", "t", "true", "y", "yes"}
 
 
+Setting = tuple  # a key path into read_catalog's arguments: ("id_column",), ("bands", 2, "flux_column"), ...
+
+
 class CatalogError(ValueError):
-    """A catalogue problem: ``key`` is the column (``kind="column"``) or reader option (``kind="option"``) at fault."""
+    """A catalogue problem: ``key`` is the column (``kind="column"``) or reader option (``kind="option"``) at fault;
+    ``setting`` the argument of :func:`read_catalog` that named it (``()``: the table itself)."""
 
     def __init__(
         self,
@@ -48,12 +53,14 @@ class CatalogError(ValueError):
         path: str | None = None,
         kind: Literal["column", "option"] = "column",
         location: str | None = None,
+        setting: Setting = (),
     ):
         self.key = key
         self.message = message
         self.path = path
         self.kind = kind
         self.location = location
+        self.setting = tuple(setting)
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -68,7 +75,8 @@ class CatalogError(ValueError):
 
     def with_location(self, location: str) -> CatalogError:
         """The same error with a config location (e.g. ``"run.yaml line 12"``) added to the message."""
-        return CatalogError(self.key, self.message, path=self.path, kind=self.kind, location=location)
+        return CatalogError(self.key, self.message, path=self.path, kind=self.kind, location=location,
+                            setting=self.setting)
 
 
 @dataclass(frozen=True)
@@ -89,10 +97,11 @@ class BandSpec:
         unknown = sorted(set(spec) - set(allowed))
         if unknown:
             raise CatalogError(f"bands[{position}].{unknown[0]}", f"unknown key (allowed: {', '.join(allowed)})",
-                               kind="option")
+                               kind="option", setting=("bands", position, unknown[0]))
         for required in ("name", "flux_column", "error_column"):
             if not spec.get(required):
-                raise CatalogError(f"bands[{position}].{required}", "is required", kind="option")
+                raise CatalogError(f"bands[{position}].{required}", "is required", kind="option",
+                                   setting=("bands", position, required))
         return cls(**{k: (None if v is None else str(v)) for k, v in spec.items()})
 
 
@@ -136,7 +145,8 @@ class Catalog:
         try:
             return (1.0 * lum / area).to_value(u.mJy)
         except u.UnitConversionError as exc:
-            raise CatalogError("luminosity_unit", f"{lum} is not a luminosity density: {exc}", kind="option") from None
+            raise CatalogError("luminosity_unit", f"{lum} is not a luminosity density: {exc}", kind="option",
+                               setting=("luminosity_unit",)) from None
 
     def subset(self, index: slice | np.ndarray) -> Catalog:
         """The catalogue restricted to some rows (a galaxy block)."""
@@ -173,7 +183,8 @@ def read_catalog(
         )
     except CatalogError as exc:
         if exc.path is None and path is not None:
-            raise CatalogError(exc.key, exc.message, path=path, kind=exc.kind, location=exc.location) from None
+            raise CatalogError(exc.key, exc.message, path=path, kind=exc.kind, location=exc.location,
+                               setting=exc.setting) from None
         raise
 
 
@@ -184,7 +195,8 @@ def _read_table(path: str | Path, format: str | None) -> Table:
         return Table.read(path, format=format) if format else Table.read(path)
     except Exception as exc:  # astropy raises many types for unreadable/unknown formats
         hint = "" if format else " (pass format=, e.g. 'ascii.csv', 'ascii.ecsv', 'fits', 'votable')"
-        raise CatalogError(None, f"cannot read the table: {exc}{hint}", path=str(path)) from None
+        raise CatalogError(None, f"cannot read the table: {exc}{hint}", path=str(path),
+                           setting=("format",) if format else ()) from None
 
 
 class _Reader:
@@ -193,38 +205,42 @@ class _Reader:
     def __init__(self, table: Table, path: str | None, flux_unit: str, nsigma: float, negative_flux: str):
         self.table = table
         self.path = path
-        self.default_unit = self._unit(flux_unit, "flux_unit")
+        self.default_unit = self._unit(flux_unit, ("flux_unit",))
         if not nsigma > 0:
-            raise CatalogError("upper_limit_nsigma", f"must be > 0, got {nsigma}", kind="option")
+            raise CatalogError("upper_limit_nsigma", f"must be > 0, got {nsigma}", kind="option",
+                               setting=("upper_limit_nsigma",))
         if negative_flux not in ("upper_limit", "measurement"):
             raise CatalogError("negative_flux", f"must be 'upper_limit' or 'measurement', got {negative_flux!r}",
-                               kind="option")
+                               kind="option", setting=("negative_flux",))
         self.nsigma = float(nsigma)
         self.negative_is_limit = negative_flux == "upper_limit"
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _unit(text: str | u.UnitBase, key: str, column: str | None = None) -> u.UnitBase:
+    def _unit(text: str | u.UnitBase, setting: Setting) -> u.UnitBase:
+        """The unit named by the option ``setting`` (e.g. ("flux_unit",) or ("bands", 2, "unit"))."""
         try:
             unit = u.Unit(text)
         except ValueError as exc:
-            raise CatalogError(column or key, f"unknown unit {text!r}: {exc}",
-                               kind="column" if column else "option") from None
+            raise CatalogError(_option_name(setting), f"unknown unit {text!r}: {exc}", kind="option",
+                               setting=setting) from None
         return unit
 
-    def column(self, name: str):
+    def column(self, name: str, setting: Setting):
+        """The column ``name``, which the argument ``setting`` names (for the error when it is absent)."""
         if name not in self.table.colnames:
             close = difflib.get_close_matches(name, self.table.colnames, n=3)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise CatalogError(name, f"column not found{hint} (available columns: {', '.join(self.table.colnames)})")
+            raise CatalogError(name, f"column not found{hint} (available columns: {', '.join(self.table.colnames)})",
+                               setting=setting)
         return self.table[name]
 
-    def floats(self, name: str) -> np.ndarray:
+    def floats(self, name: str, setting: Setting) -> np.ndarray:
         """The column as float64 with masked entries as NaN."""
-        col = self.column(name)
+        col = self.column(name, setting)
         if col.dtype.kind not in "biuf":
-            raise CatalogError(name, f"is not numeric (dtype {col.dtype})")
+            raise CatalogError(name, f"is not numeric (dtype {col.dtype})", setting=setting)
         data = np.ma.asarray(col).astype(np.float64)
         return np.ma.filled(data, np.nan)
 
@@ -236,49 +252,57 @@ class _Reader:
         more = ", ..." if where.size > 5 else ""
         return f"{where.size} row{'s' if where.size != 1 else ''} ({label}: {', '.join(names)}{more})"
 
-    def column_unit(self, name: str) -> u.UnitBase | None:
-        unit = getattr(self.column(name), "unit", None)
+    def column_unit(self, name: str, setting: Setting) -> u.UnitBase | None:
+        unit = getattr(self.column(name, setting), "unit", None)
         return None if unit is None or unit == u.dimensionless_unscaled else u.Unit(unit)
 
-    def to_mjy(self, name: str, explicit: u.UnitBase | None, fallback: u.UnitBase) -> tuple[np.ndarray, u.UnitBase]:
-        """Column values in mJy and the unit they were read in."""
-        table_unit = self.column_unit(name)
-        if explicit is not None and table_unit is not None and not _same_unit(explicit, table_unit):
-            raise CatalogError(name, f"the table gives unit '{table_unit}' but the configuration says '{explicit}'")
-        unit = explicit or table_unit or fallback
+    def to_mjy(self, name: str, setting: Setting, explicit: tuple[u.UnitBase, Setting] | None,
+               fallback: tuple[u.UnitBase, Setting]) -> tuple[np.ndarray, tuple[u.UnitBase, Setting]]:
+        """Column values in mJy, and the unit they were read in with the setting that chose it (the column's own
+        unit: ``setting``)."""
+        table_unit = self.column_unit(name, setting)
+        if explicit is not None and table_unit is not None and not _same_unit(explicit[0], table_unit):
+            raise CatalogError(name, f"the table gives unit '{table_unit}' but the configuration says "
+                                     f"'{explicit[0]}'", setting=explicit[1])
+        unit, source = explicit or ((table_unit, setting) if table_unit is not None else fallback)
         try:
             factor = unit.to(u.mJy)
         except u.UnitConversionError:
-            raise CatalogError(name, f"unit '{unit}' is not a flux density (convertible to mJy)") from None
-        return self.floats(name) * factor, unit
+            raise CatalogError(name, f"unit '{unit}' is not a flux density (convertible to mJy)",
+                               setting=source) from None
+        return self.floats(name, setting) * factor, (unit, source)
 
     # -- the catalogue ------------------------------------------------------------------------------------------
 
     def read(self, bands, id_column, distance_column, redshift_column, cosmology, distance_unit) -> Catalog:
         specs = [b if isinstance(b, BandSpec) else BandSpec.from_mapping(b, i) for i, b in enumerate(bands)]
         if not specs:
-            raise CatalogError("bands", "at least one band is required", kind="option")
+            raise CatalogError("bands", "at least one band is required", kind="option", setting=("bands",))
         names = [b.name for b in specs]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise CatalogError("bands", f"duplicate band names: {', '.join(dup)}", kind="option")
+            second = next(j for j, n in enumerate(names) if names.index(n) != j)
+            raise CatalogError("bands", f"duplicate band names: {', '.join(dup)}", kind="option",
+                               setting=("bands", second, "name"))
 
         ids = self.ids(id_column)
         redshift = None
         if redshift_column is not None:
-            redshift = self.floats(redshift_column)
+            redshift = self.floats(redshift_column, ("redshift_column",))
             bad = ~(np.isfinite(redshift) & (redshift > 0))
             if bad.any():
-                raise CatalogError(redshift_column, f"redshift must be > 0: {self.rows_text(bad, ids)}")
+                raise CatalogError(redshift_column, f"redshift must be > 0: {self.rows_text(bad, ids)}",
+                                   setting=("redshift_column",))
         if distance_column is None and redshift_column is not None:
             distance = _luminosity_distance_mpc(redshift, cosmology)
-            dist_key = redshift_column
+            dist_key, dist_setting = redshift_column, ("redshift_column",)
         else:
-            dist_key = distance_column or "distance"
+            dist_key, dist_setting = distance_column or "distance", ("distance_column",)
             distance = self.distance(dist_key, distance_unit)
         bad = ~(np.isfinite(distance) & (distance > 0))
         if bad.any():
-            raise CatalogError(dist_key, f"distance must be > 0 and finite: {self.rows_text(bad, ids)}")
+            raise CatalogError(dist_key, f"distance must be > 0 and finite: {self.rows_text(bad, ids)}",
+                               setting=dist_setting)
 
         n_gal, n_band = len(self.table), len(specs)
         flux = np.full((n_gal, n_band), np.nan)
@@ -286,49 +310,59 @@ class _Reader:
         valid = np.zeros((n_gal, n_band), dtype=bool)
         upper = np.zeros((n_gal, n_band), dtype=bool)
         for j, spec in enumerate(specs):
-            flux[:, j], error[:, j], valid[:, j], upper[:, j] = self.band(spec, ids)
+            flux[:, j], error[:, j], valid[:, j], upper[:, j] = self.band(spec, j, ids)
         return Catalog(ids, distance, redshift, tuple(specs), flux, error, valid, upper, self.path)
 
     def ids(self, id_column: str) -> np.ndarray:
-        col = self.column(id_column)
+        col = self.column(id_column, ("id_column",))
         if np.ma.is_masked(np.ma.asarray(col)):
-            raise CatalogError(id_column, "has missing ids")
+            raise CatalogError(id_column, "has missing ids", setting=("id_column",))
         ids = np.asarray(col)
         uniq, counts = np.unique(ids, return_counts=True)
         if np.any(counts > 1):
             dups = uniq[counts > 1]
             shown = ", ".join(str(d) for d in dups[:5]) + (", ..." if dups.size > 5 else "")
-            raise CatalogError(id_column, f"duplicate ids: {shown}")
+            raise CatalogError(id_column, f"duplicate ids: {shown}", setting=("id_column",))
         return ids
 
     def distance(self, name: str, distance_unit: str) -> np.ndarray:
-        values = self.floats(name)
-        unit = self.column_unit(name) or self._unit(distance_unit, "distance_unit")
+        setting = ("distance_column",)
+        values = self.floats(name, setting)
+        unit = self.column_unit(name, setting)
+        if unit is None:  # the column has none: distance_unit says which
+            setting = ("distance_unit",)
+            unit = self._unit(distance_unit, setting)
         try:
             return values * unit.to(u.Mpc)
         except u.UnitConversionError:
-            raise CatalogError(name, f"unit '{unit}' is not a length") from None
+            raise CatalogError(name, f"unit '{unit}' is not a length", setting=setting) from None
 
-    def flags(self, name: str) -> np.ndarray:
-        col = self.column(name)
+    def flags(self, name: str, setting: Setting) -> np.ndarray:
+        col = self.column(name, setting)
         data = np.ma.asarray(col)
         if data.dtype.kind in "US":
             lowered = np.char.lower(np.char.strip(np.ma.filled(data, "").astype(str)))
             return np.isin(lowered, list(_TRUE_STRINGS))
         if data.dtype.kind not in "biuf":
-            raise CatalogError(name, f"upper-limit flags must be boolean, integer or text (dtype {data.dtype})")
+            raise CatalogError(name, f"upper-limit flags must be boolean, integer or text (dtype {data.dtype})",
+                               setting=setting)
         return np.ma.filled(data.astype(float), 0.0) != 0
 
-    def band(self, spec: BandSpec, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        explicit = self._unit(spec.unit, f"bands[{spec.name}].unit") if spec.unit else None
-        f, flux_unit = self.to_mjy(spec.flux_column, explicit, self.default_unit)
-        e, _ = self.to_mjy(spec.error_column, explicit, flux_unit)
+    def band(self, spec: BandSpec, j: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Band ``j``: (flux, error, valid, upper) in mJy (see the module docstring)."""
+        here = ("bands", j)
+        explicit = (self._unit(spec.unit, here + ("unit",)), here + ("unit",)) if spec.unit else None
+        f, flux_unit = self.to_mjy(spec.flux_column, here + ("flux_column",), explicit,
+                                   (self.default_unit, ("flux_unit",)))
+        e, _ = self.to_mjy(spec.error_column, here + ("error_column",), explicit, flux_unit)
         has_e = np.isfinite(e)
         bad = has_e & (e <= 0)
         if bad.any():
-            raise CatalogError(spec.error_column, f"errors must be positive: {self.rows_text(bad, ids)}")
+            raise CatalogError(spec.error_column, f"errors must be positive: {self.rows_text(bad, ids)}",
+                               setting=here + ("error_column",))
         has_f = np.isfinite(f)
-        flagged = self.flags(spec.upper_limit_column) if spec.upper_limit_column else np.zeros(f.shape, bool)
+        flagged = (self.flags(spec.upper_limit_column, here + ("upper_limit_column",)) if spec.upper_limit_column
+                   else np.zeros(f.shape, bool))
 
         # Flagged limits: at the flux if positive, else at nsigma x error.
         flag_at_flux = flagged & has_f & (f > 0)
@@ -344,6 +378,13 @@ class _Reader:
         flux = np.where(upper, limit, np.where(detected, f, np.nan))
         error = np.where(upper, sigma, np.where(detected, e, np.nan))
         return flux, error, upper | detected, upper
+
+
+def _option_name(setting: Setting) -> str:
+    """How an option's error names it: ``flux_unit``, ``bands[2].unit``."""
+    if setting and setting[0] == "bands" and len(setting) == 3:
+        return f"bands[{setting[1]}].{setting[2]}"
+    return ".".join(str(part) for part in setting)
 
 
 def _same_unit(a: u.UnitBase, b: u.UnitBase) -> bool:
@@ -362,7 +403,7 @@ def _luminosity_distance_mpc(redshift: np.ndarray, cosmology: Any) -> np.ndarray
         available = list(cosmo_mod.realizations.available)
         if cosmology not in available:
             raise CatalogError("cosmology", f"unknown cosmology {cosmology!r} (available: {', '.join(available)})",
-                               kind="option")
+                               kind="option", setting=("cosmology",))
         cosmo = getattr(cosmo_mod, cosmology)
     else:
         cosmo = cosmology

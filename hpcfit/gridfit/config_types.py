@@ -70,6 +70,10 @@ class Axis(Type):
             raise Invalid(f"num must be an integer from 1 to {MAX_AXIS_VALUES:,}, got {num!r}", None, (kind, 2))
         if kind == "geomspace" and not (start > 0 and stop > 0):
             raise Invalid("geomspace needs start > 0 and stop > 0", None, (kind,))
+        if num > 1 and not start < stop:
+            # a reversed (or empty) range is a slip of the pen: the grid would hold the same values, or one value
+            # num times over
+            raise Invalid(f"start ({start:g}) must be below stop ({stop:g})", "start < stop", (kind,))
         return [float(v) for v in getattr(np, kind)(float(start), float(stop), num)]
 
 

@@ -33,7 +33,6 @@ Output layout (a contract; ``hpcfit plot`` and docs/gridfit.md rely on it):
 from __future__ import annotations
 
 import difflib
-import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -162,6 +161,7 @@ class GridfitJob(Job):
                 close = difflib.get_close_matches(name, allowed, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 report(f"gridfit.fit.estimate.{i}", f"'{name}' cannot be estimated with grid.model {g.model}{hint}", allowed)
+        _check_units(cfg, report)
         if cfg.output and cfg.gridfit.fit.results_table != "none":
             table = results_path(cfg.output, cfg.gridfit.fit.results_table)
             if table.exists() and not cfg.run.overwrite:
@@ -322,6 +322,21 @@ def _raise_report(path: Any, message: str, allowed: Any = None) -> None:
     raise ValueError(f"{path}: {message}")
 
 
+def _check_units(cfg: Settings, report: Report) -> None:
+    """The unit keys, before any file is read: distances are lengths, fluxes flux densities, filter wavelengths
+    lengths (a unit the catalogue may not even need is still checked: the next catalogue may need it)."""
+    from hpcfit.config.units import check_unit
+
+    c = cfg.gridfit.catalog
+    check_unit(report, "gridfit.catalog.distance_unit", c.distance_unit, "length")
+    check_unit(report, "gridfit.catalog.flux_unit", c.flux_unit, "flux density")
+    for i, band in enumerate(cfg.gridfit.bands or []):
+        if band.unit is not None:
+            check_unit(report, f"gridfit.bands.{i}.unit", band.unit, "flux density")
+        if band.filter_file is not None:
+            check_unit(report, f"gridfit.bands.{i}.filter_wavelength_unit", band.filter_wavelength_unit, "length")
+
+
 def _read_catalog(cfg: Settings, report: Report) -> Any:
     from hpcfit.gridfit.catalog import BandSpec, CatalogError, read_catalog
 
@@ -334,38 +349,21 @@ def _read_catalog(cfg: Settings, report: Report) -> Any:
                             flux_unit=c.flux_unit, format=c.format, upper_limit_nsigma=c.upper_limit_nsigma,
                             negative_flux=c.negative_flux)
     except CatalogError as exc:
-        report(_catalog_key(cfg, exc), str(exc))
+        report(_catalog_key(exc), str(exc))
         return None
 
 
-_CATALOG_OPTIONS = ("flux_unit", "distance_unit", "upper_limit_nsigma", "negative_flux", "cosmology", "format")
-
-
-def _catalog_key(cfg: Settings, exc: Any) -> str:
-    """The config key behind a catalogue error: the column mapping that names the column, or the option."""
-    key = exc.key
-    if key is None:
+def _catalog_key(exc: Any) -> str:
+    """The config key behind a catalogue error: the reader's arguments mirror the config (catalogue options under
+    ``gridfit.catalog``, band settings under ``gridfit.bands``), so the setting it names is the key path."""
+    setting = exc.setting
+    if not setting:  # the table itself: not found or not readable
         return "gridfit.catalog.path"
-    if exc.kind == "option":
-        match = re.match(r"bands\[(.+?)\]\.(\w+)", key)
-        if match:
-            ref, field = match.groups()
-            names = [b.name for b in cfg.gridfit.bands]
-            index = int(ref) if ref.isdigit() else (names.index(ref) if ref in names else 0)
-            return f"gridfit.bands.{index}.{field}"
-        return f"gridfit.catalog.{key}" if key in _CATALOG_OPTIONS else "gridfit.bands" if key == "bands" else "gridfit.catalog.path"
-    for i, band in enumerate(cfg.gridfit.bands):
-        for field in ("flux_column", "error_column", "upper_limit_column"):
-            if band[field] == key:
-                # a unit conflict is the fault of the band's `unit` key when it has one
-                return f"gridfit.bands.{i}.unit" if band.unit and "unit" in exc.message else f"gridfit.bands.{i}.{field}"
-    c = cfg.gridfit.catalog
-    for field in ("id_column", "distance_column", "redshift_column"):
-        if c[field] == key:
-            return f"gridfit.catalog.{field}"
-    if c.distance_column is None and key == "distance":
-        return "gridfit.catalog.distance_column"
-    return "gridfit.catalog.path"
+    if setting[0] == "bands":
+        return "gridfit." + ".".join(str(part) for part in setting)
+    if setting[0] in SCHEMA.fields["gridfit"].fields["catalog"].fields:
+        return f"gridfit.catalog.{setting[0]}"
+    return "gridfit.catalog.path"  # a setting the config does not expose (e.g. the luminosity unit)
 
 
 def _load_filters(cfg: Settings, report: Report) -> Any:

