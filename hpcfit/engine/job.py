@@ -27,6 +27,12 @@ from hpcfit.runtime.log import logger
 Report = Callable[..., None]  # report(key_path, message, allowed=None)
 
 
+def raise_report(path: Any, message: str, allowed: Any = None) -> None:
+    """A ``Report`` that raises: for ``setup`` re-running a planning helper, where the plan already checked the
+    input, so a problem now (a file changed since planning) ends the job with the key and the message."""
+    raise ValueError(f"{path}: {message}")
+
+
 @dataclass
 class WorkItem:
     """One unit of scheduled work."""

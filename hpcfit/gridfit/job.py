@@ -47,7 +47,7 @@ from hpcfit.gridfit.config_types import BAND, Axis
 from hpcfit.gridfit.fit_block import SCALE_QUANTITIES
 from hpcfit.gridfit.grid import ALL_VALUES, MODELS, SINGLE_FIELD
 from hpcfit.io.h5out import OutputFile
-from hpcfit.engine.job import Job, Plan, Report, RunContext, WorkItem
+from hpcfit.engine.job import Job, Plan, Report, RunContext, WorkItem, raise_report
 
 CHUNK_TARGET = 64  # default number of model chunks (the most ranks a grid keeps busy without a config change)
 CHUNK_MIN, CHUNK_MAX = 256, 16384
@@ -208,8 +208,8 @@ class GridfitJob(Job):
         from hpcfit.gridfit.grid import BandProjector, GridSpec, spectral_model
 
         cfg = ctx.cfg
-        catalog = _read_catalog(cfg, _raise_report)
-        filters = _load_filters(cfg, _raise_report)
+        catalog = _read_catalog(cfg, raise_report)
+        filters = _load_filters(cfg, raise_report)
         spec = GridSpec.from_json(ctx.plan.info["spec"])
         model = spectral_model(spec, filters)
         estimate = tuple(cfg.gridfit.fit.estimate or (list(spec.names) + list(DEFAULT_SCALE_ESTIMATES)))
@@ -309,10 +309,6 @@ class GridfitJob(Job):
 # ----------------------------------------------------------------------------------------------------------------
 # Planning helpers (rank 0 reports problems; setup re-runs them with a raising report)
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _raise_report(path: Any, message: str, allowed: Any = None) -> None:
-    raise ValueError(f"{path}: {message}")
 
 
 def _read_catalog(cfg: Settings, report: Report) -> Any:
