@@ -230,9 +230,8 @@ def _validate(args: argparse.Namespace, comm) -> int:
     if prepared is not None and comm.is_root:
         print(f"{args.config}: valid {prepared.job_name} configuration")
         if args.plan and prepared.plan is not None:
-            plan = prepared.plan
-            total = sum(item.size for item in plan.items)
-            print(f"plan: {len(plan.items)} work item(s), {total:,} {plan.unit}")
+            for line in prepared.plan.describe():
+                print(f"plan: {line}")
     return code
 
 

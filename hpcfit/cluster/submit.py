@@ -40,7 +40,7 @@ def submit_main(args: argparse.Namespace) -> int:
     if prepared is None:
         return code
     output = Path(prepared.cfg.output).resolve()
-    n_items = len(prepared.plan.items)
+    n_items = len(prepared.plan.sliced_items())  # array tasks share out the last stage of a staged plan
     if args.array is not None:
         if args.array > n_items:
             return _refuse(f"--array {args.array}: the plan has only {n_items} work item(s); use at most "

@@ -27,7 +27,7 @@ from hpcfit.config.schema import (Bool, Choice, Field, Float, Int, ListOf, MapOf
 from hpcfit.cubefit.arrays import ArrayInfo, ArraySource, ArraySourceError, describe_array
 from hpcfit.cubefit.boxes import flat_range_boxes
 from hpcfit.io.h5out import OutputFile
-from hpcfit.engine.job import Job, Plan, Report, RunContext, WorkItem
+from hpcfit.engine.job import Job, Plan, Report, RunContext, WorkItem, raise_report
 
 _ARRAY_FIELDS = {
     "path": Field(PathT(exists=True), doc="FITS, HDF5 or .npy file"),
@@ -198,7 +198,7 @@ class CubefitJob(Job):
 
         c = ctx.cfg.cubefit
         info = describe_array(c.data.path, hdu=c.data.hdu, dataset=c.data.dataset)
-        world, built = _build_context(ctx.cfg, info, _raise_report)
+        world, built = _build_context(ctx.cfg, info, raise_report)
         ctx.state["world"] = world
         ctx.state["data"] = ArraySource(c.data.path, hdu=c.data.hdu, dataset=c.data.dataset)
         for key in ("weights", "mask"):
@@ -307,10 +307,6 @@ class CubefitJob(Job):
         from hpcfit.cubefit.plot import plot_cubefit_maps
 
         return [plot_cubefit_maps(path, output if output is not None else Path(path).with_suffix(".png"))]
-
-
-def _raise_report(path: Any, message: str, allowed: Any = None) -> None:
-    raise ValueError(f"{path}: {message}")
 
 
 def _check_unit_keys(c: Settings, report: Report) -> None:

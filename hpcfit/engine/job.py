@@ -11,6 +11,13 @@ The engine (``hpcfit.engine.run``) drives every job the same way::
 * ``setup`` runs on every rank (collectively) before any item: open data, build the forward model.
 * ``work`` runs once per item on whichever rank receives it and must not communicate.
 * ``write`` runs on every rank (collectively) with that rank's results and the open ``OutputFile``.
+
+A job whose heavy collective stage depends on earlier results plans it as scheduled work too: ``Plan.staged``
+takes a sequence of ``Stage``s (each a list of items, its progress unit and schedule). The engine runs the stages
+in order, each with its own progress line and per-item checkpoints, and calls the collective ``between(ctx,
+stage, results)`` on every rank after a stage whose results a later stage needs (e.g. to share the model fluxes
+the first stage built). Item indices run on across stages, so checkpoints, ``--resume``, ``--slice`` and the
+fingerprint see one list of items. A plain ``Plan(items)`` is a plan of one stage.
 """
 
 from __future__ import annotations
@@ -27,6 +34,12 @@ from hpcfit.runtime.log import logger
 Report = Callable[..., None]  # report(key_path, message, allowed=None)
 
 
+def raise_report(path: Any, message: str, allowed: Any = None) -> None:
+    """A ``Report`` that raises: for ``setup`` re-running a planning helper, where the plan already checked the
+    input, so a problem now (a file changed since planning) ends the job with the key and the message."""
+    raise ValueError(f"{path}: {message}")
+
+
 @dataclass
 class WorkItem:
     """One unit of scheduled work."""
@@ -36,17 +49,64 @@ class WorkItem:
     size: int = 1         # its weight in progress units (fits, samples, frames)
     cost: float = 1.0     # relative cost estimate: the scheduler hands out costly items first
     data: Any = None      # small picklable payload
+    stage: int = 0        # the stage the item belongs to (set by Plan.staged)
+
+
+@dataclass
+class Stage:
+    """One stage of a plan: items scheduled over the ranks after every item of the previous stage is done."""
+
+    name: str                     # names the stage in progress and log lines, e.g. "chi2"
+    items: list[WorkItem]
+    unit: str = "items"           # progress unit of its items' ``size``
+    schedule: str | None = None   # as ``Plan.schedule``, for this stage's items
 
 
 @dataclass
 class Plan:
-    """What rank 0 decided: the items, the progress unit, and what every rank needs to know."""
+    """What rank 0 decided: the items, the progress unit, and what every rank needs to know.
+
+    ``items`` is every item of every stage, item ``i`` at position ``i``. ``stages`` is empty for a plan of one
+    stage (today's plans); build a staged plan with :meth:`Plan.staged`.
+
+    Slices (``--slice K/N``) split the *last* stage only: every slice also runs every earlier stage in full (and
+    checkpoints it in its own directory), because the last stage needs their results and a slice must not depend
+    on another. Earlier stages are therefore meant to be cheap next to the last one (gridfit: building the model
+    grid versus the chi2 of every galaxy and model); the merge takes their results from the first slice.
+    """
 
     items: list[WorkItem]
     unit: str = "items"
     info: dict[str, Any] = field(default_factory=dict)
     schedule: str | None = None  # force "dynamic", "static" or "blocks" (contiguous runs of items per rank);
     # None: the config's run.schedule
+    stages: list[Stage] = field(default_factory=list)
+
+    @classmethod
+    def staged(cls, stages: list[Stage], info: dict[str, Any] | None = None) -> "Plan":
+        """A plan run stage after stage; items are renumbered so that indices run on across the stages."""
+        items: list[WorkItem] = []
+        for s, stage in enumerate(stages):
+            for item in stage.items:
+                item.index, item.stage = len(items), s
+                items.append(item)
+        last = stages[-1] if stages else Stage("work", [])
+        return cls(items, unit=last.unit, info=dict(info or {}), schedule=last.schedule, stages=list(stages))
+
+    def stage_list(self) -> list[Stage]:
+        """The stages to run, in order (one stage holding every item for a plain plan)."""
+        return self.stages or [Stage("work", self.items, self.unit, self.schedule)]
+
+    def sliced_items(self) -> list[WorkItem]:
+        """The items that ``--slice`` shares out (the last stage's): at most this many slices."""
+        return self.stage_list()[-1].items
+
+    def describe(self) -> list[str]:
+        """One line per stage: items and total size in the stage's unit."""
+        stages = self.stage_list()
+        return [(f"stage {s + 1}/{len(stages)} {st.name}: " if len(stages) > 1 else "")
+                + f"{len(st.items)} work item(s), {sum(i.size for i in st.items):,} {st.unit}"
+                for s, st in enumerate(stages)]
 
 
 @dataclass
@@ -91,6 +151,13 @@ class Job:
 
     def work(self, item: WorkItem, ctx: RunContext) -> Any:
         raise NotImplementedError
+
+    def between(self, ctx: RunContext, stage: int, results: dict[int, Any]) -> None:
+        """After stage ``stage`` of a staged plan, before the next (every rank, collective): e.g. share what the
+        next stage's items need. ``results`` holds this rank's results of the stages so far, those of earlier runs
+        included (loaded from checkpoints, a balanced share per rank). Not called when no later item is computed
+        in this run (a merge, or a resume with only this stage's items missing): ``write`` must work from
+        ``results`` alone."""
 
     def write(self, ctx: RunContext, results: dict[int, Any], out: OutputFile) -> dict[str, int]:
         """Write this rank's results (collective); return local counters the engine sums for the summary."""

@@ -2,7 +2,8 @@
 
     rank 0:  read YAML -> validate (engine + job keys) -> job.check -> job.plan      (ConfigError -> exit 2)
     bcast :  validated config + plan
-    all   :  job.setup -> run work items (dynamic or static schedule) -> job.write into one HDF5 file
+    all   :  job.setup -> run work items (dynamic or static schedule; stage after stage, with job.between in
+             between, for a staged plan) -> job.write into one HDF5 file
     rank 0:  provenance, rename the file to its final name, summary
 
 Any unexpected exception on any rank ends the job through ``errors.fatal`` (message with rank and item, then
@@ -22,7 +23,7 @@ from typing import Any, Callable
 from hpcfit.config.schema import Bool, Choice, Field, Float, PathT, Reporter, Section, Settings, validate
 from hpcfit.config.yamlsource import YamlSource, load_yaml_file
 from hpcfit.io.h5out import OutputFile, incomplete_path
-from hpcfit.engine.job import Job, JobCatalog, Plan, RunContext
+from hpcfit.engine.job import Job, JobCatalog, Plan, RunContext, Stage
 from hpcfit.runtime.comm import Comm
 from hpcfit.config.errors import ConfigError, ConfigIssue
 from hpcfit.runtime.errors import EXIT_CONFIG, EXIT_OK, fatal
@@ -228,9 +229,15 @@ def execute(config_path: str, overrides: list[str], comm: Comm, *, argv: list[st
     todo, stored = decision[1]  # stored: item index -> slice directory holding its result
     ctx.todo = list(todo)
     what = "merge of slices" if mode.merge else (f"slice {mode.slice_k}/{mode.slice_n}" if mode.slice_n > 1 else "run")
-    ctx.log(f"{job.name} {what}: {len(todo)} of {len(plan.items)} work item(s) to compute "
-            f"({sum(plan.items[i].size for i in todo):,} {plan.unit}), {len(stored)} from checkpoints, "
-            f"{comm.size} rank(s); output {output}")
+    ctx.log(f"{job.name} {what}: {len(todo)} of {len(plan.items)} work item(s) to compute"
+            + (f" ({sum(plan.items[i].size for i in todo):,} {plan.unit})" if not plan.stages else "")
+            + f", {len(stored)} from checkpoints, {comm.size} rank(s); output {output}")
+    if plan.stages:
+        todo_set = set(todo)
+        for s, stage in enumerate(plan.stages):
+            mine = [item.index for item in stage.items if item.index in todo_set]
+            ctx.log(f"  stage {s + 1}/{len(plan.stages)} {stage.name}: {len(mine)} of {len(stage.items)} item(s) "
+                    f"to compute ({sum(plan.items[i].size for i in mine):,} {stage.unit})")
     if checkpointing and not mode.merge:
         signals.install()
     try:
@@ -246,19 +253,26 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
     store = SliceStore.for_slice(output, mode.slice_k, mode.slice_n) if checkpointing and not mode.merge else None
     _guarded(comm, "setup", lambda: job.setup(ctx))
     t_work = time.monotonic()
-    progress = None
-    if comm.is_root:
-        progress = Progress(sum(plan.items[i].size for i in todo), plan.unit, mode=cfg.run.progress,
-                            interval=cfg.run.progress_interval, label=f"hpcfit {job.name}")
-    schedule = plan.schedule or cfg.run.schedule
-    results = run_items(comm, plan.items, lambda item: job.work(item, ctx), schedule=schedule,
-                        progress=progress, label=lambda item: f"work item {item.index} ({item.label})",
-                        todo=todo, on_done=store.save if store is not None else None)
-    stopped = comm.allreduce(signals.stop_requested.is_set(), op="lor")
+    stages = plan.stage_list()
+    todo_set = set(todo)
+    loaded: set[int] = set()  # stored items already loaded into ``results``
+    results: dict[int, Any] = {}
+    stopped = False
+    for s, stage in enumerate(stages):
+        stage_todo = [item.index for item in stage.items if item.index in todo_set]
+        if s > 0 and any(item.index in todo_set for later in stages[s:] for item in later.items):
+            # The earlier stages' results are complete (computed now, or loaded from checkpoints) before the hook.
+            _load_stored(comm, plan, {i: d for i, d in stored.items() if plan.items[i].stage < s}, loaded, results)
+            _guarded(comm, f"between stages {stages[s - 1].name} and {stage.name}",
+                     lambda: job.between(ctx, s - 1, results))
+        if not stage_todo:
+            continue
+        results.update(_run_stage(job, ctx, stage, s, len(stages), stage_todo, store))
+        stopped = comm.allreduce(signals.stop_requested.is_set(), op="lor")
+        if stopped:
+            break
     if checkpointing and not mode.merge and not stopped:
         signals.work_finished()
-    if progress:
-        progress.finish(stopped=stopped)
     work_seconds = time.monotonic() - t_work
 
     if stopped:
@@ -278,10 +292,7 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
         return EXIT_OK
 
     # Results computed in earlier runs or slices: each rank loads a balanced share, then writes as usual.
-    if stored:
-        mine = static_assignment({i: float(plan.items[i].cost) for i in stored}, comm.size)[comm.rank]
-        results.update(_guarded(comm, "loading checkpointed results",
-                                lambda: {i: load_item(stored[i], i) for i in mine}))
+    _load_stored(comm, plan, stored, loaded, results)
     out = _guarded(comm, "opening the output file", lambda: OutputFile(output, comm, transfer=cfg.run.hdf5_transfer))
     local = _guarded(comm, "writing the output", lambda: job.write(ctx, results, out) or {})
     keys = sorted(set().union(*comm.allgather(list(local))))
@@ -304,17 +315,52 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
     return EXIT_OK
 
 
+def _run_stage(job: Job, ctx: RunContext, stage: Stage, s: int, n_stages: int, todo: list[int],
+               store: SliceStore | None) -> dict[int, Any]:
+    """Schedule one stage's items over the ranks, with its own progress line; return this rank's results."""
+    comm, cfg, plan = ctx.comm, ctx.cfg, ctx.plan
+    progress = None
+    if comm.is_root:
+        name = f"hpcfit {job.name}" + (f" {stage.name}" if n_stages > 1 else "")
+        progress = Progress(sum(plan.items[i].size for i in todo), stage.unit, mode=cfg.run.progress,
+                            interval=cfg.run.progress_interval, label=name)
+    results = run_items(comm, plan.items, lambda item: job.work(item, ctx), schedule=stage.schedule or cfg.run.schedule,
+                        progress=progress, label=lambda item: f"work item {item.index} ({item.label})",
+                        todo=todo, on_done=store.save if store is not None else None)
+    if progress:
+        progress.finish(stopped=signals.stop_requested.is_set())
+    return results
+
+
+def _load_stored(comm: Comm, plan: Plan, stored: dict[int, Path], loaded: set[int], results: dict[int, Any]) -> None:
+    """Load the checkpointed results of ``stored`` not loaded yet: a balanced share per rank, into ``results``."""
+    wanted = {i: d for i, d in stored.items() if i not in loaded}
+    if not wanted:
+        return
+    mine = static_assignment({i: float(plan.items[i].cost) for i in wanted}, comm.size)[comm.rank]
+    results.update(_guarded(comm, "loading checkpointed results",
+                            lambda: {i: load_item(wanted[i], i) for i in mine}))
+    loaded.update(wanted)
+
+
+def slice_of(plan: Plan, k: int, n: int) -> list[int]:
+    """Item indices of slice k of n: every item of the earlier stages, and a contiguous share of the last's."""
+    last = plan.sliced_items()
+    first = last[0].index if last else len(plan.items)
+    return list(range(first)) + [first + i for i in slice_items(len(last), k, n)]
+
+
 def _decide_items(job: Job, cfg: Settings, plan: Plan, output: Path, mode: RunMode, checkpointing: bool,
                   log: Callable[[str], None]) -> tuple[list[int], dict[int, Path]]:
     """(items to compute now, {item: checkpoint directory}) for this run mode (rank 0)."""
-    n_items = len(plan.items)
-    print_id = fingerprint(job.name, cfg, plan.items)
+    n_sliced = len(plan.sliced_items())
+    print_id = fingerprint(job.name, cfg, plan.items, stages=[len(st.items) for st in plan.stages])
     if mode.merge:
-        return [], _merge_sources(output, n_items, print_id)
-    if mode.slice_n > 1 and mode.slice_n > n_items:
-        raise ConfigError([ConfigIssue("--slice", None, "", f"{mode.slice_n} slices for only {n_items} work "
+        return [], _merge_sources(output, plan, print_id)
+    if mode.slice_n > 1 and mode.slice_n > n_sliced:
+        raise ConfigError([ConfigIssue("--slice", None, "", f"{mode.slice_n} slices for only {n_sliced} work "
                                                             "item(s): use at most as many slices as items")])
-    mine = list(slice_items(n_items, mode.slice_k, mode.slice_n))
+    mine = slice_of(plan, mode.slice_k, mode.slice_n)
     if not checkpointing:
         return mine, {}
     store = SliceStore.for_slice(output, mode.slice_k, mode.slice_n)
@@ -324,8 +370,9 @@ def _decide_items(job: Job, cfg: Settings, plan: Plan, output: Path, mode: RunMo
     return [i for i in mine if i not in done], {i: store.directory for i in done}
 
 
-def _merge_sources(output: Path, n_items: int, print_id: str) -> dict[int, Path]:
-    """Check that every slice is present, complete and made with this config; map items to their slice."""
+def _merge_sources(output: Path, plan: Plan, print_id: str) -> dict[int, Path]:
+    """Check that every slice is present, complete and made with this config; map items to their slice (items
+    of earlier stages, which every slice computes, to the first slice)."""
     stores = find_slices(output)
     problems: list[str] = []
     counts = sorted({s.n for s in stores})
@@ -340,7 +387,7 @@ def _merge_sources(output: Path, n_items: int, print_id: str) -> dict[int, Path]
     sources: dict[int, Path] = {}
     for k in range(n):
         store = by_k.get(k)
-        expected = set(slice_items(n_items, k, n))
+        expected = set(slice_of(plan, k, n))
         if store is None:
             problems.append(f"slice {k}/{n} is missing ({parts_directory(output)}/slice-{k:03d}-of-{n:03d})")
             continue
@@ -353,7 +400,8 @@ def _merge_sources(output: Path, n_items: int, print_id: str) -> dict[int, Path]
             problems.append(f"slice {k}/{n} is incomplete: {len(done)} of {len(expected)} items done "
                             f"(rerun it: hpcfit run CONFIG --slice {k}/{n} --resume)")
             continue
-        sources.update({i: store.directory for i in expected})
+        for i in sorted(expected):
+            sources.setdefault(i, store.directory)
     if problems:
         raise ConfigError([ConfigIssue("merge", None, "", p) for p in problems])
     return sources

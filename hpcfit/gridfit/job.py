@@ -4,16 +4,19 @@ Plan (rank 0): read and validate the catalogue, the filters and the grid axes (a
 no model. The grid is cut into contiguous *chunks* of models and the catalogue into *blocks* of galaxies, both
 fixed here from the grid size and ``fit.block_memory_mb`` -- never from the number of ranks.
 
-Work (static schedule, one item per chunk): the rank that receives a chunk builds its models' spectra and band
-fluxes (per M_sun of dust). Nothing large is broadcast: a rank only ever holds its own chunks' band fluxes.
+The plan has two stages (``Plan.staged``), both scheduled, shown in progress and checkpointed by the engine:
 
-Write (all ranks, collective): each rank writes its chunks' rows of /grid; then block by block, each rank computes
-chi2 and the best scale of every (galaxy, model) pair of its chunks (two GEMMs per tile), reduces them to a best
-fit (MINLOC) and likelihood-weighted moments (log-sum-exp) per chunk, and with ``chi2: full`` writes its chi2
-columns of the block at once (so the chi2 array is never held whole, nor computed twice). Rank 0 gathers the
-chunks' partials of the block and folds them in chunk order: the result is bit-identical for any rank count.
-The chi2 stage lives in ``write`` because a full chi2 array must be written collectively as it is computed, and
-the engine allows communication only there.
+* *grid* (static schedule, one item per chunk): the rank that receives a chunk builds its models' spectra and
+  band fluxes (per M_sun of dust). ``between`` then shares every chunk with every rank (an allgather of
+  n_models x (bands + params + 1) doubles), since any rank may get any chi2 item.
+* *chi2* (the config's schedule, one item per galaxy block x model chunk, ``chi2_stage``): chi2 and the best scale
+  of every pair (two GEMMs per tile), reduced on the spot to the chunk's best fit (MINLOC) and likelihood-weighted
+  moments (log-sum-exp) for the block; with ``chi2: full`` the item also keeps its chi2 columns.
+
+Write (all ranks, collective): each rank writes the /grid rows of its grid items; then block by block, each rank
+writes its chi2 columns of the block (``chi2: full``) and rank 0 gathers the block's partials and folds them in
+chunk order: the result is bit-identical for any rank count, schedule, resume or slicing. With ``--slice`` every
+slice builds the whole grid (the cheap stage) and computes its share of the chi2 items.
 
 Output layout (a contract; ``hpcfit plot`` and docs/gridfit.md rely on it):
   /ids, /distance_mpc               catalogue ids (UTF-8 bytes or integers) and distances (Mpc)
@@ -46,8 +49,9 @@ from hpcfit.gridfit.config_types import BAND, Axis
 from hpcfit.gridfit.fit_block import SCALE_QUANTITIES
 from hpcfit.gridfit.grid import ALL_VALUES, MODELS, SINGLE_FIELD
 from hpcfit.io.h5out import OutputFile
-from hpcfit.engine.job import Job, Plan, Report, RunContext, WorkItem
+from hpcfit.engine.job import Job, Plan, Report, RunContext, WorkItem, raise_report
 
+GRID_STAGE, CHI2_STAGE = 0, 1  # the plan's stages (WorkItem.stage)
 CHUNK_TARGET = 64  # default number of model chunks (the most ranks a grid keeps busy without a config change)
 CHUNK_MIN, CHUNK_MAX = 256, 16384
 H5_CHUNK_BYTES = 4 << 20  # /chi2 is stored in HDF5 chunks of about this size, aligned with the model chunks
@@ -200,7 +204,7 @@ class GridfitJob(Job):
         info = {"spec": spec.to_json(), "n_models": n_models, "chunk": chunk, "block": max(block, 1),
                 "n_galaxies": catalog.n_galaxies, "n_bands": catalog.n_bands,
                 "n_upper": int(catalog.upper.sum()), "n_missing": int((~catalog.valid).sum())}
-        return Plan(items, unit="models", info=info, schedule="static")
+        return _staged_plan(items, info)
 
     # -- every rank -----------------------------------------------------------------------------------------
     def setup(self, ctx: RunContext) -> None:
@@ -208,8 +212,8 @@ class GridfitJob(Job):
         from hpcfit.gridfit.grid import BandProjector, GridSpec, spectral_model
 
         cfg = ctx.cfg
-        catalog = _read_catalog(cfg, _raise_report)
-        filters = _load_filters(cfg, _raise_report)
+        catalog = _read_catalog(cfg, raise_report)
+        filters = _load_filters(cfg, raise_report)
         spec = GridSpec.from_json(ctx.plan.info["spec"])
         model = spectral_model(spec, filters)
         estimate = tuple(cfg.gridfit.fit.estimate or (list(spec.names) + list(DEFAULT_SCALE_ESTIMATES)))
@@ -218,6 +222,7 @@ class GridfitJob(Job):
             projector=BandProjector(filters, model.wavelength, [b.quoted for b in cfg.gridfit.bands]),
             factor=catalog.flux_factor("W/Hz"),
             estimates=Estimates(tuple(spec.names), estimate),
+            timings={"chi2": 0.0, "reduce": 0.0, "pairs": 0},  # this rank's chi2 items in this run
         )
         if ctx.comm.is_root:
             info = ctx.plan.info
@@ -226,63 +231,67 @@ class GridfitJob(Job):
                     f"galaxies; {info['n_upper']} upper limits, {info['n_missing']} missing values")
 
     def work(self, item: WorkItem, ctx: RunContext) -> Any:
-        from hpcfit.gridfit.grid import build_chunk
+        if item.stage == GRID_STAGE:
+            from hpcfit.gridfit.grid import build_chunk
 
-        start, stop = item.data
-        return build_chunk(ctx.state["spec"], ctx.state["model"], ctx.state["projector"], start, stop)
+            start, stop = item.data
+            return build_chunk(ctx.state["spec"], ctx.state["model"], ctx.state["projector"], start, stop)
+        return _chi2_item(item.data, ctx)
+
+    def between(self, ctx: RunContext, stage: int, results: dict[int, Any]) -> None:
+        # Any rank may get any chi2 item: every rank gets every chunk (the grid stage's results, this run's and
+        # those loaded from checkpoints). Band fluxes, parameters and luminosities only: n_models x (B + P + 1).
+        mine = {k: chunk for k, chunk in results.items() if ctx.plan.items[k].stage == GRID_STAGE}
+        shared: dict[int, Any] = {}
+        for part in ctx.comm.allgather(mine):
+            shared.update(part)
+        ctx.state["chunks"] = shared
+        ctx.state["t_fit"] = time.perf_counter()
 
     def write(self, ctx: RunContext, results: dict[int, Any], out: OutputFile) -> dict[str, int]:
-        from hpcfit.gridfit.fit_block import LoadedChunk
-
         t0 = time.perf_counter()
-        state, info, comm = ctx.state, ctx.plan.info, ctx.comm
+        state, info, comm, items = ctx.state, ctx.plan.info, ctx.comm, ctx.plan.items
+        for scratch in ("chunks", "buffers", "phot"):  # the chi2 stage's, not needed any more
+            state.pop(scratch, None)
         full = ctx.cfg.gridfit.fit.chi2 == "full"
-        chunks = [LoadedChunk.of(results[k]) for k in sorted(results)]
+        chunks = [results[k] for k in sorted(results) if items[k].stage == GRID_STAGE]
         _create_datasets(ctx, out)
-        out.write([piece for c in chunks for piece in _grid_pieces(c.chunk)])
-        t_fit = time.perf_counter()
+        out.write([piece for c in chunks for piece in _grid_pieces(c)])
+        t_fold = time.perf_counter()
 
         collected = _Collected(ctx) if comm.is_root else None
-        progress = _fit_progress(ctx) if comm.is_root else None
-        rounds = comm.allreduce(len(chunks), "max")
-        buffers = (np.empty((info["block"], info["chunk"])), np.empty((info["block"], info["chunk"])))
-        timings = {"chi2": 0.0, "reduce": 0.0}
-        for g0 in range(0, info["n_galaxies"], info["block"]):
+        by_block: dict[int, list[int]] = {}
+        for k in sorted(results):
+            if items[k].stage == CHI2_STAGE:
+                by_block.setdefault(items[k].data.block, []).append(k)
+        for b, g0 in enumerate(range(0, info["n_galaxies"], info["block"])):
             g1 = min(g0 + info["block"], info["n_galaxies"])
-            phot = _photometry(ctx, g0, g1)
-            parts = []
-            for j in range(rounds):
-                pieces = []
-                if j < len(chunks):
-                    loaded = chunks[j]
-                    n = loaded.chunk.n_models
-                    chi2, best, moments = _fit(phot, loaded, state["estimates"],
-                                               (buffers[0][:g1 - g0, :n], buffers[1][:g1 - g0, :n]), timings)
-                    parts.append((loaded.chunk.start, best, moments))
-                    if full:
-                        pieces.append(("chi2", (slice(g0, g1), slice(loaded.chunk.start, loaded.chunk.stop)), chi2))
-                if full:  # collective: every rank writes once per round, with or without a piece
-                    out.write(pieces)
+            # popped: a block's partials and chi2 columns are freed as soon as they are written
+            mine = [results.pop(k) for k in by_block.get(b, [])]
+            if full:  # collective: every rank writes once per block, with or without pieces
+                out.write([("chi2", (slice(g0, g1), slice(r.start, r.stop)), r.chi2) for r in mine])
             comm.idle_barrier()  # ranks done early sleep here instead of spinning in the gather (oversubscribed nodes)
-            gathered = comm.gather(parts, root=0)
+            gathered = comm.gather([(r.start, r.best, r.moments) for r in mine], root=0)
             if collected is not None:
-                collected.add(g0, g1, phot, [p for rank_parts in gathered for p in rank_parts])
-                progress.advance(g1 - g0)
-        if progress is not None:
-            progress.finish()
+                collected.add(g0, g1, _photometry(ctx, g0, g1), [p for rank_parts in gathered for p in rank_parts])
         pieces = collected.pieces() if collected is not None else []
         out.write(pieces)
-        seconds = {k: comm.allreduce(v, "max") for k, v in timings.items()}
-        seconds["fit"] = comm.allreduce(time.perf_counter() - t_fit, "max")
-        seconds["grid_output"] = comm.allreduce(t_fit - t0, "max")
+        timings = state["timings"]
+        seconds = {k: comm.allreduce(timings[k], "max") for k in ("chi2", "reduce")}
+        # the fit: the chi2 stage (from the end of the grid stage; 0 when every chi2 item came from checkpoints)
+        # and the fold and per-galaxy output here
+        fit = (t0 - state.get("t_fit", t0)) + (time.perf_counter() - t_fold)
+        seconds["fit"] = comm.allreduce(fit, "max")
+        seconds["grid_output"] = comm.allreduce(t_fold - t0, "max")
         total_chi2 = comm.allreduce(timings["chi2"], "sum")
+        computed = comm.allreduce(timings["pairs"], "sum")
         if collected is not None:
             collected.write_table()
-        attrs = _attributes(ctx, seconds, total_chi2)
+        attrs = _attributes(ctx, seconds, total_chi2, computed)
         out.set_attrs("/", attrs)
         state["timing"] = attrs
         return {"galaxies": info["n_galaxies"] if comm.is_root else 0,
-                "models": sum(c.chunk.n_models for c in chunks),
+                "models": sum(c.n_models for c in chunks),
                 "fitted": collected.n_fitted if collected is not None else 0}
 
     def summary(self, ctx: RunContext, totals: dict[str, int]) -> list[str]:
@@ -290,14 +299,17 @@ class GridfitJob(Job):
         pairs = info["n_galaxies"] * info["n_models"]
         lines = [f"{totals.get('galaxies', 0):,} galaxies ({totals.get('fitted', 0):,} with usable bands) x "
                  f"{totals.get('models', 0):,} models = {pairs:,} pairs"]
-        if timing:
+        if timing and not timing["gridfit_pairs_computed"]:
+            lines.append("chi2 stage: every chi2 item came from checkpoints")
+        elif timing:
+            computed = timing["gridfit_pairs_computed"]
             lines.append(f"chi2 stage: {timing['gridfit_chi2_seconds']:.3f} s on the slowest rank, "
                          f"{timing['gridfit_chi2_gflops_per_rank']:.2f} GFLOP/s per rank, "
-                         f"{pairs / max(timing['gridfit_fit_seconds'], 1e-9) / 1e6:.1f} M pairs/s overall "
+                         f"{computed / max(timing['gridfit_fit_seconds'], 1e-9) / 1e6:.1f} M pairs/s overall "
                          f"(fit stage: chi2, reductions, per-galaxy output: {timing['gridfit_fit_seconds']:.3f} s; "
                          f"/grid output {timing['gridfit_grid_output_seconds']:.3f} s)")
-            if timing.get("gridfit_results_table"):
-                lines.append(f"results table: {timing['gridfit_results_table']}")
+        if timing.get("gridfit_results_table"):
+            lines.append(f"results table: {timing['gridfit_results_table']}")
         return lines
 
     def demo(self, directory: Path) -> Path:
@@ -316,10 +328,6 @@ class GridfitJob(Job):
 # ----------------------------------------------------------------------------------------------------------------
 # Planning helpers (rank 0 reports problems; setup re-runs them with a raising report)
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _raise_report(path: Any, message: str, allowed: Any = None) -> None:
-    raise ValueError(f"{path}: {message}")
 
 
 def _check_units(cfg: Settings, report: Report) -> None:
@@ -444,7 +452,7 @@ def _check_coverage(cfg: Settings, spec: Any, filters: Any, report: Report) -> b
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The fit stage (inside write)
+# The chi2 stage (work items) and the fold (inside write)
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -457,27 +465,28 @@ def _photometry(ctx: RunContext, g0: int, g1: int) -> Any:
                               error_floor=ctx.cfg.gridfit.fit.error_floor, model_factor=ctx.state["factor"][rows])
 
 
-def _fit(phot: Any, loaded: Any, estimates: Any, out: tuple[np.ndarray, np.ndarray],
-         timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from hpcfit.gridfit.chi2 import chi2_block
-    from hpcfit.gridfit.fit_block import reduce_chunk
+def _staged_plan(grid_items: list[WorkItem], info: dict[str, Any]) -> Plan:
+    """The two stages: the grid (one item per model chunk), then chi2 (one item per galaxy block x chunk)."""
+    from hpcfit.engine.job import Stage
+    from hpcfit.gridfit.chi2_stage import PAIR_UNIT, chi2_items
 
-    t0 = time.perf_counter()
-    chi2, scale = chi2_block(phot, loaded.models, out=out)
-    t1 = time.perf_counter()
-    best, moments = reduce_chunk(phot, loaded, estimates, chi2, scale)
-    timings["chi2"] += t1 - t0
-    timings["reduce"] += time.perf_counter() - t1
-    return chi2, best, moments
+    pairs = chi2_items(info["n_galaxies"], info["block"], [item.data for item in grid_items])
+    return Plan.staged([Stage("grid", grid_items, unit="models", schedule="static"),
+                        Stage("chi2", pairs, unit=PAIR_UNIT)], info=info)
 
 
-def _fit_progress(ctx: RunContext) -> Any:
-    """Progress of the fit stage on rank 0, in galaxies (every rank has done a block when rank 0 folds it)."""
-    from hpcfit.runtime.progress import Progress
+def _chi2_item(task: Any, ctx: RunContext) -> Any:
+    """One chi2 item (``chi2_stage.fit_pair``) with this rank's cached photometry of the block and scratch arrays."""
+    from hpcfit.gridfit.chi2_stage import fit_pair
 
-    run = ctx.cfg.run
-    return Progress(ctx.plan.info["n_galaxies"], f"galaxies x {ctx.plan.info['n_models']:,} models",
-                    mode=run.progress, interval=run.progress_interval, label="hpcfit gridfit chi2")
+    state, info = ctx.state, ctx.plan.info
+    cached = state.get("phot")
+    if cached is None or cached[0] != task.block:  # items come block by block: one block's photometry is kept
+        cached = state["phot"] = (task.block, _photometry(ctx, task.g0, task.g1))
+    if "buffers" not in state:
+        state["buffers"] = (np.empty((info["block"], info["chunk"])), np.empty((info["block"], info["chunk"])))
+    return fit_pair(cached[1], state["chunks"][task.chunk], state["estimates"], state["buffers"],
+                    ctx.cfg.gridfit.fit.chi2 == "full", state["timings"])
 
 
 def _grid_pieces(chunk: Any) -> list[tuple[str, tuple[slice, ...], np.ndarray]]:
@@ -621,12 +630,13 @@ class _Collected:
         on_fatal(lambda: path.unlink(missing_ok=True))
 
 
-def _attributes(ctx: RunContext, seconds: dict[str, float], total_chi2_seconds: float) -> dict[str, Any]:
+def _attributes(ctx: RunContext, seconds: dict[str, float], total_chi2_seconds: float,
+                computed: int) -> dict[str, Any]:
     from hpcfit.gridfit.chi2 import chi2_flops
     from hpcfit.gridfit.results_table import results_path
 
     info, spec, cfg = ctx.plan.info, ctx.state["spec"], ctx.cfg
-    flops = chi2_flops(info["n_galaxies"], info["n_models"], info["n_bands"])
+    flops = chi2_flops(computed, 1, info["n_bands"])  # of the chi2 items computed in this run
     table = "" if cfg.gridfit.fit.results_table == "none" else str(results_path(cfg.output, cfg.gridfit.fit.results_table))
     return {
         "gridfit_model": spec.model,
@@ -645,7 +655,8 @@ def _attributes(ctx: RunContext, seconds: dict[str, float], total_chi2_seconds: 
         "gridfit_reduce_seconds": round(seconds["reduce"], 6),
         "gridfit_fit_seconds": round(seconds["fit"], 6),
         "gridfit_grid_output_seconds": round(seconds["grid_output"], 6),
-        "gridfit_chi2_gflops_per_rank": round(flops / max(total_chi2_seconds, 1e-12) / 1e9, 4),
+        "gridfit_chi2_gflops_per_rank": round(flops / total_chi2_seconds / 1e9, 4) if flops else 0.0,
+        "gridfit_pairs_computed": int(computed),  # not all of them after --resume or in a merge
         "gridfit_results_table": table,
     }
 

@@ -8,8 +8,8 @@ of one run — or of one slice of a job array — live in a directory beside the
     <output>.parts/slice-003-of-008/item-000042.pkl    one per completed item
     <output>.parts/slice-003-of-008/COMPLETE           written when every item of the slice is done
 
-A resumed run skips the items found here; a merge loads every slice's items and runs the job's normal write
-step, so the final file is the same as a single uninterrupted run. The fingerprint (a hash of the job's config,
+A resumed run skips the items found here; a merge loads every slice's items (the items of a staged plan's earlier
+stages, which every slice computes, from the first slice) and runs the job's normal write step, so the final file is the same as a single uninterrupted run. The fingerprint (a hash of the job's config,
 without the ``run`` section, and of the plan) guards against resuming or merging with a changed config.
 """
 
@@ -41,11 +41,15 @@ def slice_items(n_items: int, k: int, n: int) -> range:
     return range(k * n_items // n, (k + 1) * n_items // n)
 
 
-def fingerprint(job: str, cfg: dict[str, Any], plan_items: Iterable[Any]) -> str:
-    """A hash of what determines the results: the job's keys (not `run`) and the work items."""
+def fingerprint(job: str, cfg: dict[str, Any], plan_items: Iterable[Any], stages: list[int] | None = None) -> str:
+    """A hash of what determines the results: the job's keys (not `run`), the work items and, for a plan of
+    several stages, their item counts (a single-stage plan hashes as it always did)."""
     relevant = {key: value for key, value in cfg.items() if key != "run"}
     items = [(item.index, item.label, item.size) for item in plan_items]
-    text = json.dumps({"job": job, "config": relevant, "items": items}, sort_keys=True, default=str)
+    described: dict[str, Any] = {"job": job, "config": relevant, "items": items}
+    if stages and len(stages) > 1:
+        described["stages"] = list(stages)
+    text = json.dumps(described, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
