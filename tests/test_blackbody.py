@@ -58,13 +58,27 @@ def test_modified_blackbody_at_reference_wavelength():
     np.testing.assert_allclose(custom, 4 * np.pi * 0.5 * bb.planck_nu(np.array([250e4]), 25.0) * bb.M_SUN_KG)
 
 
-def test_opacity_slope_and_mass_scaling():
+def test_opacity_slope_in_the_rayleigh_jeans_limit():
     wave = np.array([250e4, 500e4])
     lnu = bb.modified_blackbody_lnu(wave, 1e3, 2.0)  # hot: both points near Rayleigh-Jeans
     # kappa ~ nu^beta and B ~ nu^2 (RJ): L_nu ~ nu^(2+beta) -> ratio 2^4 between 250 and 500 um
     assert lnu[0] / lnu[1] == pytest.approx(16.0, rel=0.05)
-    # mass scaling: fluxes are linear in dust mass; a 1e7 Msun cloud is 1e7 times one solar mass
-    np.testing.assert_allclose(1e7 * lnu, bb.modified_blackbody_lnu(wave, 1e3, 2.0) * 1e7)
+
+
+def test_modified_blackbody_against_planck_by_hand():
+    """L_nu per solar mass of dust = 4 pi kappa0 (nu/nu0)^beta B_nu(T) M_sun, with B_nu written out from
+    astropy's constants (plain exp, away from overflow) and the solar mass from astropy: an independent value."""
+    from astropy import constants as const
+    from astropy import units as u
+
+    h, k, c = const.h.si.value, const.k_B.si.value, const.c.si.value
+    wave = np.geomspace(8e4, 3e7, 25)  # 8 um .. 3 mm
+    nu = c / (wave * 1e-10)
+    nu0 = c / (350.0 * u.um).to_value(u.m)
+    for temperature, beta in ((12.0, 1.5), (25.0, 2.0), (60.0, 1.8)):
+        planck = 2 * h * nu**3 / c**2 / (np.exp(h * nu / (k * temperature)) - 1)
+        expected = 4 * np.pi * 0.192 * (nu / nu0) ** beta * planck * const.M_sun.to_value(u.kg)
+        np.testing.assert_allclose(bb.modified_blackbody_lnu(wave, temperature, beta), expected, rtol=1e-9)
 
 
 def test_total_luminosity_scales_as_t_to_the_4_plus_beta():
@@ -92,7 +106,7 @@ def test_vectorised_over_parameters():
 
 
 def test_invalid_inputs():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="temperature must be positive"):
         bb.planck_nu(np.array([1e4]), 0.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="wavelengths must be positive"):
         bb.planck_nu(np.array([-1.0]), 10.0)
