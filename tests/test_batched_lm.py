@@ -155,7 +155,7 @@ def test_failures_at_the_start():
     assert res.code[1] == Termination.NONFINITE_START and res.code[2] == Termination.OUTSIDE_BOUNDS
     assert np.all(res.status[[1, 2]] == STATUS_FAILED) and np.all(np.isnan(res.params[[1, 2]]))
     assert np.all(res.status[[0, 3]] == STATUS_CONVERGED)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="each lower bound must be strictly less than its upper bound"):
         solve_batch(model_fn, jac_fn, y, None, p0, upper, upper)
 
 

@@ -145,7 +145,7 @@ def test_masked_entries_are_missing(tmp_path):
 def test_missing_column_lists_available_columns(tmp_path):
     path = tmp_path / "cat.ecsv"
     small_table("mJy").write(path)
-    with pytest.raises(CatalogError) as err:
+    with pytest.raises(CatalogError, match="column 'e_1': column not found; did you mean 'e1'") as err:
         read_catalog(path, [BandSpec("b1", "f1", "e_1")])
     exc = err.value
     assert exc.key == "e_1" and exc.path == str(path)

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize("verb", ["run", "merge", "submit", "validate", "demo", "inspect", "plot", "schema"])
 def test_every_verb_has_help(verb, capsys):
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(SystemExit, match="^0$") as exit_info:
         main([verb, "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
@@ -29,7 +29,7 @@ def test_python_dash_m_works():
 
 
 def test_usage_errors_exit_2(capsys):
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(SystemExit, match="^2$") as exit_info:
         main(["frobnicate"])
     assert exit_info.value.code == 2
     assert main(["inspect", "/nonexistent/file.h5"]) == 2

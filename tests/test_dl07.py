@@ -117,7 +117,7 @@ def test_shape_is_normalised(templates):
     ],
 )
 def test_out_of_range_axis_raises_with_axis_value_and_allowed(templates, kwargs, axis):
-    with pytest.raises(dl07.DL07AxisError) as info:
+    with pytest.raises(dl07.DL07AxisError, match="is outside the DL07 templates") as info:
         templates.check_axes(**kwargs)
     assert info.value.axis == axis
     message = str(info.value)

@@ -99,7 +99,8 @@ def test_stages_run_in_order_with_between(config):
 def test_resume_after_a_failure_in_the_second_stage(config, monkeypatch):
     CALLS.clear()
     monkeypatch.setenv(ENV_VAR, f"rank=0,item={N + 2},action=raise")
-    with pytest.raises((SystemExit, WorkItemError)):  # serially the item's error reaches the caller (the CLI)
+    # serially the item's error reaches the caller (the CLI), naming the item and the fault
+    with pytest.raises(WorkItemError, match=f"injected fault on rank 0, item {N + 2}"):
         _run(config)
     monkeypatch.delenv(ENV_VAR)
     parts = config.with_name("toy.h5.parts") / "slice-000-of-001"

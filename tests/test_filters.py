@@ -218,14 +218,14 @@ def test_cigale_header_without_space(tmp_path):
 
 
 def test_unknown_filter_lists_allowed_names():
-    with pytest.raises(F.UnknownFilterError) as info:
+    with pytest.raises(F.UnknownFilterError, match="unknown filter 'no_such_band_xyz'") as info:
         F.load_filter_set(["no_such_band_xyz"])
     assert info.value.name == "no_such_band_xyz"
     assert "des" in info.value.allowed and "euclid" in info.value.allowed
     assert "allowed:" in str(info.value)
-    with pytest.raises(F.UnknownFilterError):
+    with pytest.raises(F.UnknownFilterError, match="unknown filter 'speclite:no_such_band'"):
         F.load_filter("speclite:no_such_band")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="filter file not found: missing_dir/absent.dat"):
         F.load_filter("missing_dir/absent.dat")
 
 

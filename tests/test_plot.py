@@ -113,7 +113,7 @@ def test_subsample_reads_spread_blocks_of_at_most_n_rows(sample_file):
     assert all(b <= c for (_, b), (c, _) in zip(blocks, blocks[1:]))  # ordered, no overlap
     assert blocks[0][0] == 0 and blocks[-1][0] > 0.98 * 10**8  # spread over the whole file
     assert row_blocks(100, 500) == [(0, 100)]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"max_points must be at least 1 \(got 0\)"):
         row_blocks(100, 0)
     view = read_sample(sample_file, 640)
     with h5py.File(sample_file) as h5:

@@ -357,7 +357,7 @@ def test_catalog_errors_carry_the_setting_that_names_the_fault():
         with pytest.raises(CatalogError, match=message) as err:
             read_catalog(table, bands, **({"distance_column": "distance"} | options))
         assert err.value.setting == setting and _catalog_key(err.value) == key
-    with pytest.raises(CatalogError) as err:
+    with pytest.raises(CatalogError, match="duplicate band names: b1") as err:
         read_catalog(table, [BandSpec("b1", "f1", "e1"), BandSpec("b1", "f2", "e2")])
     assert _catalog_key(err.value) == "gridfit.bands.1.name"
 
