@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from h5compare import assert_same_datasets
+from h5compare import assert_ran_with, assert_same_datasets
 from hpcfit.cli import main
 from cube_case import cube_workdir
 from launch import REPO, find_mpiexec, hpcfit
@@ -35,6 +35,7 @@ def test_slices_then_merge_equal_one_run(workdir):
     result = hpcfit(["merge", "cfg.yaml", "--set", f"output={workdir / 'sliced.h5'}"], n=2, cwd=workdir)
     assert result.returncode == 0, result.output
     assert_same_datasets(workdir / "reference.h5", workdir / "sliced.h5")
+    assert_ran_with(workdir / "sliced.h5", n_ranks=2, mode="mpio")
     assert not (workdir / "sliced.h5.parts").exists()
 
 
@@ -74,6 +75,7 @@ def test_kill_minus_9_then_resume_is_identical(workdir, trial):
         assert resumed.returncode == 0, resumed.output
         assert "resuming:" in resumed.stdout
     assert_same_datasets(workdir / "reference.h5", workdir / output)
+    assert_ran_with(workdir / output, n_ranks=2, mode="mpio")
 
 
 def test_resume_with_changed_config_is_refused(workdir, capsys):
@@ -119,3 +121,4 @@ def test_stop_signal_checkpoints_and_resume_finishes(workdir):
                     "--set", "cubefit.chunk_n_max=4"], cwd=workdir)
     assert exact.returncode == 0
     assert_same_datasets(workdir / "usr1_ref.h5", workdir / "usr1.h5")
+    assert_ran_with(workdir / "usr1.h5", n_ranks=2, mode="mpio")
