@@ -27,6 +27,7 @@ def workdir(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.mpi
 def test_slices_then_merge_equal_one_run(workdir):
     for k in range(4):
         assert main(["run", str(workdir / "cfg.yaml"), "--set", f"output={workdir / 'sliced.h5'}", "--slice", f"{k}/4"]) == 0
