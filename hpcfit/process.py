@@ -4,6 +4,10 @@ They change the whole process, so only the command-line entry (``hpcfit.cli.entr
 them, before numpy is imported; ``import hpcfit`` and the Python API change nothing. Users override them with
 the usual variables (``OMP_NUM_THREADS`` ..., glibc's ``MALLOC_*``) or ``HPCFIT_BLAS_THREADS`` and
 ``HPCFIT_MALLOC_TUNING=0``.
+
+The thread variables only set the start-up value (they act on libraries not loaded yet, and cannot reach a Python
+caller that imported numpy first): during a job the engine pins the threads to ``run.blas_threads``
+(``hpcfit.runtime.threads``), which is what makes results independent of how the process was started.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ def one_thread_per_rank() -> None:
     otherwise (OMP_NUM_THREADS etc., or HPCFIT_BLAS_THREADS). Two reasons: several ranks per node each running a
     multi-threaded BLAS oversubscribe the cores; and a threaded BLAS may sum in a different order than a
     single-threaded one, which would make a serial run differ in the last bits from an MPI run — hpcfit promises
-    the same file for any rank count. Must run before numpy is imported."""
+    the same file for any rank count. Must run before numpy is imported. During the job itself the engine pins the
+    threads to ``run.blas_threads`` whatever these variables say (``hpcfit.runtime.threads``)."""
     threads = os.environ.get("HPCFIT_BLAS_THREADS", "1")
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, threads)

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from hpcfit.cli import main
-from launch import hpcfit
+from launch import assert_every_rank_exited, hpcfit
 
 
 def check_bad_config(workdir: Path, good: str, edit: tuple[str, str], where: str, what: str, capsys,
@@ -27,8 +27,9 @@ def check_bad_config(workdir: Path, good: str, edit: tuple[str, str], where: str
 def check_config_error_under_mpi(workdir: Path, text: str, fragment: str, outputs: str = "out.h5*") -> None:
     """Under mpiexec -n 2 every rank exits 2, rank 0 reports once, and nobody prints a traceback."""
     (workdir / "mpi.yaml").write_text(text)
-    result = hpcfit(["run", "mpi.yaml"], n=2, cwd=workdir)
+    result = hpcfit(["run", "mpi.yaml"], n=2, cwd=workdir, probe_ranks=True)
     assert result.returncode == 2, result.output
+    assert_every_rank_exited(result, 2, 2)
     assert result.stderr.count(fragment) == 1, result.stderr
     assert "Traceback" not in result.output
     assert not list(workdir.glob(outputs))

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import sys
+import pytest
 
-from hpcfit.process import configure_process
-
-# In-process runs are compared with `mpiexec hpcfit` runs bit for bit: give them the command's thread settings
-# (one BLAS thread) before numpy is imported, as the command line does.
-configure_process()
-assert "numpy" not in sys.modules, "numpy was imported before tests/conftest.py: BLAS threads are not pinned"
-
-import pytest  # noqa: E402
-
-from hpcfit.shared_data import ENV_VAR, shared_file  # noqa: E402
+from hpcfit.shared_data import ENV_VAR, shared_file
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # A hang guard only (a collective that never returns), not a performance limit: generous on a loaded machine.
 HANG_GUARD_SECONDS = 600
+PROBE = Path(__file__).resolve().parent / "rank_probe.py"
 
 
 def find_mpiexec() -> str | None:
@@ -48,8 +50,9 @@ class Completed:
 
 
 def hpcfit(args: list[str], *, n: int | None = None, cwd: Path | None = None, env: dict[str, str] | None = None,
-           serial_h5py: bool = False) -> Completed:
-    """Run ``python -m hpcfit ARGS`` (under ``mpiexec -n n`` when n is given)."""
+           serial_h5py: bool = False, probe_ranks: bool = False) -> Completed:
+    """Run ``python -m hpcfit ARGS`` (under ``mpiexec -n n`` when n is given). ``probe_ranks``: run it through
+    ``rank_probe.py``, whose line per rank ``assert_every_rank_exited`` checks (for runs that write no file)."""
     full_env = dict(os.environ)
     full_env.pop("HPCFIT_INJECT_FAULT", None)
     paths = [str(REPO)]
@@ -60,7 +63,7 @@ def hpcfit(args: list[str], *, n: int | None = None, cwd: Path | None = None, en
         paths.insert(0, str(serial))
     full_env["PYTHONPATH"] = os.pathsep.join(paths + [full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     full_env.update(env or {})
-    command = [sys.executable, "-m", "hpcfit", *args]
+    command = [sys.executable, *([str(PROBE)] if probe_ranks else ["-m", "hpcfit"]), *args]
     if n is not None:
         launcher = find_mpiexec()
         if launcher is None:
@@ -70,3 +73,11 @@ def hpcfit(args: list[str], *, n: int | None = None, cwd: Path | None = None, en
     proc = subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=HANG_GUARD_SECONDS)
     return Completed(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+
+
+def assert_every_rank_exited(result: Completed, n_ranks: int, code: int) -> None:
+    """Assert that a ``probe_ranks`` run had ``n_ranks`` MPI ranks and that each of them exited with ``code``."""
+    # found anywhere, not line by line: the launcher may interleave the ranks' output mid-line
+    lines = sorted(re.findall(r"rank-probe: rank \d+ of \d+ exited with code -?\d+", result.stdout))
+    expected = sorted(f"rank-probe: rank {r} of {n_ranks} exited with code {code}" for r in range(n_ranks))
+    assert lines == expected, f"expected {n_ranks} rank(s) exiting {code}, got {lines}\n{result.output}"

@@ -65,6 +65,7 @@ def test_one_copy_per_node_and_assembly_across_nodes(tmp_path):
                           env=env, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert [r["rank"] for r in report] == [0, 1, 2, 3], report  # really 4 ranks
     assert [r["node"] for r in report] == [0, 0, 1, 1]
     # every rank sees the value written by its node's second rank: the memory is shared within the node ...
     assert [r["seen"] for r in report] == [1, 1, 3, 3]

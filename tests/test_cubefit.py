@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from h5compare import assert_same_datasets, datasets
+from h5compare import assert_ran_with, assert_same_datasets, datasets
 from hpcfit.cli import main
 from hpcfit.cubefit.synthetic import make_cube, write_cube
 from launch import hpcfit
@@ -82,8 +82,7 @@ def test_same_file_for_any_rank_count(cube_dir, serial_run, n):
     result = hpcfit(["run", config.name], n=n, cwd=cube_dir)
     assert result.returncode == 0, result.output
     assert_same_datasets(serial_run, cube_dir / f"mpi{n}.h5")
-    with h5py.File(cube_dir / f"mpi{n}.h5") as h5:
-        assert h5.attrs["n_ranks"] == n and h5.attrs["output_mode"] == "mpio"
+    assert_ran_with(cube_dir / f"mpi{n}.h5", n_ranks=n, mode="mpio")
 
 
 @pytest.mark.mpi
@@ -92,6 +91,7 @@ def test_serial_h5py_fallback_gives_the_same_file(cube_dir, serial_run):
     result = hpcfit(["run", config.name], n=2, cwd=cube_dir, serial_h5py=True)
     assert result.returncode == 0, result.output
     assert_same_datasets(serial_run, cube_dir / "serialh5.h5")
+    assert_ran_with(cube_dir / "serialh5.h5", n_ranks=2, mode="serial")
     with h5py.File(cube_dir / "serialh5.h5") as h5:
         assert h5.attrs["output_mode"] == "serial" and h5.attrs["h5py_parallel"] == "False"
 
@@ -298,6 +298,7 @@ cubefit:
 """)
     result = hpcfit(["run", "l.yaml"], n=2, cwd=tmp_path)
     assert result.returncode == 0, result.output
+    assert_ran_with(tmp_path / "l1448.h5", n_ranks=2, mode="mpio")
     with fits.open(cube_path) as hdul:
         data, header = hdul[0].data.astype(float), hdul[0].header
     velocity = WCS(header).sub([3]).pixel_to_world_values(np.arange(data.shape[0]))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cube_case import CONFIG, cube_workdir
+from h5compare import assert_ran_with
 from launch import hpcfit
 
 pytestmark = pytest.mark.mpi
@@ -47,3 +48,4 @@ def test_same_job_without_fault_succeeds(workdir):
     result = hpcfit(["run", "cfg.yaml", "--set", "run.overwrite=true"], n=4, cwd=workdir)
     assert result.returncode == 0, result.output
     assert (workdir / "out.h5").exists() and not (workdir / "out.h5.incomplete").exists()
+    assert_ran_with(workdir / "out.h5", n_ranks=4, mode="mpio")

@@ -12,7 +12,7 @@ import pytest
 from astropy.table import Table
 
 from gridfit_helpers import ERROR_FLOOR, brute_force, mbb_luminosity_numeric, write_config, write_inputs
-from h5compare import assert_same_datasets, datasets
+from h5compare import assert_ran_with, assert_same_datasets, datasets
 from hpcfit.cli import main
 from hpcfit.gridfit.catalog import BandSpec, read_catalog
 from launch import hpcfit
@@ -179,8 +179,7 @@ def test_same_file_for_any_rank_count(workdir, serial_run, n):
     result = hpcfit(["run", config.name], n=n, cwd=workdir)
     assert result.returncode == 0, result.output
     assert_same_datasets(serial_run, workdir / f"mpi{n}.h5")
-    with h5py.File(workdir / f"mpi{n}.h5") as h5:
-        assert h5.attrs["n_ranks"] == n and h5.attrs["output_mode"] == "mpio"
+    assert_ran_with(workdir / f"mpi{n}.h5", n_ranks=n, mode="mpio")
     np.testing.assert_array_equal(Table.read(workdir / f"mpi{n}_results.fits")["bayes.temperature"],
                                   Table.read(workdir / "serial_results.fits")["bayes.temperature"])
 
@@ -191,5 +190,4 @@ def test_serial_h5py_fallback_gives_the_same_file(workdir, serial_run):
     result = hpcfit(["run", config.name], n=2, cwd=workdir, serial_h5py=True)
     assert result.returncode == 0, result.output
     assert_same_datasets(serial_run, workdir / "serialh5.h5")
-    with h5py.File(workdir / "serialh5.h5") as h5:
-        assert h5.attrs["output_mode"] == "serial"
+    assert_ran_with(workdir / "serialh5.h5", n_ranks=2, mode="serial")

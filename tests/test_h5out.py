@@ -65,6 +65,7 @@ def test_same_content_in_every_mode(tmp_path, n, serial, env, mode, transfer):
     result = run_script(out, n, serial_h5py=serial, env=env, transfer=transfer)
     assert result.returncode == 0, result.output
     assert f"MODE {mode}" in result.stdout
+    assert f"RANKS {n or 1}" in result.stdout  # really n ranks: a launcher ignoring -n would run one
     if serial:
         assert "H5PY_MPI False" in result.stdout  # really a serial h5py
     got = content(out)

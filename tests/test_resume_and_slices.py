@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from h5compare import assert_same_datasets
+from h5compare import assert_ran_with, assert_same_datasets
 from hpcfit.cli import main
 from cube_case import cube_workdir
 from launch import REPO, find_mpiexec, hpcfit
@@ -26,6 +26,7 @@ def workdir(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.mpi
 def test_slices_then_merge_equal_one_run(workdir):
     for k in range(4):
         assert main(["run", str(workdir / "cfg.yaml"), "--set", f"output={workdir / 'sliced.h5'}", "--slice", f"{k}/4"]) == 0
@@ -34,6 +35,7 @@ def test_slices_then_merge_equal_one_run(workdir):
     result = hpcfit(["merge", "cfg.yaml", "--set", f"output={workdir / 'sliced.h5'}"], n=2, cwd=workdir)
     assert result.returncode == 0, result.output
     assert_same_datasets(workdir / "reference.h5", workdir / "sliced.h5")
+    assert_ran_with(workdir / "sliced.h5", n_ranks=2, mode="mpio")
     assert not (workdir / "sliced.h5.parts").exists()
 
 
@@ -91,6 +93,7 @@ def test_kill_minus_9_then_resume_is_identical(workdir, trial, rank, position):
     assert f"resuming: {len(done)} of {sum(map(len, assignment))}" in resumed.stdout, resumed.stdout
     assert_same_datasets(workdir / "reference.h5", workdir / output)
     assert not (workdir / f"{output}.parts").exists()
+    assert_ran_with(workdir / output, n_ranks=2, mode="mpio")
 
 
 def test_resume_with_changed_config_is_refused(workdir, capsys):
@@ -136,3 +139,4 @@ def test_stop_signal_checkpoints_and_resume_finishes(workdir):
                     "--set", "cubefit.chunk_n_max=4"], cwd=workdir)
     assert exact.returncode == 0
     assert_same_datasets(workdir / "usr1_ref.h5", workdir / "usr1.h5")
+    assert_ran_with(workdir / "usr1.h5", n_ranks=2, mode="mpio")

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from h5compare import assert_same_datasets, datasets
+from h5compare import assert_ran_with, assert_same_datasets, datasets
 from hpcfit.cli import main
 from config_errors import check_bad_config
-from launch import hpcfit
+from launch import assert_every_rank_exited, hpcfit
 
 TOY = """\
 job: sample
@@ -112,6 +112,7 @@ def test_same_file_for_any_rank_count(workdir, serial_file, n, extra):
     result = hpcfit(["run", config.name], n=n, cwd=workdir, env={"PYTHONPATH": str(Path(__file__).parent)})
     assert result.returncode == 0, result.output
     assert_same_datasets(serial_file, workdir / f"mpi{n}.h5")
+    assert_ran_with(workdir / f"mpi{n}.h5", n_ranks=n, mode="mpio")
     with h5py.File(workdir / f"mpi{n}.h5") as h5:
         mode = h5.attrs["sample_shuffle_mode"]
         assert ("out-of-core" in mode) == bool(extra), mode
@@ -133,6 +134,7 @@ sample:
     result = hpcfit(["run", config.name, "--set", "output=builtin2.h5"], n=2, cwd=workdir)
     assert result.returncode == 0, result.output
     assert_same_datasets(workdir / "builtin1.h5", workdir / "builtin2.h5")
+    assert_ran_with(workdir / "builtin2.h5", n_ranks=2, mode="mpio")
     with h5py.File(workdir / "builtin2.h5") as h5:
         assert h5["samples/simulated_y"].dtype == np.float32
         assert "synthetic" in h5.attrs["sample_model_description"]
@@ -146,6 +148,7 @@ def test_slices_and_merge_give_the_same_rows_in_the_same_order(workdir, serial_f
     result = hpcfit(["merge", config.name], n=2, cwd=workdir, env={"PYTHONPATH": str(Path(__file__).parent)})
     assert result.returncode == 0, result.output
     assert_same_datasets(serial_file, workdir / "sliced.h5")
+    assert_ran_with(workdir / "sliced.h5", n_ranks=2, mode="mpio")
 
 
 @pytest.mark.mpi
@@ -187,8 +190,10 @@ def test_bad_config_exits_2(workdir, capsys, name, edit, where, what):
 @pytest.mark.mpi
 def test_fewer_samples_than_ranks_is_a_config_error(workdir):
     config = write(workdir, "tiny.yaml", n=1, output="tiny.h5")
-    result = hpcfit(["run", config.name], n=2, cwd=workdir, env={"PYTHONPATH": str(Path(__file__).parent)})
+    result = hpcfit(["run", config.name], n=2, cwd=workdir, env={"PYTHONPATH": str(Path(__file__).parent)},
+                    probe_ranks=True)
     assert result.returncode == 2 and "sampling.n_samples" in result.stderr and "2 ranks" in result.stderr, result.output
+    assert_every_rank_exited(result, 2, 2)
 
 
 def test_out_of_core_without_checkpoints_leaves_no_spill(workdir, serial_file, tmp_path):

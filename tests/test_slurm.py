@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from h5compare import assert_same_datasets
+from h5compare import assert_ran_with, assert_same_datasets
 from cube_case import cube_workdir
 from launch import REPO, hpcfit
 from slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401  (the session fixture)
@@ -34,6 +34,7 @@ def workdir(tmp_path_factory) -> Path:
 def reference(workdir) -> Path:
     result = hpcfit(["run", "cfg.yaml", "--set", "output=reference.h5"], n=2, cwd=workdir)
     assert result.returncode == 0, result.output
+    assert_ran_with(workdir / "reference.h5", n_ranks=2, mode="mpio")
     return workdir / "reference.h5"
 
 
@@ -41,6 +42,7 @@ def reference(workdir) -> Path:
 def slow_reference(workdir) -> Path:
     result = hpcfit(["run", "cfg.yaml", "--set", "output=slow_reference.h5", *SLOW], n=2, cwd=workdir)
     assert result.returncode == 0, result.output
+    assert_ran_with(workdir / "slow_reference.h5", n_ranks=2, mode="mpio")
     return workdir / "slow_reference.h5"
 
 
@@ -159,6 +161,7 @@ def test_killed_rank_ends_the_job_and_resume_completes_it(slurm_cluster, workdir
     assert resumed.returncode == 0, resumed.output
     assert f"resuming: {done} of 225" in resumed.stdout
     assert_same_datasets(slow_reference, workdir / "killed.h5")
+    assert_ran_with(workdir / "killed.h5", n_ranks=2, mode="mpio")
 
 
 SAMPLE = """\
@@ -179,6 +182,7 @@ def test_sample_array_and_merge_give_the_same_rows_in_the_same_order(slurm_clust
     pythonpath = {"PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}
     one = hpcfit(["run", "cfg.yaml", "--set", "output=one.h5"], n=2, cwd=tmp_path, env=pythonpath)
     assert one.returncode == 0, one.output
+    assert_ran_with(tmp_path / "one.h5", n_ranks=2, mode="mpio")
     ids = submit(slurm_cluster, tmp_path, "output=array.h5", "--array", "4", env=pythonpath)
     jobs = slurm_cluster.wait([ids["array"], ids["merge"]])
     assert_all_completed(jobs, tmp_path / "array.h5.slurm")

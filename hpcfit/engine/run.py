@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from hpcfit.config.schema import Bool, Choice, Field, Float, PathT, Reporter, Section, Settings, validate
+from hpcfit.config.schema import Bool, Choice, Field, Float, Int, PathT, Reporter, Section, Settings, validate
 from hpcfit.config.yamlsource import YamlSource, load_yaml_file
 from hpcfit.io.h5out import OutputFile, incomplete_path
 from hpcfit.engine.job import Job, JobCatalog, Plan, RunContext, Stage
@@ -33,6 +33,7 @@ from hpcfit.runtime.checkpoint import (CheckpointMismatch, SliceStore, find_slic
 from hpcfit.runtime.progress import Progress, format_duration
 from hpcfit.runtime.provenance import run_provenance, utc_now
 from hpcfit.runtime.schedule import run_items, static_assignment
+from hpcfit.runtime.threads import describe_thread_pools, pinned_threads
 from hpcfit.runtime.log import logger
 
 RUN_SECTION = Section(
@@ -54,6 +55,12 @@ RUN_SECTION = Section(
                                "MPI-IO transfer mode of parallel HDF5 writes: `collective` (two-phase "
                                "I/O, best for large writes on parallel file systems), `independent`, "
                                "or `auto` (collective for writes of 64 MiB or more)."),
+        "blas_threads": Field(Int(min=1), 1,
+                              "Threads each rank's BLAS/OpenMP libraries may use during the job (setup, work, "
+                              "write), pinned by the engine whoever loaded numpy first and restored afterwards. "
+                              "A multi-threaded BLAS may sum in another order: results are identical for any "
+                              "rank count (and serial in-process vs mpiexec) only at a fixed value. More than 1 "
+                              "only with fewer ranks per node than cores (`--cpus-per-task`)."),
     },
     doc="Engine settings shared by every job.",
 )
@@ -241,7 +248,10 @@ def execute(config_path: str, overrides: list[str], comm: Comm, *, argv: list[st
     if checkpointing and not mode.merge:
         signals.install()
     try:
-        return _run(job, ctx, prepared, mode, checkpointing, output, todo, stored, argv, start_time, t0)
+        # The results must not depend on the BLAS threads the caller's process happens to have (see
+        # hpcfit.runtime.threads): pinned for the job's whole life cycle, restored on return.
+        with pinned_threads(cfg.run.blas_threads):
+            return _run(job, ctx, prepared, mode, checkpointing, output, todo, stored, argv, start_time, t0)
     finally:
         signals.restore()
 
@@ -302,7 +312,8 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
         start_time=start_time))
     provenance.update(end_time=utc_now(), work_seconds=round(work_seconds, 3),
                       wall_seconds=round(time.monotonic() - t0, 3), output_mode=out.mode,
-                      items_from_checkpoints=len(stored), merged_slices=mode.merge)
+                      items_from_checkpoints=len(stored), merged_slices=mode.merge,
+                      blas_threads=cfg.run.blas_threads, blas_libraries=describe_thread_pools())
     _guarded(comm, "provenance", lambda: out.set_attrs("/", provenance))
     final = _guarded(comm, "closing the output file", out.commit)
     if comm.is_root:

@@ -42,13 +42,18 @@ def slice_items(n_items: int, k: int, n: int) -> range:
 
 
 def fingerprint(job: str, cfg: dict[str, Any], plan_items: Iterable[Any], stages: list[int] | None = None) -> str:
-    """A hash of what determines the results: the job's keys (not `run`), the work items and, for a plan of
-    several stages, their item counts (a single-stage plan hashes as it always did)."""
+    """A hash of what determines the results: the job's keys (of `run` only `blas_threads`), the work items and,
+    for a plan of several stages, their item counts (a single-stage plan hashes as it always did)."""
     relevant = {key: value for key, value in cfg.items() if key != "run"}
     items = [(item.index, item.label, item.size) for item in plan_items]
     described: dict[str, Any] = {"job": job, "config": relevant, "items": items}
     if stages and len(stages) > 1:
         described["stages"] = list(stages)
+    threads = (cfg.get("run") or {}).get("blas_threads", 1)
+    if threads != 1:
+        # The BLAS thread count changes the last bits of the results: slices and resumes must share it. Only a
+        # value other than the default is hashed, so checkpoints written before the option existed stay valid.
+        described["blas_threads"] = threads
     text = json.dumps(described, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 

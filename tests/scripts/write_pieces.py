@@ -32,4 +32,4 @@ out.write(pieces)
 out.set_attrs("/", {"answer": 42, "mode_seen": out.mode})
 final = out.commit()
 if comm.is_root:
-    print("MODE", out.mode, "H5PY_MPI", h5py.get_config().mpi)
+    print("MODE", out.mode, "H5PY_MPI", h5py.get_config().mpi, "RANKS", comm.size)
