@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from h5compare import assert_ran_with
 from hpcfit.cli import main
@@ -124,8 +125,10 @@ def check_rows(data: dict, model) -> None:
     lo, hi = FREE["redshift"]
     stratum = (z - lo) / (hi - lo) * N - data["sample_index"]
     assert np.all((stratum > -1e-9) & (stratum < 1 + 1e-9))
-    # every stored y is the model evaluated, here, on the stored theta (log_ axes base 10)
-    expected = np.asarray(model(model_inputs(data)))
+    # every stored y is the model evaluated, here, on the stored theta (log_ axes base 10), with the one BLAS
+    # thread the job computes with (run.blas_threads: a threaded BLAS sums in another order, ~1e-6 relative here)
+    with threadpool_limits(limits=1):
+        expected = np.asarray(model(model_inputs(data)))
     np.testing.assert_allclose(y, expected, rtol=1e-6, atol=0)
     # the check can tell the base: decoding the log_ axes with exp instead gives other photometry
     natural = np.asarray(model(model_inputs(data, decode=np.exp)))
@@ -139,7 +142,9 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model():
-    return reference_model()
+    # built, like the job's, with one BLAS thread: its tables are matrix products too
+    with threadpool_limits(limits=1):
+        return reference_model()
 
 
 def test_serial_rows_are_the_model_of_their_theta(workdir, model):
