@@ -127,3 +127,39 @@ def test_uniform_columns_are_uniform_and_one_dimensional_case():
 def test_unknown_method():
     with pytest.raises(ValueError, match="unknown sampling method"):
         unit_points("grid", 1, 0, 10, 10, 2)
+
+
+def test_golden_values_pin_the_generators():
+    """Same seed, same samples across releases: a training set must be regenerable bit for bit. These values pin
+    every constant of the Feistel network, the Philox layout and the stream/key offsets (a different constant
+    would give an equally random but different, hence irreproducible, sample)."""
+    assert KeyedPermutation(10, 1)(np.arange(10)).tolist() == [6, 0, 2, 1, 8, 9, 4, 7, 3, 5]
+    assert KeyedPermutation(1000, 2026)(np.arange(0, 1000, 97)).tolist() == [
+        892, 247, 527, 360, 535, 522, 448, 303, 991, 51, 899]
+    np.testing.assert_allclose(uniform_block(7, 3, 5, 7, 3),
+                               [[0.77338705, 0.51250827, 0.7236288], [0.8285385, 0.78793543, 0.16938981]],
+                               rtol=0, atol=1e-8)
+    np.testing.assert_allclose(unit_points("latin_hypercube", 5, 0, 4, 40, 3),
+                               [[0.01794214, 0.91030338, 0.3940445], [0.03040745, 0.03182229, 0.88940245],
+                                [0.06749315, 0.51069568, 0.15019483], [0.09112182, 0.66690064, 0.08062653]],
+                               rtol=0, atol=1e-8)
+    np.testing.assert_allclose(unit_points("uniform", 5, 0, 2, 40, 3),
+                               [[0.01794214, 0.84673839, 0.71686584], [0.03040745, 0.88813226, 0.31547539]],
+                               rtol=0, atol=1e-8)
+
+
+def test_golden_values_at_the_edges():
+    """Small n (where the bit width is clamped or n - 1 is a power of two), a dimension that fills a whole Philox
+    block, two-column and Sobol' designs."""
+    assert KeyedPermutation(2, 3)(np.arange(2)).tolist() == [0, 1]
+    assert KeyedPermutation(5, 3)(np.arange(5)).tolist() == [4, 3, 1, 2, 0]
+    assert KeyedPermutation(17, 3)(np.arange(17)).tolist() == [1, 16, 15, 9, 5, 0, 10, 14, 3, 2, 4, 7, 6, 11, 13,
+                                                               8, 12]
+    np.testing.assert_allclose(uniform_block(7, 3, 5, 7, 4),
+                               [[0.77338705, 0.51250827, 0.7236288, 0.05478095],
+                                [0.8285385, 0.78793543, 0.16938981, 0.42708154]], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(unit_points("latin_hypercube", 5, 0, 2, 40, 2),
+                               [[0.01794214, 0.91030338], [0.03040745, 0.03182229]], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(unit_points("sobol", 5, 3, 5, 40, 3),
+                               [[0.09112182, 0.85710774, 0.52150233], [0.10978748, 0.90289039, 0.31099695]],
+                               rtol=0, atol=1e-8)
