@@ -57,6 +57,7 @@ TARGETS: dict[str, list[tuple[str, list[str]]]] = {
     ],
 }
 SEED = 20261202
+_WRONG_IMPORT = 97  # child exit code: hpcfit was not imported from the scratch copy
 
 _BINOP_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
                ast.BitAnd: ast.BitOr, ast.BitOr: ast.BitAnd}
@@ -248,6 +249,9 @@ def _run_forked(scratch: Path, tests: list[str], timeout: float) -> tuple[str, f
             os.dup2(devnull, 2)
             import pytest
             code = int(pytest.main(_pytest_args(tests)))
+            imported = getattr(sys.modules.get("hpcfit"), "__file__", "") or ""
+            if not imported.startswith(str(scratch)):
+                code = _WRONG_IMPORT  # an installed hpcfit shadowed the scratch copy: the run proves nothing
         finally:
             os._exit(code)
     deadline = began + timeout
@@ -255,6 +259,8 @@ def _run_forked(scratch: Path, tests: list[str], timeout: float) -> tuple[str, f
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             code = os.waitstatus_to_exitcode(status)
+            if code == _WRONG_IMPORT:
+                raise RuntimeError(f"the tests imported hpcfit from outside {scratch}")
             return ("passed" if code == 0 else "failed"), time.monotonic() - began
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
