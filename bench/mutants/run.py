@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # job -> [(module path, pytest arguments that exercise it quickly, in-process)]
 TARGETS: dict[str, list[tuple[str, list[str]]]] = {
     "cubefit": [
-        ("hpcfit/cubefit/batched_lm.py", ["tests/test_batched_lm.py"]),
+        ("hpcfit/cubefit/batched_lm.py", ["tests/test_batched_lm.py", "tests/test_batched_lm_kernels.py"]),
         ("hpcfit/cubefit/boxes.py", ["tests/test_cubefit_boxes.py"]),
     ],
     "gridfit": [
