@@ -155,6 +155,8 @@ def test_golden_values_at_the_edges():
     assert KeyedPermutation(5, 3)(np.arange(5)).tolist() == [4, 3, 1, 2, 0]
     assert KeyedPermutation(17, 3)(np.arange(17)).tolist() == [1, 16, 15, 9, 5, 0, 10, 14, 3, 2, 4, 7, 6, 11, 13,
                                                                8, 12]
+    # n a power of two: the bit width comes from n - 1 (n + 1 would widen the Feistel domain)
+    assert KeyedPermutation(16, 3)(np.arange(16)).tolist() == [11, 14, 1, 5, 0, 13, 10, 8, 15, 2, 4, 6, 3, 9, 7, 12]
     np.testing.assert_allclose(uniform_block(7, 3, 5, 7, 4),
                                [[0.77338705, 0.51250827, 0.7236288, 0.05478095],
                                 [0.8285385, 0.78793543, 0.16938981, 0.42708154]], rtol=0, atol=1e-8)
