@@ -78,3 +78,23 @@ def test_forward_difference_inside_and_at_bounds(rel_step):
     _forward_difference(lambda xj, r: (seen.append(xj.copy()), _model(xj, r))[1], x, rows, m0, lb, ub, rel_step)
     for xj in seen:
         assert np.all(xj >= lb) and np.all(xj <= ub)
+
+
+@pytest.mark.parametrize("rel_step", [1e-8, 1e-6])
+def test_forward_difference_takes_scipys_steps(rel_step):
+    """The same step rule as scipy's approx_derivative('2-point'), so the derivatives agree to rounding."""
+    from scipy.optimize._numdiff import approx_derivative
+
+    # row 6 has b = 0 exactly (the absolute-step fallback, stepping up) with a non-zero derivative in b
+    x = np.array([[2.0, 0.5], [-1.0, 1.0], [3.0, 1.5], [0.0, 0.0], [1.0, 2.0], [-2.0, -0.5], [1.5, 0.0]])
+    lb = np.array([[-5.0, -5.0], [-5.0, -5.0], [-5.0, -5.0], [-5.0, -5.0], [1.0 - 1e-9, 2.0 - 1e-9],
+                   [-2.0, -0.5], [-5.0, -5.0]])
+    ub = np.array([[5.0, 5.0], [5.0, 5.0], [3.0, 1.5], [5.0, 5.0], [1.0 + 1e-9, 2.0 + 1e-9], [0.0, 0.0],
+                   [5.0, 5.0]])
+    rows = np.arange(len(x))
+    cols = _forward_difference(_model, x, rows, _model(x, rows), lb, ub, rel_step)
+    for i in range(len(x)):
+        want = approx_derivative(lambda p: _model(p[None, :], rows[:1])[0], x[i], method="2-point",
+                                 rel_step=rel_step, bounds=(lb[i], ub[i]))
+        for j in range(x.shape[1]):
+            np.testing.assert_allclose(cols[j][i], want[:, j], rtol=1e-12, atol=1e-12)
