@@ -42,8 +42,8 @@ TARGETS: dict[str, list[tuple[str, list[str]]]] = {
         ("hpcfit/cubefit/boxes.py", ["tests/test_cubefit_boxes.py"]),
     ],
     "gridfit": [
-        ("hpcfit/gridfit/chi2.py", ["tests/test_grid_chi2.py"]),
-        ("hpcfit/gridfit/reduce.py", ["tests/test_grid_reduce.py"]),
+        ("hpcfit/gridfit/chi2.py", ["tests/test_grid_chi2.py", "tests/test_kernel_edges.py"]),
+        ("hpcfit/gridfit/reduce.py", ["tests/test_grid_reduce.py", "tests/test_kernel_edges.py"]),
     ],
     "sample": [
         ("hpcfit/sample/axes.py", ["tests/test_sample_kernels.py"]),
@@ -52,8 +52,8 @@ TARGETS: dict[str, list[tuple[str, list[str]]]] = {
         ("hpcfit/sample/counter_rng.py", ["tests/test_sample_kernels.py"]),
     ],
     "calibrate": [
-        ("hpcfit/calibrate/kernels/combine.py", ["tests/test_calib_combine.py"]),
-        ("hpcfit/calibrate/kernels/calibrate.py", ["tests/test_calib_calibrate.py"]),
+        ("hpcfit/calibrate/kernels/combine.py", ["tests/test_calib_combine.py", "tests/test_kernel_edges.py"]),
+        ("hpcfit/calibrate/kernels/calibrate.py", ["tests/test_calib_calibrate.py", "tests/test_kernel_edges.py"]),
     ],
 }
 SEED = 20261202
@@ -255,12 +255,25 @@ def _run_forked(scratch: Path, tests: list[str], timeout: float) -> tuple[str, f
         finally:
             os._exit(code)
     deadline = began + timeout
+    try:
+        result = _wait_child(pid, began, deadline)
+    except BaseException:  # Ctrl-C while waiting: do not leave the child running on its own
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    if result[0] == "wrong-import":
+        raise RuntimeError(f"the tests imported hpcfit from outside {scratch}")
+    return result
+
+
+def _wait_child(pid: int, began: float, deadline: float) -> tuple[str, float]:
+    """Poll the forked child until it exits or the deadline passes (then kill it: a timeout)."""
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             code = os.waitstatus_to_exitcode(status)
             if code == _WRONG_IMPORT:
-                raise RuntimeError(f"the tests imported hpcfit from outside {scratch}")
+                return "wrong-import", time.monotonic() - began
             return ("passed" if code == 0 else "failed"), time.monotonic() - began
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
