@@ -17,7 +17,7 @@ help:
 	@echo "make test   - set up and run the test suite"
 	@echo "make setup  - only set up .venv (MPI + parallel HDF5 + mpi4py/h5py built from source)"
 	@echo "make bench  - run the benchmarks in bench/ (minutes; prints ratios against the references)"
-	@echo "make mutants - mutation testing of the science kernels, kill rate per job (~15 min on 2 cores:"
+	@echo "make mutants - mutation testing of the science kernels, kill rate per job (~12 min on 2 cores:"
 	@echo "               MUTANTS_BUDGET=$(MUTANTS_BUDGET) s per job; MUTANTS_JOBS=... to pick jobs; not part of make test)"
 
 setup:
