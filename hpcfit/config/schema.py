@@ -476,8 +476,9 @@ def _dotted(path: Sequence[Any]) -> str:
     return ".".join(str(p) for p in path)
 
 
-def lookup(values: Mapping[str, Any], dotted: str) -> Any:
-    """Follow a dotted key path through nested mappings; None when a key is missing."""
+def lookup(values: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    """Follow a dotted key path through nested mappings; ``default`` when a key is missing (a key present with
+    the value None gives None)."""
     node: Any = values
     for part in _split(dotted):
         if isinstance(node, Mapping) and part in node:
@@ -485,5 +486,5 @@ def lookup(values: Mapping[str, Any], dotted: str) -> Any:
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
         else:
-            return None
+            return default
     return node

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from hpcfit.config.schema import Bool, Choice, Field, Float, Int, PathT, Reporter, Section, Settings, validate
+from hpcfit.config.schema import (Bool, Choice, Field, Float, Int, PathT, Reporter, Section, Settings, lookup,
+                                  validate)
 from hpcfit.config.yamlsource import YamlSource, load_yaml_file
 from hpcfit.io.h5out import OutputFile, incomplete_path
 from hpcfit.engine.job import Job, JobCatalog, Plan, RunContext, Stage
@@ -118,10 +119,7 @@ def _report_moved_keys(job: Job, source: YamlSource, report: Reporter) -> None:
     file cannot be checked against today's layout)."""
     found = False
     for old, new in job.moved_keys.items():
-        node: Any = source.values
-        for part in old.split("."):
-            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
-        if node is not _ABSENT:
+        if lookup(source.values, old, _ABSENT) is not _ABSENT:
             found = True
             report(old, f"this key has moved: write it as `{new}` (every config has `job`, `output`, `run` and "
                         f"one `{job.name}:` section with the job's keys)")
