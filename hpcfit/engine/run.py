@@ -240,7 +240,7 @@ def execute(config_path: str, overrides: list[str], comm: Comm, *, argv: list[st
     if plan.stages:
         todo_set = set(todo)
         for s, stage in enumerate(plan.stages):
-            mine = [item.index for item in stage.items if item.index in todo_set]
+            mine = _stage_todo(stage, todo_set)
             ctx.log(f"  stage {s + 1}/{len(plan.stages)} {stage.name}: {len(mine)} of {len(stage.items)} item(s) "
                     f"to compute ({sum(plan.items[i].size for i in mine):,} {stage.unit})")
     if checkpointing and not mode.merge:
@@ -267,7 +267,7 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
     results: dict[int, Any] = {}
     stopped = False
     for s, stage in enumerate(stages):
-        stage_todo = [item.index for item in stage.items if item.index in todo_set]
+        stage_todo = _stage_todo(stage, todo_set)
         if s > 0 and any(item.index in todo_set for later in stages[s:] for item in later.items):
             # The earlier stages' results are complete (computed now, or loaded from checkpoints) before the hook.
             _load_stored(comm, plan, {i: d for i, d in stored.items() if plan.items[i].stage < s}, loaded, results)
@@ -339,6 +339,11 @@ def _run_stage(job: Job, ctx: RunContext, stage: Stage, s: int, n_stages: int, t
     if progress:
         progress.finish(stopped=signals.stop_requested.is_set())
     return results
+
+
+def _stage_todo(stage: Stage, todo: set[int]) -> list[int]:
+    """The indices of the stage's items that this run computes."""
+    return [item.index for item in stage.items if item.index in todo]
 
 
 def _load_stored(comm: Comm, plan: Plan, stored: dict[int, Path], loaded: set[int], results: dict[int, Any]) -> None:
