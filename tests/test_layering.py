@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
     {"engine"},
     {"cubefit", "gridfit", "sample", "calibrate"},
     {"registry"},
+    {"api"},
     {"cluster"},
     {"cli"},
     {"__main__"},
