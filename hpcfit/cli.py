@@ -21,6 +21,7 @@ examples:
   srun hpcfit run my.yaml                      (inside an sbatch script; see jobscripts/)
   hpcfit inspect l1448_fit.h5
   hpcfit schema cubefit                        (every config key, its type, default and meaning)
+  hpcfit schema --json cubefit > cubefit.schema.json   (JSON Schema for editors; see docs/editors.md)
 exit codes: 0 success, 1 fatal error during the run (message names the rank and work item), 2 config/usage error
 """
 
@@ -129,8 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = verbs.add_parser("schema", parents=[talk], help="print the config keys of a job",
                               description="Print every config key of JOB with its type, default and meaning "
-                                          "(markdown), as in docs/config_reference.md.")
+                                          "(markdown), as in docs/config_reference.md; with --json, the JSON "
+                                          "Schema of a whole JOB config for editors (see docs/editors.md).")
     schema.add_argument("job", nargs="?", help="job name (default: the engine keys and every job)")
+    schema.add_argument("--json", action="store_true",
+                        help="print the JSON Schema (draft 2020-12) of a JOB config: keys, types, allowed values, "
+                             "defaults, meanings, required keys; unknown keys refused")
     return parser
 
 
@@ -335,13 +340,16 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from hpcfit.registry import config_reference
+    import json
 
+    from hpcfit.registry import available_jobs, config_json_schema, config_reference
+
+    if args.json and args.job is None:
+        logger.error(f"schema --json needs a job: hpcfit schema --json JOB (allowed: {', '.join(available_jobs())})")
+        return EXIT_CONFIG
     try:
-        print(config_reference(args.job))
+        print(json.dumps(config_json_schema(args.job), indent=2) if args.json else config_reference(args.job))
     except KeyError:
-        from hpcfit.registry import available_jobs
-
         logger.error(f"unknown job '{args.job}' (allowed: {', '.join(available_jobs())})")
         return EXIT_CONFIG
     return EXIT_OK

@@ -28,6 +28,23 @@ class Axis(Type):
         return (f"number, list of numbers{words}, or {{linspace|logspace|geomspace: [start, stop, num]}}"
                 + (" (or null)" if self.nullable else ""))
 
+    def json_schema(self) -> dict[str, Any]:
+        """What an editor is told (``hpcfit schema --json``): a number, a list, a word or one spacing spec."""
+        # YAML 1.1 reads 1e6 (no dot) as a string, which convert() accepts: any string passes here, the loader
+        # tells a word from a number written so
+        scalar = {"type": ["number", "string"]}
+        spacing = {"type": "object", "minProperties": 1, "maxProperties": 1,
+                   "properties": {kind: {"type": "array", "minItems": 3, "maxItems": 3,
+                                         "prefixItems": [{"type": "number"}, {"type": "number"},
+                                                         {"type": "integer", "minimum": 1,
+                                                          "maximum": MAX_AXIS_VALUES}]}
+                                  for kind in SPACINGS},
+                   "additionalProperties": False}
+        options = [scalar, {"type": "array", "minItems": 1, "items": scalar}, spacing]
+        if self.nullable:
+            options.append({"type": "null"})
+        return {"anyOf": options}
+
     def _scalar(self, value: Any, subpath: tuple) -> float | str:
         if isinstance(value, str) and value in self.words:
             return value
