@@ -164,6 +164,17 @@ class CalibrateJob(Job):
             items.append(WorkItem(index=k, label=label, size=b - a, cost=float(b - a), data=(a, b)))
         return Plan(items, unit="frames", info={"calib": calib})
 
+    def estimate_output_bytes(self, cfg: Settings, plan: Plan) -> int | None:
+        """Every science frame (and its uncertainty) and every master bias, dark and flat as 4-byte floats, and a
+        1-byte bad-pixel mask per master set."""
+        calib = plan.info.get("calib")
+        if calib is None:
+            return None
+        ny, nx = calib.shape
+        frames = len(calib.science) * (2 if cfg.calibrate.uncertainty else 1)
+        masters = len(calib.groups)
+        return ny * nx * (4 * (frames + masters) + len(calib.sets))
+
     # -- every rank -----------------------------------------------------------------------------------------
     def setup(self, ctx: RunContext) -> None:
         from hpcfit.calibrate.masters import build_masters

@@ -192,6 +192,17 @@ class CubefitJob(Job):
                                               "fitting_names": world.fitting_names,
                                               "fitting_units": [str(u) if u is not None else "" for u in world.fitting_units]})
 
+    def estimate_output_bytes(self, cfg: Settings, plan: Plan) -> int | None:
+        """One map per parameter (and per uncertainty), fit_info entry and iterated world axis, of 8 bytes per
+        fit, and the 1-byte status map."""
+        if not plan.items:
+            return None
+        c, info = cfg.cubefit, plan.info
+        n_fits = int(np.prod(info["iter_shape"]))
+        n_params = len(info["units"])
+        maps = n_params * (2 if c.uncertainties else 1) + len(c.fit_info or ()) + len(info["iter_shape"])
+        return n_fits * (8 * maps + 1)
+
     # -- every rank -----------------------------------------------------------------------------------------
     def setup(self, ctx: RunContext) -> None:
         from hpcfit.cubefit.fit_chunk import prepare_setup

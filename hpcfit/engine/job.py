@@ -146,6 +146,13 @@ class Job:
     def plan(self, cfg: Settings, report: Report) -> Plan:
         raise NotImplementedError
 
+    def estimate_output_bytes(self, cfg: Settings, plan: Plan) -> int | None:
+        """About how many bytes the output file will take, from the plan (rank 0, after ``plan``): the engine
+        refuses a run whose output (plus as much again of checkpoints, when ``run.checkpoint`` is on) cannot fit in
+        the free space of the output's file system, and warns when it takes more than 90 % of it. None: unknown
+        (no check). The large datasets are what matter: rows x columns x bytes per value."""
+        return None
+
     def setup(self, ctx: RunContext) -> None:
         """Build per-rank state (collective)."""
 

@@ -25,9 +25,10 @@ from hpcfit.config.schema import (Bool, Choice, Field, Float, Int, PathT, Report
 from hpcfit.config.yamlsource import YamlSource, load_yaml_file
 from hpcfit.io.h5out import OutputFile, incomplete_path
 from hpcfit.engine.job import Job, JobCatalog, Plan, RunContext, Stage
+from hpcfit.engine.place import check_output_place, check_output_space
 from hpcfit.runtime.comm import Comm
 from hpcfit.config.errors import ConfigError, ConfigIssue
-from hpcfit.runtime.errors import EXIT_CONFIG, EXIT_OK, fatal
+from hpcfit.runtime.errors import EXIT_CONFIG, EXIT_OK, fatal, on_fatal, on_fatal_note, storage_error
 from hpcfit.runtime import signals
 from hpcfit.runtime.checkpoint import (CheckpointMismatch, SliceStore, find_slices, fingerprint, load_item, parts_directory,
                          slice_items)
@@ -109,7 +110,7 @@ def load_config(path: str, overrides: list[str], n_ranks: int = 1, *,
     schema = engine_schema(known).merged(job.schema)
     cfg = validate(schema, source, report)
     job.check(cfg, report)
-    _check_output(job, cfg, report)
+    check_output_place(cfg, report)
     report.raise_if_any()
     return job, cfg, source, report
 
@@ -128,23 +129,6 @@ def _report_moved_keys(job: Job, source: YamlSource, report: Reporter) -> None:
 
 
 _ABSENT = object()
-
-
-def _check_output(job: Job, cfg: Settings, report: Reporter) -> None:
-    output = cfg.output
-    if not output:
-        return
-    path = Path(output)
-    if path.exists() and not cfg.run.overwrite:
-        report("output", f"output file '{path}' already exists (set run.overwrite: true, "
-                               "or --set run.overwrite=true, to replace it)")
-    if path.is_dir():
-        report("output", f"'{path}' is a directory, not a file name")
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not os.access(ancestor, os.W_OK):
-        report("output", f"cannot create the output: directory '{ancestor}' is not writable")
 
 
 def _peek_job_name(config_path: str, jobs: JobCatalog) -> str | None:
@@ -174,6 +158,9 @@ def prepare(config_path: str, overrides: list[str], comm: Comm, *, plan: bool,
             if the_plan is not None:
                 logger.debug(f"plan: {len(the_plan.items)} work item(s) of {the_plan.unit}; first: "
                              + "; ".join(item.label for item in the_plan.items[:3]))
+                report.raise_if_any()  # the size of a plan with problems means nothing
+                check_output_space(job, cfg, the_plan, report, warn=lambda text: logger.warning(
+                    str(ConfigIssue(*source.where(("output",)), "output", text))))
             report.raise_if_any()
             outcome = ("ok", Prepared(job.name, cfg, the_plan, source.text, config_path))
         except ConfigError as exc:
@@ -243,22 +230,41 @@ def execute(config_path: str, overrides: list[str], comm: Comm, *, argv: list[st
             mine = _stage_todo(stage, todo_set)
             ctx.log(f"  stage {s + 1}/{len(plan.stages)} {stage.name}: {len(mine)} of {len(stage.items)} item(s) "
                     f"to compute ({sum(plan.items[i].size for i in mine):,} {stage.unit})")
+    store = SliceStore.for_slice(output, mode.slice_k, mode.slice_n) if checkpointing and not mode.merge else None
     if checkpointing and not mode.merge:
         signals.install()
+    unregister = _on_fatal_checkpoints(store, config_path, mode)
     try:
         # The results must not depend on the BLAS threads the caller's process happens to have (see
         # hpcfit.runtime.threads): pinned for the job's whole life cycle, restored on return.
         with pinned_threads(cfg.run.blas_threads):
-            return _run(job, ctx, prepared, mode, checkpointing, output, todo, stored, argv, start_time, t0)
+            return _run(job, ctx, prepared, mode, checkpointing, output, todo, stored, argv, start_time, t0, store)
     finally:
         signals.restore()
+        for remove in unregister:
+            remove()
+
+
+def _on_fatal_checkpoints(store: SliceStore | None, config_path: str, mode: RunMode) -> list[Callable[[], None]]:
+    """A fatal end of this run removes the checkpoints' temporary pieces and its message says which completed
+    items stay for --resume; returns the functions that unregister both."""
+    if store is None:
+        return []
+    resume = f"hpcfit run {config_path} --resume" + (f" --slice {mode.slice_k}/{mode.slice_n}"
+                                                      if mode.slice_n > 1 else "")
+
+    def kept() -> str | None:
+        note = store.describe_kept()
+        return f"{note} (`{resume}` once the cause is fixed)" if note else None
+
+    return [on_fatal(store.remove_temporary), on_fatal_note(kept)]
 
 
 def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpointing: bool, output: Path,
-         todo: list[int], stored: dict[int, Path], argv: list[str], start_time: str, t0: float) -> int:
+         todo: list[int], stored: dict[int, Path], argv: list[str], start_time: str, t0: float,
+         store: SliceStore | None) -> int:
     """The run proper, from the job's setup to the output's final name (see ``execute``)."""
     comm, cfg, plan, config_path = ctx.comm, ctx.cfg, ctx.plan, ctx.config_path
-    store = SliceStore.for_slice(output, mode.slice_k, mode.slice_n) if checkpointing and not mode.merge else None
     _guarded(comm, "setup", lambda: job.setup(ctx))
     t_work = time.monotonic()
     stages = plan.stage_list()
@@ -301,8 +307,10 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
 
     # Results computed in earlier runs or slices: each rank loads a balanced share, then writes as usual.
     _load_stored(comm, plan, stored, loaded, results)
-    out = _guarded(comm, "opening the output file", lambda: OutputFile(output, comm, transfer=cfg.run.hdf5_transfer))
-    local = _guarded(comm, "writing the output", lambda: job.write(ctx, results, out) or {})
+    temp = incomplete_path(output)
+    out = _guarded(comm, "opening the output file", lambda: OutputFile(output, comm, transfer=cfg.run.hdf5_transfer),
+                   file=temp)
+    local = _guarded(comm, "writing the output", lambda: job.write(ctx, results, out) or {}, file=temp)
     keys = sorted(set().union(*comm.allgather(list(local))))
     totals = {key: comm.allreduce(int(local.get(key, 0))) for key in keys}
     provenance = _guarded(comm, "provenance", lambda: run_provenance(
@@ -312,8 +320,8 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
                       wall_seconds=round(time.monotonic() - t0, 3), output_mode=out.mode,
                       items_from_checkpoints=len(stored), merged_slices=mode.merge,
                       blas_threads=cfg.run.blas_threads, blas_libraries=describe_thread_pools())
-    _guarded(comm, "provenance", lambda: out.set_attrs("/", provenance))
-    final = _guarded(comm, "closing the output file", out.commit)
+    _guarded(comm, "provenance", lambda: out.set_attrs("/", provenance), file=temp)
+    final = _guarded(comm, "closing the output file", out.commit, file=temp)
     if comm.is_root:
         if checkpointing and not mode.keep_parts:
             shutil.rmtree(parts_directory(output), ignore_errors=True)
@@ -421,10 +429,17 @@ def _merge_sources(output: Path, plan: Plan, print_id: str) -> dict[int, Path]:
     return sources
 
 
-def _guarded(comm: Comm, stage: str, fn: Callable[[], Any]) -> Any:
+def _guarded(comm: Comm, stage: str, fn: Callable[[], Any], file: Path | None = None) -> Any:
+    """``fn()``, or the end of the job through ``errors.fatal`` naming the stage (and ``file``, the file being
+    written, when the storage fails and the error does not name it: h5py's do not)."""
     try:
         return fn()
     except Exception as exc:  # noqa: BLE001
+        storage = storage_error(exc)
+        if file is not None and storage is not None and not storage.filename:
+            named = OSError(storage.errno, os.strerror(storage.errno), str(file))
+            named.__cause__ = exc
+            exc = named
         fatal(comm, exc, item=stage)
 
 

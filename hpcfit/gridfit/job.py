@@ -206,6 +206,21 @@ class GridfitJob(Job):
                 "n_upper": int(catalog.upper.sum()), "n_missing": int((~catalog.valid).sum())}
         return _staged_plan(items, info)
 
+    def estimate_output_bytes(self, cfg: Settings, plan: Plan) -> int | None:
+        """The grid (parameters and band fluxes of every model), the full chi2 table (galaxies x models) when
+        asked for, and each galaxy's row of observed, best-fit and Bayesian values, 8 bytes each."""
+        info = plan.info
+        if "n_models" not in info:
+            return None
+        from hpcfit.gridfit.grid import GridSpec
+
+        n_params = GridSpec.from_json(info["spec"]).n_params
+        n_gal, n_mod, n_band = info["n_galaxies"], info["n_models"], info["n_bands"]
+        grid = n_mod * (n_params + n_band + 1)
+        chi2 = n_gal * n_mod if cfg.gridfit.fit.chi2 == "full" else 0
+        per_galaxy = n_gal * (4 * n_band + 3 * n_params + 16)
+        return 8 * (grid + chi2 + per_galaxy)
+
     # -- every rank -----------------------------------------------------------------------------------------
     def setup(self, ctx: RunContext) -> None:
         from hpcfit.gridfit.fit_block import Estimates

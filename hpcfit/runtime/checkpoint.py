@@ -89,6 +89,7 @@ class SliceStore:
             shutil.rmtree(self.directory)
         done: set[int] = set()
         if self.directory.exists():
+            self.remove_temporary()  # left by a run that was killed mid-write
             manifest = self.read_manifest()
             if manifest.get("fingerprint") != fingerprint_value:
                 raise CheckpointMismatch(
@@ -123,11 +124,31 @@ class SliceStore:
     def save(self, index: int, result: Any) -> None:
         path = self.directory / f"item-{index:06d}.pkl"
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
-            pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as handle:
+                pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)  # a full disk must not be left fuller by a piece nobody will read
+            if isinstance(exc, OSError) and exc.filename is None:
+                # write() and fsync() do not name the file: the message should (``errors.fatal``)
+                raise OSError(exc.errno, exc.strerror, str(path)) from exc
+            raise
+
+    def remove_temporary(self) -> None:
+        """Remove the temporary pieces of checkpoints being written (``.item-*.pkl.<pid>.tmp``), e.g. those of a
+        rank that MPI_Abort ended in the middle of a write."""
+        for piece in self.directory.glob(".*.tmp"):
+            piece.unlink(missing_ok=True)
+
+    def describe_kept(self) -> str | None:
+        """What a failed run leaves for ``--resume``: the completed items in this directory."""
+        done = len(self.completed())
+        if not done:
+            return None
+        return f"{done} completed item(s) kept in {self.directory} for --resume"
 
     def load(self, index: int) -> Any:
         return load_item(self.directory, index)
@@ -154,5 +175,9 @@ def find_slices(output: str | Path) -> list[SliceStore]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

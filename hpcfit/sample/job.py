@@ -205,6 +205,13 @@ class SampleJob(Job):
         }
         return Plan(items, unit="samples", info=info, schedule="blocks")
 
+    def estimate_output_bytes(self, cfg: Settings, plan: Plan) -> int:
+        """n_samples rows of theta, normalised theta (one column per free parameter each) and one column per
+        band, in the config's dtype, plus the 8-byte sample index."""
+        s, info = cfg.sample.sampling, plan.info
+        columns = 2 * len(info["names"]) + len(info["filter_names"])
+        return s.n_samples * (columns * np.dtype(s.dtype).itemsize + 8)
+
     # -- every rank -----------------------------------------------------------------------------------------
     def setup(self, ctx: RunContext) -> None:
         from hpcfit.models.filters import load_filter_set
