@@ -156,14 +156,14 @@ def test_estimate_check_refuses_a_run_that_cannot_fit_on_a_tiny_fs(tmp_path, tin
     assert list(tiny_fs.iterdir()) == []
 
 
-def _run_while_filling(args: list[str], cwd: Path, mount: Path, leave: int, trigger: Path, **kw):
+def _run_while_filling(args: list[str], cwd: Path, mount: Path, leave: int, trigger: Path, n: int | None = 2, **kw):
     """Run hpcfit under mpiexec -n 2 and, once ``trigger`` exists (the run is past its checks), fill the file
     system up to ``leave`` free bytes, as another user's job on a shared scratch space would."""
     stop = threading.Event()
     outcome: dict = {}
 
     def run() -> None:
-        outcome["result"] = hpcfit(args, n=2, cwd=cwd, **kw)
+        outcome["result"] = hpcfit(args, n=n, cwd=cwd, **kw)
         stop.set()
 
     thread = threading.Thread(target=run)
@@ -181,7 +181,7 @@ def _assert_one_line_per_failing_rank(result, needle: str) -> list[str]:
     assert result.returncode != 0, result.output
     assert "Traceback" not in result.output, result.output
     lines = [line for line in result.stderr.splitlines() if "FATAL" in line]
-    assert 1 <= len(lines) <= 2, result.output
+    assert 1 <= len(lines) <= 2, result.output  # one per failing rank
     for line in lines:
         assert needle in line and "No space left on device (ENOSPC)" in line, line
         assert "no output file was written" in line, line
@@ -285,3 +285,15 @@ def test_storage_errors_are_recognised_with_or_without_an_errno():
         assert storage_error(chained).errno == errno.EIO
     assert storage_error(OSError(errno.EACCES, "Permission denied")) is None
     assert storage_error(ValueError("No space left on device")) is None
+
+
+def test_disk_full_in_a_serial_run(tmp_path, tiny_fs):
+    """Without MPI (a serial run hands other failures of an item to its caller): the same one line, exit 1."""
+    config = write(tmp_path / "s.yaml", str(tiny_fs / "s.h5"), n=8000, batch=500)
+    manifest = tiny_fs / "s.h5.parts" / "slice-000-of-001" / "manifest.json"
+    result = _run_while_filling(["run", str(config)], tmp_path, tiny_fs, leave=150_000, trigger=manifest, n=None,
+                                env={"HPCFIT_INJECT_FAULT": "rank=*,item=*,action=delay:0.5"})
+    assert result.returncode == 1
+    (line,) = _assert_one_line_per_failing_rank(result, "cannot write '")
+    assert "FATAL on rank 0 of 1" in line and "completed item(s) kept in" in line
+    assert _pieces(tiny_fs) == []

@@ -22,7 +22,7 @@ from collections import deque
 from typing import Any, Callable, Iterable, Sequence
 
 from hpcfit.runtime.comm import Comm
-from hpcfit.runtime.errors import WorkItemError, fatal
+from hpcfit.runtime.errors import WorkItemError, fatal, storage_error
 from hpcfit.runtime.faults import maybe_fail
 from hpcfit.runtime.signals import stop_requested
 from hpcfit.runtime.progress import Progress
@@ -97,7 +97,14 @@ def run_items(comm: Comm, items: Sequence[Any], work: Callable[[Any], Any], *, s
         for index in (sorted(todo) if schedule == "blocks" else cost_order(costs)):
             if stop_requested.is_set():
                 break
-            results[index] = do(index)
+            try:
+                results[index] = do(index)
+            except WorkItemError as exc:
+                # A serial run hands a failing item's exception to its caller; a full disk is no bug to debug,
+                # so it ends the run as under MPI (one line, the checkpoints' temporaries removed).
+                if storage_error(exc) is not None:
+                    fatal(comm, exc)
+                raise
             if progress:
                 progress.advance(sizes[index])
         return results
