@@ -43,4 +43,4 @@ clean:
 # is regenerated first from the keys the engine and the jobs declare.
 docs: setup
 	$(VENV)/bin/hpcfit schema > docs/config_reference.md
-	$(PY) -m mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site

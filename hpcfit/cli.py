@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = verbs.add_parser("validate", parents=[talk], help="check a config file without running anything",
                            description="Make every check `run` makes before work starts (keys, types, ranges, "
-                                       "units, input files and their contents: the work is planned) and report "
+                                       "units, input files and their contents: the work is planned; the output's "
+                                       "folder takes new files and the output fits in its free space) and report "
                                        "every problem in CONFIG as FILE:LINE: key.path: message (allowed: ...). "
                                        "Exit code 0 when valid, 2 otherwise.")
     val.add_argument("config", help="YAML config file")
