@@ -162,7 +162,10 @@ class CalibrateJob(Job):
             names = [calib.frames[e.frame].name for e in calib.science[a:b]]
             label = f"science frames {a}-{b - 1} ({names[0]}{' ...' if len(names) > 1 else ''})"
             items.append(WorkItem(index=k, label=label, size=b - a, cost=float(b - a), data=(a, b)))
-        return Plan(items, unit="frames", info={"calib": calib})
+        rejected = len(calib.rejected)
+        notes = [calib.inputs_line(), f"{len(calib.science)} science frame(s) to calibrate, {rejected} frame(s) "
+                                      "rejected while planning"]
+        return Plan(items, unit="frames", info={"calib": calib}, notes=notes)
 
     # -- every rank -----------------------------------------------------------------------------------------
     def setup(self, ctx: RunContext) -> None:
@@ -191,12 +194,14 @@ class CalibrateJob(Job):
         return calibrate_item(item.index, start, stop, ctx.plan.info["calib"], ctx.cfg.calibrate, ctx.state)
 
     def write(self, ctx: RunContext, results: dict[int, Any], out: OutputFile) -> dict[str, int]:
+        from hpcfit.calibrate.inputs import write_skipped
         from hpcfit.calibrate.output import remove_scratch, write_output
 
         comm, c = ctx.comm, ctx.cfg.calibrate
         calib, masters = ctx.plan.info["calib"], ctx.state["masters"]
         t0 = time.monotonic()
         counts, rejected = write_output(comm, calib, masters, results, out, c, ctx.state.get("buffers"))
+        write_skipped(out, calib.skipped)
         comm.barrier()
         write_seconds = time.monotonic() - t0
         peaks = comm.allgather(peak_rss_mb())
@@ -217,11 +222,15 @@ class CalibrateJob(Job):
         return counts
 
     def summary(self, ctx: RunContext, totals: dict[str, int]) -> list[str]:
+        from hpcfit.calibrate.inputs import skipped_lines
+
         calib = ctx.plan.info["calib"]
         rejected = ctx.state.get("rejected", [])
         lines = [f"{totals.get('science_written', 0)} science frame(s) calibrated; {len(rejected)} frame(s) rejected"
                  + (":" if rejected else "")]
         lines += [f"  rejected {r.name} ({r.kind}, {r.stage}): {r.reason}" for r in rejected]
+        lines.append(calib.inputs_line() + (":" if calib.skipped else ""))
+        lines += [f"  {line}" for line in skipped_lines(calib.skipped)]
         kinds = {k: len(calib.kind_groups(k)) for k in ("bias", "dark", "flat")}
         lines.append("masters: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
         peaks = ctx.state.get("peaks")
@@ -264,8 +273,11 @@ def _describe_combine(c: Any) -> str:
 
 def _plan_lines(calib: Any) -> list[str]:
     """What rank 0 tells the user about the plan: classification notes, rejections, master choices."""
-    lines = [f"calibrate: {len(calib.frames)} frame(s) found; frames {calib.raw_shape[0]} x {calib.raw_shape[1]}"
+    from hpcfit.calibrate.inputs import skipped_lines
+
+    lines = [f"calibrate: {calib.inputs_line()}; frames {calib.raw_shape[0]} x {calib.raw_shape[1]}"
              + (f", calibrated {calib.shape[0]} x {calib.shape[1]}" if calib.shape != calib.raw_shape else "")]
+    lines += skipped_lines(calib.skipped)
     lines += list(calib.log)
     mismatched = [f for f in calib.frames if any(" says " in n for n in f.notes)]
     for f in mismatched:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hpcfit.calibrate import inputs as I
 from hpcfit.calibrate.kernels import frames as F
 from hpcfit.calibrate.kernels.reading import parse_section
 from hpcfit.runtime.checkpoint import parts_directory
@@ -92,6 +93,11 @@ class CalibPlan:
     raw_shape: tuple[int, int]
     shape: tuple[int, int]  # after trimming: the shape of every master and calibrated frame
     log: list[str] = field(default_factory=list)
+    skipped: list[I.Skipped] = field(default_factory=list)  # files under the inputs that are not used (/skipped)
+    n_files: int = 0  # files found under the inputs: len(frames) + len(skipped)
+
+    def inputs_line(self) -> str:
+        return I.summary_line(self.n_files, len(self.frames), self.skipped)
 
     def kind_groups(self, kind: str) -> list[int]:
         return [i for i, g in enumerate(self.groups) if g.kind == kind]
@@ -121,17 +127,10 @@ def scan_options(c: Any) -> F.ScanOptions:
                          extra_keys=extra)
 
 
-def find_inputs(c: Any, report: Report) -> list[Path]:
-    """Every input expanded; each input that matches nothing is reported at its own key."""
-    found: dict[str, Path] = {}
-    for i, item in enumerate(c.inputs):
-        try:
-            for p in F.find_frames([item]):
-                found.setdefault(os.path.abspath(p), p)
-        except FileNotFoundError:
-            report(f"calibrate.inputs.{i}", f"'{item}' matches no FITS file (.fits, .fit, .fts; directories are "
-                                            "searched recursively)")
-    return [found[k] for k in sorted(found)]
+def find_inputs(c: Any, report: Report) -> tuple[list[Path], list[I.Skipped]]:
+    """Every input expanded: (FITS files, other files skipped); each input that matches no FITS file is reported
+    at its own key."""
+    return I.find_inputs(c.inputs, report)
 
 
 def scan(paths: Sequence[Path], options: F.ScanOptions) -> list[F.Frame]:
@@ -152,11 +151,12 @@ def make_plan(cfg: Any, report: Report) -> CalibPlan | None:
         report(*args)
 
     c = cfg.calibrate
-    paths = find_inputs(c, note)
+    paths, skipped = find_inputs(c, note)
     if not paths:
         return None
     options = scan_options(c)
-    frames = scan(paths, options)
+    frames, not_frames = I.split_skipped(scan(paths, options))
+    skipped = sorted(skipped + not_frames, key=lambda s: s.path)
     frames = _apply_mismatch_policy(frames, c.on_mismatch, options)
     n_scanned = len(frames)
 
@@ -164,7 +164,9 @@ def make_plan(cfg: Any, report: Report) -> CalibPlan | None:
     if not science_shapes:
         kinds = Counter(str(f.kind) for f in frames)
         note("calibrate.inputs", f"no usable science frames among the {n_scanned} frames found "
-                                 f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})")
+                                 f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}"
+                                 f"{'; ' if kinds and skipped else ''}"
+                                 f"{f'{len(skipped)} other file(s) skipped' if skipped else ''})")
         return None
     raw_shape = science_shapes.most_common(1)[0][0]
     if not _check_sections(c, raw_shape, note):
@@ -216,7 +218,10 @@ def make_plan(cfg: Any, report: Report) -> CalibPlan | None:
         note("calibrate.inputs", "dark frames need a master bias to become dark-current rates, and there is none")
     if reported:
         return None
-    return _assign(cfg, frames, groups, index_of, files, rejected, log, report, raw_shape, shape)
+    plan = _assign(cfg, frames, groups, index_of, files, rejected, log, report, raw_shape, shape)
+    if plan is not None:
+        plan.skipped, plan.n_files = skipped, len(frames) + len(skipped)
+    return plan
 
 
 def _names(values: Any) -> str:
