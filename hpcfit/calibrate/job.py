@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcfit.config.schema import (
+    Any_,
     Bool,
     Choice,
     Field,
@@ -113,7 +114,15 @@ SCHEMA = Section({
         "max_saturated_fraction": Field(Float(min=0.0, max=1.0), 0.5,
                                         "a frame with more of its pixels at or above saturation is rejected"),
         "fits_dir": Field(Optional(PathT()), None,
-                          "also write each calibrated frame as FITS here (original header + HISTORY)"),
+                          "also write each calibrated frame as FITS here, ready for CCDData.read(path): original "
+                          "header + BUNIT + HISTORY, UNCERT (StdDevUncertainty) and MASK extensions"),
+        "cosmic_rays": Field(OneOf(Choice("none"), Null(), MapOf(Any_())), None,
+                             "clean science frames of cosmic rays after bias/dark/flat: {method: lacosmic, replace: "
+                             "clean | nan | none, and any astroscrappy detect_cosmics parameter: sigclip, sigfrac, "
+                             "objlim, gain, readnoise, satlevel, niter, sepmed, cleantype, fsmode, psfmodel, "
+                             "psffwhm, psfsize, psfbeta}; gain/readnoise default to calibrate.gain/read_noise; "
+                             "flagged in /science/mask (bit 4). Needs astroscrappy (extra `cosmics`); null or "
+                             "`none`: off"),
         "batch_frames": Field(Int(min=1, max=256), 4,
                               "science frames per work item (calibrated in one sweep over the masters)"),
         "memory_mb": Field(Int(min=8), 512,
@@ -150,6 +159,11 @@ class CalibrateJob(Job):
                                                    "clipping off")
         if c.fits_dir and cfg.output and Path(c.fits_dir) == Path(cfg.output):
             report("calibrate.fits_dir", "must be a directory, not the output file")
+        if isinstance(c.cosmic_rays, dict):
+            from hpcfit.calibrate.kernels.cosmics import check_settings
+
+            for key, message, allowed in check_settings(c.cosmic_rays):
+                report(("calibrate", "cosmic_rays") + ((key,) if key else ()), message, allowed)
 
     def plan(self, cfg: Settings, report: Report) -> Plan:
         from hpcfit.calibrate.planning import make_plan
@@ -169,7 +183,9 @@ class CalibrateJob(Job):
 
     # -- every rank -----------------------------------------------------------------------------------------
     def setup(self, ctx: RunContext) -> None:
+        from hpcfit.calibrate.kernels.cosmics import CosmicRayCleaner
         from hpcfit.calibrate.masters import build_masters
+        from hpcfit.calibrate.planning import cosmic_rays_spec
         from hpcfit.calibrate.science import Calibrators
 
         comm, c = ctx.comm, ctx.cfg.calibrate
@@ -184,7 +200,9 @@ class CalibrateJob(Job):
             ctx.log(f"rejected {r.name} ({r.kind}, while combining): {r.reason}")
         ctx.log(f"calibrate: {len(calib.groups)} master(s) built in {masters.seconds:.2f} s, shared by the ranks of "
                 f"each of {masters.shared.n_nodes} node(s); {len(calib.science)} science frame(s) to calibrate")
-        ctx.state.update(masters=masters, calibrators=Calibrators(calib, masters), scratch_dir=str(scratch))
+        spec = cosmic_rays_spec(c)
+        ctx.state.update(masters=masters, calibrators=Calibrators(calib, masters), scratch_dir=str(scratch),
+                         cleaner=CosmicRayCleaner(spec) if spec else None)
         comm.barrier()
 
     def work(self, item: WorkItem, ctx: RunContext) -> Any:

@@ -25,6 +25,7 @@ from typing import Any
 
 from hpcfit.calibrate import inputs as I
 from hpcfit.calibrate.kernels import frames as F
+from hpcfit.calibrate.kernels.fitsforms import FITS_NAMES
 from hpcfit.calibrate.kernels.reading import parse_section
 from hpcfit.runtime.checkpoint import parts_directory
 
@@ -485,9 +486,26 @@ def _drop_flats_without_exposure(groups: list[Group], frames: list[F.Frame], rej
     return ok
 
 
+def fits_stem(name: str) -> str:
+    """A frame's file name without its FITS suffix (``a.fits.fz`` -> ``a``): the FITS copy is ``<stem>.fits``."""
+    low = name.lower()
+    for suffix in sorted(FITS_NAMES, key=len, reverse=True):
+        if low.endswith(suffix):
+            return name[: len(name) - len(suffix)]
+    return os.path.splitext(name)[0]
+
+
+def cosmic_rays_spec(c: Any) -> dict[str, Any] | None:
+    """The ``cosmic_rays`` settings, or None when cleaning is off (null or ``none``)."""
+    spec = c.get("cosmic_rays")
+    return dict(spec) if isinstance(spec, dict) else None
+
+
 def _noise_and_names(plan: CalibPlan, cfg: Any, report: Report) -> None:
     c = cfg.calibrate
-    if c.uncertainty:
+    cosmics = cosmic_rays_spec(c)
+    # The noise model serves the uncertainty, and L.A.Cosmic unless its settings give gain and readnoise
+    if c.uncertainty or (cosmics is not None and not {"gain", "readnoise"} <= set(cosmics)):
         for key in ("gain", "read_noise"):
             spec = c[key]
             if not isinstance(spec, str):
@@ -510,13 +528,15 @@ def _noise_and_names(plan: CalibPlan, cfg: Any, report: Report) -> None:
                 report(f"calibrate.{key}", f"header keyword {spec!r} is missing or invalid in {len(lacking)} science "
                                            f"frame(s) ({', '.join(lacking[:3])}{', ...' if len(lacking) > 3 else ''})"
                                            f"; give the {key.replace('_', ' ')} as a number "
-                                           f"({'e-/ADU' if key == 'gain' else 'e-'})")
+                                           f"({'e-/ADU' if key == 'gain' else 'e-'})"
+                                           + ("" if c.uncertainty else " (cosmic_rays needs it: or set "
+                                              f"cosmic_rays.{'gain' if key == 'gain' else 'readnoise'})"))
     if c.fits_dir:
         taken: Counter[str] = Counter(plan.frames[e.frame].name for e in plan.science)
         existing = []
         for k, e in enumerate(plan.science):
             f = plan.frames[e.frame]
-            stem = os.path.splitext(f.name)[0]
+            stem = fits_stem(f.name)
             name = f"{stem}.fits" if taken[f.name] == 1 else f"{stem}_{k:05d}.fits"
             e.fits_name = name
             if os.path.exists(os.path.join(c.fits_dir, name)):
