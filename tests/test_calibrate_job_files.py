@@ -177,3 +177,16 @@ def test_mixed_night_same_file_on_two_ranks(runs, serial_h5py):
     with h5py.File(runs / "mixed.h5") as a, h5py.File(runs / out) as b:
         for name in ("science/images", "masters/flat", "skipped", "rejected", "frames"):
             np.testing.assert_array_equal(a[name][()], b[name][()])
+
+
+def test_truncated_fz_is_caught_by_the_scan_and_copies_keep_the_stem(nights, tmp_path):
+    from hpcfit.calibrate.planning import fits_stem
+
+    root, truth = nights
+    packed = to_fz(Path(shutil.copy(truth.paths["science"][0], tmp_path / "light.fits")))
+    data = packed.read_bytes()
+    short = tmp_path / "short.fits.fz"
+    short.write_bytes(data[: len(data) - 2880])
+    frame = F.read_frame(short)
+    assert not frame.ok and not frame.skip and frame.problems[0].startswith("truncated")
+    assert [fits_stem(n) for n in ("a.fits.fz", "b.FIT.gz", "c.fz", "d.fts", "e.fits")] == list("abcde")
