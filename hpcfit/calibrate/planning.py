@@ -25,7 +25,7 @@ from typing import Any
 
 from hpcfit.calibrate import inputs as I
 from hpcfit.calibrate.kernels import frames as F
-from hpcfit.calibrate.kernels.fitsforms import FITS_NAMES
+from hpcfit.calibrate.kernels.fitsforms import PLAIN
 from hpcfit.calibrate.kernels.reading import parse_section
 from hpcfit.runtime.checkpoint import parts_directory
 
@@ -488,11 +488,11 @@ def _drop_flats_without_exposure(groups: list[Group], frames: list[F.Frame], rej
 
 def fits_stem(name: str) -> str:
     """A frame's file name without its FITS suffix (``a.fits.fz`` -> ``a``): the FITS copy is ``<stem>.fits``."""
-    low = name.lower()
-    for suffix in sorted(FITS_NAMES, key=len, reverse=True):
-        if low.endswith(suffix):
-            return name[: len(name) - len(suffix)]
-    return os.path.splitext(name)[0]
+    stem = name[:-3] if name.lower().endswith((".fz", ".gz")) else name
+    for suffix in PLAIN:
+        if stem.lower().endswith(suffix):
+            return stem[: len(stem) - len(suffix)]
+    return stem if stem != name else os.path.splitext(name)[0]
 
 
 def cosmic_rays_spec(c: Any) -> dict[str, Any] | None:
