@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from hpcfit.calibrate.kernels import frames as F
 from hpcfit.calibrate.kernels.fitsforms import FITS_NAMES, file_form
@@ -86,10 +85,9 @@ def skipped_lines(skipped: Sequence[Skipped]) -> list[str]:
     return [f"skipped {s.path}: {s.reason}" for s in skipped]
 
 
-def write_skipped(out: Any, skipped: Sequence[Skipped]) -> None:
-    """``/skipped``: name, path, reason (fixed-length UTF-8 text columns, like ``/rejected``)."""
-    from hpcfit.calibrate.output import table
+SKIPPED_COLUMNS = [("name", "S"), ("path", "S"), ("reason", "S")]  # /skipped: text columns like /rejected's
 
-    out.write_small("skipped", table([(s.name, s.path, s.reason) for s in skipped],
-                                     [("name", "S"), ("path", "S"), ("reason", "S")]),
-                    attrs={"meaning": "files under the inputs that are not used, and why"})
+
+def skipped_rows(skipped: Sequence[Skipped]) -> list[tuple[str, str, str]]:
+    """The rows of ``/skipped`` (written by the job with ``output.table``, as ``/rejected``)."""
+    return [(s.name, s.path, s.reason) for s in skipped]

@@ -212,14 +212,15 @@ class CalibrateJob(Job):
         return calibrate_item(item.index, start, stop, ctx.plan.info["calib"], ctx.cfg.calibrate, ctx.state)
 
     def write(self, ctx: RunContext, results: dict[int, Any], out: OutputFile) -> dict[str, int]:
-        from hpcfit.calibrate.inputs import write_skipped
-        from hpcfit.calibrate.output import remove_scratch, write_output
+        from hpcfit.calibrate.inputs import SKIPPED_COLUMNS, skipped_rows
+        from hpcfit.calibrate.output import remove_scratch, table, write_output
 
         comm, c = ctx.comm, ctx.cfg.calibrate
         calib, masters = ctx.plan.info["calib"], ctx.state["masters"]
         t0 = time.monotonic()
         counts, rejected = write_output(comm, calib, masters, results, out, c, ctx.state.get("buffers"))
-        write_skipped(out, calib.skipped)
+        out.write_small("skipped", table(skipped_rows(calib.skipped), SKIPPED_COLUMNS),
+                        attrs={"meaning": "files under the inputs that are not used, and why"})
         comm.barrier()
         write_seconds = time.monotonic() - t0
         peaks = comm.allgather(peak_rss_mb())
