@@ -1,7 +1,7 @@
 """Benchmark the calibrate job (``mpiexec -n R``) against ccdproc on the same 1040 x 1392 uint16 frames, like for like.
 
     python bench/calibrate_vs_ccdproc.py [--frames 10 50] [--science 48] [--ranks 2] [--repeat 2] [--skip-ccdproc]
-                                         [--keep DIR]
+                                         [--keep DIR] [--stages combine science cosmics] [--cosmics-frames 8]
 
 Both sides are timed the same way: wall clock of a fresh command, from launch to exit (Python start-up, imports,
 reading the FITS frames, the arithmetic, writing the results), best of --repeat runs on each side (same N). Both
@@ -28,6 +28,13 @@ workers, per frame ``CCDData.read`` + ``subtract_bias`` + ``subtract_dark(scale=
 ``flat_correct(norm_value=1)`` + write float32 FITS. Detail: hpcfit's phases (``work_seconds``,
 ``calibrate_write_seconds``), its kernel on frames in memory against ccdproc's arithmetic on frames in memory (one
 core each) and against ``np.copyto`` of float32 frames (memory-copy bandwidth).
+
+Cosmic rays (``--stages cosmics``): K sky frames (sky + noise + cosmic rays) with ready masters, calibrated and
+cleaned with L.A.Cosmic (astroscrappy, the same settings) on both sides, every rank busy: hpcfit = the whole job
+with ``cosmic_rays: {method: lacosmic, gain, readnoise}`` under mpiexec -n R, and without cosmic rays; ccdproc =
+Pool(R), per frame read + reduce + ``gain_correct`` + ``cosmicray_lacosmic(gain=1, readnoise)`` + write. Both sides
+run astroscrappy with OMP_NUM_THREADS=1 (one thread per rank / worker, as the engine pins run.blas_threads: 1). The
+per-frame cost of the cosmic-ray step is (time with - time without) * R / K on each side.
 
 Targets (issue 6): science stage >= 3x ccdproc and >= 50 % of memory-copy bandwidth; combine >= 5x ccdproc, with
 memory O(rows / P) per rank. The machine is shared (2 cores, other engineers' jobs): every number is the best of
@@ -114,11 +121,14 @@ _MASTERS: dict = {}
 
 
 def _init_worker(masters: dict) -> None:
-    """Pool initializer: each worker reads the masters once (eloy's pattern: masters on disk, read by each process)."""
+    """Pool initializer: each worker reads the masters once (eloy's pattern: masters on disk, read by each process).
+    ``masters["cosmics"]``: cosmicray_lacosmic settings (gain, readnoise, ...) to clean each frame with."""
     from astropy.nddata import CCDData
 
     warnings.simplefilter("ignore")
-    _MASTERS.update({kind: CCDData.read(path, unit="adu") for kind, path in masters.items()})
+    _MASTERS.update({kind: CCDData.read(path, unit="adu") for kind, path in masters.items() if kind != "cosmics"})
+    if masters.get("cosmics"):
+        _MASTERS["cosmics"] = dict(masters["cosmics"])
 
 
 def _reduce(ccd):
@@ -139,6 +149,13 @@ def _reduce_file(task: tuple[str, str]) -> None:
 
     source, target = task
     ccd = _reduce(CCDData.read(source, unit="adu"))
+    if "cosmics" in _MASTERS:  # the ccdproc user's way: to electrons, then L.A.Cosmic with gain 1
+        import astropy.units as u
+        import ccdproc
+
+        settings = dict(_MASTERS["cosmics"])
+        ccd = ccdproc.gain_correct(ccd, settings.pop("gain") * u.electron / u.adu)
+        ccd = ccdproc.cosmicray_lacosmic(ccd, gain=1.0, **settings)
     ccd.data = ccd.data.astype(np.float32)
     ccd.write(target, overwrite=True)
 
@@ -294,6 +311,61 @@ def bench_science(root: Path, k: int, ranks: int, repeat: int, skip_ccdproc: boo
               f"one core each: {memory['in_memory'] / kernel_s:.1f}x", flush=True)
 
 
+def write_sky_frames(directory: Path, n: int, *, seed: int, gain: float, read_noise: float) -> list[Path]:
+    """Science frames for the cosmic-ray stage: bias + sky (Poisson in electrons) + read noise + cosmic rays."""
+    from hpcfit.calibrate.kernels.synthetic import write_raw_frame
+
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        frame = 1000 + rng.poisson(300 * 5 * gain, SHAPE) / gain + rng.normal(0, read_noise / gain, SHAPE)
+        hits = rng.integers(0, frame.size, 300)
+        frame.flat[hits] += rng.uniform(300, 5000, hits.size)
+        paths.append(write_raw_frame(directory / f"sky_{i:03d}.fits", frame, IMAGETYP="Light Frame", EXPTIME=5.0,
+                                     DATE_OBS=f"2024-03-10T22:{i % 60:02d}:00", FILTER="V"))
+    return paths
+
+
+def bench_cosmics(root: Path, k: int, ranks: int, repeat: int, skip_ccdproc: bool) -> None:
+    from hpcfit.calibrate.demo import write_synthetic_masters
+
+    gain, read_noise = 1.5, 9.0
+    print(f"== cosmic rays: {k} sky frames {SHAPE[0]} x {SHAPE[1]}, ready masters, L.A.Cosmic (astroscrappy, sigclip "
+          f"4.5, niter 4) after bias/dark/flat, {ranks} ranks / Pool({ranks}), OMP_NUM_THREADS=1; best of {repeat} "
+          f"each side (load {load()})", flush=True)
+    write_sky_frames(root / "sky", k, seed=4, gain=gain, read_noise=read_noise)
+    masters = write_synthetic_masters(root / "masters", SHAPE, dark_exptime=60.0, bias_level=1000.0)
+    body = ("  inputs: [sky]\n  masters: {bias: masters/bias.fits, dark: masters/dark.fits, dark_exptime: 60, "
+            "flat: masters/flat.fits}\n  batch_frames: 2\n")
+    cosmics = f"  cosmic_rays: {{method: lacosmic, gain: {gain}, readnoise: {read_noise}}}\n"
+    runs = {}
+    for label, extra in (("with", cosmics), ("without", "")):
+        runs[label] = best_of([run_hpcfit(root, f"cr_{label}", body + extra, ranks) for _ in range(repeat)])
+    ours, plain = runs["with"], runs["without"]
+    ours_cr = (ours["work"] - plain["work"]) * ranks / k
+    print(f"hpcfit -n {ranks}: whole job with cosmic rays {ours['wall']:6.2f} s ({k / ours['wall']:.2f} frames/s), "
+          f"without {plain['wall']:6.2f} s; work stage {ours['work']:.2f} s vs {plain['work']:.2f} s -> cosmic-ray "
+          f"step {ours_cr:.2f} s per frame per rank", flush=True)
+    if skip_ccdproc:
+        return
+    paths = [str(p) for p in sorted((root / "sky").glob("*.fits"))]
+    master_paths = {n: str(p) for n, p in masters.items()}
+    theirs = {}
+    for label, extra in (("with", {"cosmics": {"gain": gain, "readnoise": read_noise, "sigclip": 4.5, "niter": 4}}),
+                         ("without", {})):
+        theirs[label] = best_of([run_ccdproc("science", {"paths": paths, "processes": ranks,
+                                                         "masters": {**master_paths, **extra},
+                                                         "out": str(root / "ccdproc_cr")}) for _ in range(repeat)])
+    theirs_cr = (theirs["with"]["pool_s"] - theirs["without"]["pool_s"]) * ranks / k
+    print(f"ccdproc Pool({ranks}): whole script with cosmic rays {theirs['with']['wall']:6.2f} s "
+          f"({k / theirs['with']['wall']:.2f} frames/s), without {theirs['without']['wall']:6.2f} s; cosmic-ray step "
+          f"{theirs_cr:.2f} s per frame per process", flush=True)
+    print(f"HEADLINE whole vs whole with cosmic rays, {ranks} ranks vs Pool({ranks}): "
+          f"{theirs['with']['wall'] / ours['wall']:.2f}x; cosmic-ray step per frame: {theirs_cr / ours_cr:.2f}x "
+          f"(load {load()})", flush=True)
+
+
 def kernel_vs_copy(n: int = 16, repeat: int = 5) -> tuple[float, float]:
     """Per frame: np.copyto of a float32 frame, and ScienceCalibrator.calibrate_batch in place (batches of 8)."""
     from hpcfit.calibrate.kernels.calibrate import ScienceCalibrator
@@ -326,13 +398,21 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs per case on each side (best kept)")
     parser.add_argument("--skip-ccdproc", action="store_true")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    parser.add_argument("--stages", nargs="+", choices=("combine", "science", "cosmics"),
+                        default=["combine", "science", "cosmics"])
+    parser.add_argument("--cosmics-frames", type=int, default=8, help="frames of the cosmic-ray stage")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="calib_bench_"))
     root.mkdir(parents=True, exist_ok=True)
     try:
         print(f"machine: {os.cpu_count()} cores, load average {load()} (shared; numbers are noisy)", flush=True)
-        bench_combine(root, args.frames, args.ranks, args.repeat, args.skip_ccdproc)
-        bench_science(root, args.science, args.ranks, args.repeat, args.skip_ccdproc)
+        os.environ["OMP_NUM_THREADS"] = "1"  # astroscrappy's OpenMP loops: one thread per rank / Pool worker
+        if "combine" in args.stages:
+            bench_combine(root, args.frames, args.ranks, args.repeat, args.skip_ccdproc)
+        if "science" in args.stages:
+            bench_science(root, args.science, args.ranks, args.repeat, args.skip_ccdproc)
+        if "cosmics" in args.stages:
+            bench_cosmics(root, args.cosmics_frames, args.ranks, args.repeat, args.skip_ccdproc)
         print(f"load average at the end: {load()}")
     finally:
         if not args.keep:

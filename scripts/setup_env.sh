@@ -122,7 +122,7 @@ quietly "${PIP[@]}" install --no-index --no-cache-dir --find-links "$WHEELS" --f
 constraints="$(mktemp)"
 printf 'mpi4py==%s\nh5py==%s\n' "$MPI4PY_VERSION" "$H5PY_VERSION" > "$constraints"
 say "installing hpcfit (editable) and its dependencies"
-quietly "${PIP[@]}" install --no-build-isolation -c "$constraints" -e "$ROOT[test,plot,filters,docs]"
+quietly "${PIP[@]}" install --no-build-isolation -c "$constraints" -e "$ROOT[test,plot,filters,docs,cosmics]"
 rm -f "$constraints"
 
 # A stock serial h5py (PyPI wheel with its own bundled HDF5), kept aside for the tests of the serial fallback.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcfit.config.schema import (
+    Any_,
     Bool,
     Choice,
     Field,
@@ -113,7 +114,15 @@ SCHEMA = Section({
         "max_saturated_fraction": Field(Float(min=0.0, max=1.0), 0.5,
                                         "a frame with more of its pixels at or above saturation is rejected"),
         "fits_dir": Field(Optional(PathT()), None,
-                          "also write each calibrated frame as FITS here (original header + HISTORY)"),
+                          "also write each calibrated frame as FITS here, ready for CCDData.read(path): original "
+                          "header + BUNIT + HISTORY, UNCERT (StdDevUncertainty) and MASK extensions"),
+        "cosmic_rays": Field(OneOf(Choice("none"), Null(), MapOf(Any_())), None,
+                             "clean science frames of cosmic rays after bias/dark/flat: {method: lacosmic, replace: "
+                             "clean | nan | none, and any astroscrappy detect_cosmics parameter: sigclip, sigfrac, "
+                             "objlim, gain, readnoise, satlevel, niter, sepmed, cleantype, fsmode, psfmodel, "
+                             "psffwhm, psfsize, psfbeta}; gain/readnoise default to calibrate.gain/read_noise; "
+                             "flagged in /science/mask (bit 4). Needs astroscrappy (extra `cosmics`); null or "
+                             "`none`: off"),
         "batch_frames": Field(Int(min=1, max=256), 4,
                               "science frames per work item (calibrated in one sweep over the masters)"),
         "memory_mb": Field(Int(min=8), 512,
@@ -150,6 +159,11 @@ class CalibrateJob(Job):
                                                    "clipping off")
         if c.fits_dir and cfg.output and Path(c.fits_dir) == Path(cfg.output):
             report("calibrate.fits_dir", "must be a directory, not the output file")
+        if isinstance(c.cosmic_rays, dict):
+            from hpcfit.calibrate.kernels.cosmics import check_settings
+
+            for key, message, allowed in check_settings(c.cosmic_rays):
+                report(("calibrate", "cosmic_rays") + ((key,) if key else ()), message, allowed)
 
     def plan(self, cfg: Settings, report: Report) -> Plan:
         from hpcfit.calibrate.planning import make_plan
@@ -162,7 +176,10 @@ class CalibrateJob(Job):
             names = [calib.frames[e.frame].name for e in calib.science[a:b]]
             label = f"science frames {a}-{b - 1} ({names[0]}{' ...' if len(names) > 1 else ''})"
             items.append(WorkItem(index=k, label=label, size=b - a, cost=float(b - a), data=(a, b)))
-        return Plan(items, unit="frames", info={"calib": calib})
+        rejected = len(calib.rejected)
+        notes = [calib.inputs_line(), f"{len(calib.science)} science frame(s) to calibrate, {rejected} frame(s) "
+                                      "rejected while planning"]
+        return Plan(items, unit="frames", info={"calib": calib}, notes=notes)
 
     def estimate_output_bytes(self, cfg: Settings, plan: Plan) -> int | None:
         """Every science frame (and its uncertainty) and every master bias, dark and flat as 4-byte floats, and a
@@ -177,7 +194,9 @@ class CalibrateJob(Job):
 
     # -- every rank -----------------------------------------------------------------------------------------
     def setup(self, ctx: RunContext) -> None:
+        from hpcfit.calibrate.kernels.cosmics import CosmicRayCleaner
         from hpcfit.calibrate.masters import build_masters
+        from hpcfit.calibrate.planning import cosmic_rays_spec
         from hpcfit.calibrate.science import Calibrators
 
         comm, c = ctx.comm, ctx.cfg.calibrate
@@ -192,7 +211,9 @@ class CalibrateJob(Job):
             ctx.log(f"rejected {r.name} ({r.kind}, while combining): {r.reason}")
         ctx.log(f"calibrate: {len(calib.groups)} master(s) built in {masters.seconds:.2f} s, shared by the ranks of "
                 f"each of {masters.shared.n_nodes} node(s); {len(calib.science)} science frame(s) to calibrate")
-        ctx.state.update(masters=masters, calibrators=Calibrators(calib, masters), scratch_dir=str(scratch))
+        spec = cosmic_rays_spec(c)
+        ctx.state.update(masters=masters, calibrators=Calibrators(calib, masters), scratch_dir=str(scratch),
+                         cleaner=CosmicRayCleaner(spec) if spec else None)
         comm.barrier()
 
     def work(self, item: WorkItem, ctx: RunContext) -> Any:
@@ -202,12 +223,15 @@ class CalibrateJob(Job):
         return calibrate_item(item.index, start, stop, ctx.plan.info["calib"], ctx.cfg.calibrate, ctx.state)
 
     def write(self, ctx: RunContext, results: dict[int, Any], out: OutputFile) -> dict[str, int]:
-        from hpcfit.calibrate.output import remove_scratch, write_output
+        from hpcfit.calibrate.inputs import SKIPPED_COLUMNS, skipped_rows
+        from hpcfit.calibrate.output import remove_scratch, table, write_output
 
         comm, c = ctx.comm, ctx.cfg.calibrate
         calib, masters = ctx.plan.info["calib"], ctx.state["masters"]
         t0 = time.monotonic()
         counts, rejected = write_output(comm, calib, masters, results, out, c, ctx.state.get("buffers"))
+        out.write_small("skipped", table(skipped_rows(calib.skipped), SKIPPED_COLUMNS),
+                        attrs={"meaning": "files under the inputs that are not used, and why"})
         comm.barrier()
         write_seconds = time.monotonic() - t0
         peaks = comm.allgather(peak_rss_mb())
@@ -228,11 +252,15 @@ class CalibrateJob(Job):
         return counts
 
     def summary(self, ctx: RunContext, totals: dict[str, int]) -> list[str]:
+        from hpcfit.calibrate.inputs import skipped_lines
+
         calib = ctx.plan.info["calib"]
         rejected = ctx.state.get("rejected", [])
         lines = [f"{totals.get('science_written', 0)} science frame(s) calibrated; {len(rejected)} frame(s) rejected"
                  + (":" if rejected else "")]
         lines += [f"  rejected {r.name} ({r.kind}, {r.stage}): {r.reason}" for r in rejected]
+        lines.append(calib.inputs_line() + (":" if calib.skipped else ""))
+        lines += [f"  {line}" for line in skipped_lines(calib.skipped)]
         kinds = {k: len(calib.kind_groups(k)) for k in ("bias", "dark", "flat")}
         lines.append("masters: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
         peaks = ctx.state.get("peaks")
@@ -275,8 +303,11 @@ def _describe_combine(c: Any) -> str:
 
 def _plan_lines(calib: Any) -> list[str]:
     """What rank 0 tells the user about the plan: classification notes, rejections, master choices."""
-    lines = [f"calibrate: {len(calib.frames)} frame(s) found; frames {calib.raw_shape[0]} x {calib.raw_shape[1]}"
+    from hpcfit.calibrate.inputs import skipped_lines
+
+    lines = [f"calibrate: {calib.inputs_line()}; frames {calib.raw_shape[0]} x {calib.raw_shape[1]}"
              + (f", calibrated {calib.shape[0]} x {calib.shape[1]}" if calib.shape != calib.raw_shape else "")]
+    lines += skipped_lines(calib.skipped)
     lines += list(calib.log)
     mismatched = [f for f in calib.frames if any(" says " in n for n in f.notes)]
     for f in mismatched:

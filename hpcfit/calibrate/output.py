@@ -4,6 +4,7 @@ Output layout (a contract; the docs in docs/calibrate.md describe it with units)
 
   /science/images        (n, ny, nx) float32, chunks (1, ny, nx): calibrated frames, NaN at bad pixels
   /science/uncertainty   same shape, 1-sigma (only with calibrate.uncertainty: true)
+  /science/mask          (n, ny, nx) uint8 bits: 1 bad, 2 saturated, 4 cosmic ray (only with calibrate.cosmic_rays)
   /science/names, /science/paths, /science/exptime, /science/date_obs, /science/night, /science/filter
   /science/master_set    (n,) int32: row of /masters/sets used; /science/masters_used: text, which and why
   /masters/bias          (n_bias, ny, nx) float32 ADU, one plane per bias master (night)
@@ -14,6 +15,7 @@ Output layout (a contract; the docs in docs/calibrate.md describe it with units)
   /masters/<kind>_groups table: night, filter, n_frames, source, bias, dark (planes subtracted when building it)
   /masters/<kind>_frames table: plane, name, path, exptime, date_obs (the frames combined into each plane)
   /rejected              table: name, path, kind, stage, reason
+  /skipped               table: name, path, reason (files under the inputs not used: hpcfit.calibrate.inputs)
   /frames                table: every frame found: name, path, kind, night, filter, exptime, date_obs, status, notes
 
 Frames rejected while calibrating are left out of /science (never a hole): each rank learns every frame's outcome
@@ -30,10 +32,11 @@ from typing import Any
 import numpy as np
 
 from hpcfit.calibrate.kernels.calibrate import bad_pixel_mask
+from hpcfit.calibrate.kernels.cosmics import MASK_BITS
 from hpcfit.io.h5out import OutputFile
 from hpcfit.runtime.comm import Comm
 from hpcfit.calibrate.masters import Masters
-from hpcfit.calibrate.planning import KINDS, CalibPlan, Rejection
+from hpcfit.calibrate.planning import KINDS, CalibPlan, Rejection, cosmic_rays_spec
 from hpcfit.calibrate.science import ItemResult, read_scratch
 
 _ROUND_FRAMES_IDLE = 8  # frames per write round on a rank that has no work buffers
@@ -85,9 +88,13 @@ def write_output(comm: Comm, plan: CalibPlan, masters: Masters, results: dict[in
     if c.uncertainty:
         out.create_dataset("science/uncertainty", (len(good), ny, nx), "f4", chunks=(1, ny, nx),
                            attrs={"unit": "adu", "meaning": "1-sigma: read noise + Poisson, propagated"})
+    with_mask = cosmic_rays_spec(c) is not None
+    if with_mask:
+        out.create_dataset("science/mask", (len(good), ny, nx), "u1", chunks=(1, ny, nx),
+                           attrs={"meaning": MASK_BITS})
     _write_science_tables(out, plan, good)
     _write_masters(out, plan, masters)
-    _write_science_frames(comm, out, plan, results, position, c.uncertainty, buffers)
+    _write_science_frames(comm, out, plan, results, position, c.uncertainty, buffers, with_mask)
     _write_inventory(out, plan, rejected)
     counts = {"science_written": sum(r.n_good for r in results.values()),
               "science_rejected_here": sum(len(r.outcomes) - r.n_good for r in results.values())}
@@ -153,7 +160,8 @@ def _write_masters(out: OutputFile, plan: CalibPlan, masters: Masters) -> None:
 
 
 def _write_science_frames(comm: Comm, out: OutputFile, plan: CalibPlan, results: dict[int, ItemResult],
-                          position: np.ndarray, uncertainty: bool, buffers: dict[str, np.ndarray] | None) -> None:
+                          position: np.ndarray, uncertainty: bool, buffers: dict[str, np.ndarray] | None,
+                          mask: bool = False) -> None:
     """Copy this rank's scratch files into /science in rounds of as many frames as ``buffers`` (the rank's work
     buffers, reused: their pages are already mapped, and first-touch page faults of fresh memory are slower than
     the copy itself) hold; every rank makes as many collective write calls as the busiest one."""
@@ -162,7 +170,9 @@ def _write_science_frames(comm: Comm, out: OutputFile, plan: CalibPlan, results:
         buffers = {"raw": np.empty((frames,) + plan.shape, np.float32)} if frames else {}
         if uncertainty and frames:
             buffers["sigma"] = np.empty_like(buffers["raw"])
-    buffer, sigma_buffer = buffers.get("raw"), buffers.get("sigma")
+        if mask and frames:
+            buffers["mask"] = np.empty(buffers["raw"].shape, np.uint8)
+    buffer, sigma_buffer, mask_buffer = buffers.get("raw"), buffers.get("sigma"), buffers.get("mask")
     per_round = max(1, len(buffer) if buffer is not None else 1)
     # (item, first good frame in its scratch file, count) runs of at most per_round frames
     runs: list[tuple[ItemResult, int, int]] = []
@@ -186,6 +196,9 @@ def _write_science_frames(comm: Comm, out: OutputFile, plan: CalibPlan, results:
             if uncertainty:
                 sigmas = read_scratch(r.sigmas, first, sigma_buffer[used:used + k])
                 pieces.append(("science/uncertainty", (slice(start, start + k),), sigmas))
+            if mask:
+                masks = read_scratch(r.masks, first, mask_buffer[used:used + k])
+                pieces.append(("science/mask", (slice(start, start + k),), masks))
             used += k
         out.write(pieces)
 

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hpcfit.calibrate import inputs as I
 from hpcfit.calibrate.kernels import frames as F
+from hpcfit.calibrate.kernels.fitsforms import PLAIN
 from hpcfit.calibrate.kernels.reading import parse_section
 from hpcfit.runtime.checkpoint import parts_directory
 
@@ -92,6 +94,11 @@ class CalibPlan:
     raw_shape: tuple[int, int]
     shape: tuple[int, int]  # after trimming: the shape of every master and calibrated frame
     log: list[str] = field(default_factory=list)
+    skipped: list[I.Skipped] = field(default_factory=list)  # files under the inputs that are not used (/skipped)
+    n_files: int = 0  # files found under the inputs: len(frames) + len(skipped)
+
+    def inputs_line(self) -> str:
+        return I.summary_line(self.n_files, len(self.frames), self.skipped)
 
     def kind_groups(self, kind: str) -> list[int]:
         return [i for i, g in enumerate(self.groups) if g.kind == kind]
@@ -121,17 +128,10 @@ def scan_options(c: Any) -> F.ScanOptions:
                          extra_keys=extra)
 
 
-def find_inputs(c: Any, report: Report) -> list[Path]:
-    """Every input expanded; each input that matches nothing is reported at its own key."""
-    found: dict[str, Path] = {}
-    for i, item in enumerate(c.inputs):
-        try:
-            for p in F.find_frames([item]):
-                found.setdefault(os.path.abspath(p), p)
-        except FileNotFoundError:
-            report(f"calibrate.inputs.{i}", f"'{item}' matches no FITS file (.fits, .fit, .fts; directories are "
-                                            "searched recursively)")
-    return [found[k] for k in sorted(found)]
+def find_inputs(c: Any, report: Report) -> tuple[list[Path], list[I.Skipped]]:
+    """Every input expanded: (FITS files, other files skipped); each input that matches no FITS file is reported
+    at its own key."""
+    return I.find_inputs(c.inputs, report)
 
 
 def scan(paths: Sequence[Path], options: F.ScanOptions) -> list[F.Frame]:
@@ -152,11 +152,12 @@ def make_plan(cfg: Any, report: Report) -> CalibPlan | None:
         report(*args)
 
     c = cfg.calibrate
-    paths = find_inputs(c, note)
+    paths, skipped = find_inputs(c, note)
     if not paths:
         return None
     options = scan_options(c)
-    frames = scan(paths, options)
+    frames, not_frames = I.split_skipped(scan(paths, options))
+    skipped = sorted(skipped + not_frames, key=lambda s: s.path)
     frames = _apply_mismatch_policy(frames, c.on_mismatch, options)
     n_scanned = len(frames)
 
@@ -164,7 +165,9 @@ def make_plan(cfg: Any, report: Report) -> CalibPlan | None:
     if not science_shapes:
         kinds = Counter(str(f.kind) for f in frames)
         note("calibrate.inputs", f"no usable science frames among the {n_scanned} frames found "
-                                 f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})")
+                                 f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}"
+                                 f"{'; ' if kinds and skipped else ''}"
+                                 f"{f'{len(skipped)} other file(s) skipped' if skipped else ''})")
         return None
     raw_shape = science_shapes.most_common(1)[0][0]
     if not _check_sections(c, raw_shape, note):
@@ -216,7 +219,10 @@ def make_plan(cfg: Any, report: Report) -> CalibPlan | None:
         note("calibrate.inputs", "dark frames need a master bias to become dark-current rates, and there is none")
     if reported:
         return None
-    return _assign(cfg, frames, groups, index_of, files, rejected, log, report, raw_shape, shape)
+    plan = _assign(cfg, frames, groups, index_of, files, rejected, log, report, raw_shape, shape)
+    if plan is not None:
+        plan.skipped, plan.n_files = skipped, len(frames) + len(skipped)
+    return plan
 
 
 def _names(values: Any) -> str:
@@ -480,9 +486,26 @@ def _drop_flats_without_exposure(groups: list[Group], frames: list[F.Frame], rej
     return ok
 
 
+def fits_stem(name: str) -> str:
+    """A frame's file name without its FITS suffix (``a.fits.fz`` -> ``a``): the FITS copy is ``<stem>.fits``."""
+    stem = name[:-3] if name.lower().endswith((".fz", ".gz")) else name
+    for suffix in PLAIN:
+        if stem.lower().endswith(suffix):
+            return stem[: len(stem) - len(suffix)]
+    return stem if stem != name else os.path.splitext(name)[0]
+
+
+def cosmic_rays_spec(c: Any) -> dict[str, Any] | None:
+    """The ``cosmic_rays`` settings, or None when cleaning is off (null or ``none``)."""
+    spec = c.get("cosmic_rays")
+    return dict(spec) if isinstance(spec, dict) else None
+
+
 def _noise_and_names(plan: CalibPlan, cfg: Any, report: Report) -> None:
     c = cfg.calibrate
-    if c.uncertainty:
+    cosmics = cosmic_rays_spec(c)
+    # The noise model serves the uncertainty, and L.A.Cosmic unless its settings give gain and readnoise
+    if c.uncertainty or (cosmics is not None and not {"gain", "readnoise"} <= set(cosmics)):
         for key in ("gain", "read_noise"):
             spec = c[key]
             if not isinstance(spec, str):
@@ -505,13 +528,15 @@ def _noise_and_names(plan: CalibPlan, cfg: Any, report: Report) -> None:
                 report(f"calibrate.{key}", f"header keyword {spec!r} is missing or invalid in {len(lacking)} science "
                                            f"frame(s) ({', '.join(lacking[:3])}{', ...' if len(lacking) > 3 else ''})"
                                            f"; give the {key.replace('_', ' ')} as a number "
-                                           f"({'e-/ADU' if key == 'gain' else 'e-'})")
+                                           f"({'e-/ADU' if key == 'gain' else 'e-'})"
+                                           + ("" if c.uncertainty else " (cosmic_rays needs it: or set "
+                                              f"cosmic_rays.{'gain' if key == 'gain' else 'readnoise'})"))
     if c.fits_dir:
         taken: Counter[str] = Counter(plan.frames[e.frame].name for e in plan.science)
         existing = []
         for k, e in enumerate(plan.science):
             f = plan.frames[e.frame]
-            stem = os.path.splitext(f.name)[0]
+            stem = fits_stem(f.name)
             name = f"{stem}.fits" if taken[f.name] == 1 else f"{stem}_{k:05d}.fits"
             e.fits_name = name
             if os.path.exists(os.path.join(c.fits_dir, name)):

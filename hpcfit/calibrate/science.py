@@ -6,11 +6,12 @@ sweep over the node-shared masters (``ScienceCalibrator.calibrate_batch``, in pl
 the rank's memory at once: they are appended to the item's scratch file (raw float32, read back by the ``write``
 step, which copies them into ``/science/images`` collectively) and, when asked, written as FITS files with the
 original header plus HISTORY. The item's result is small (outcomes and the scratch path), as the checkpoint needs.
+With ``cosmic_rays`` (or FITS copies) each frame also gets its uint8 mask (``kernels.cosmics``: bad, saturated,
+cosmic ray), cosmic rays cleaned after calibration.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from hpcfit._version import __version__
+from hpcfit.calibrate.fits_copies import write_fits_copy
 from hpcfit.calibrate.kernels.calibrate import NoiseModel, ScienceCalibrator
-from hpcfit.calibrate.kernels.frames import read_primary_header
-from hpcfit.calibrate.kernels.reading import band_stats, parse_section, read_rows, stats_problems
+from hpcfit.calibrate.kernels.cosmics import flag_bad, frame_mask
+from hpcfit.calibrate.kernels.reading import band_stats, read_rows, stats_problems
 from hpcfit.calibrate.masters import Masters, saturation_level
 from hpcfit.calibrate.planning import CalibPlan, ScienceEntry
 
@@ -46,6 +47,7 @@ class ItemResult:
     outcomes: list[FrameOutcome] = field(default_factory=list)
     images: str | None = None
     sigmas: str | None = None
+    masks: str | None = None  # uint8 frame masks (with cosmic_rays)
 
     @property
     def n_good(self) -> int:
@@ -85,7 +87,9 @@ def calibrate_item(index: int, start: int, stop: int, plan: CalibPlan, c: Any, s
     """Calibrate science entries [start, stop) (see the module docstring)."""
     ny, nx = plan.shape
     entries = plan.science[start:stop]
-    buffers = _buffers(state, len(entries), plan.shape, c.uncertainty)
+    cleaner = state.get("cleaner")  # a CosmicRayCleaner with cosmic_rays, else None
+    with_mask = cleaner is not None or bool(c.fits_dir)
+    buffers = _buffers(state, len(entries), plan.shape, c.uncertainty, with_mask)
     result = ItemResult(start, stop)
     good: list[int] = []
     for k, entry in enumerate(entries):
@@ -94,9 +98,12 @@ def calibrate_item(index: int, start: int, stop: int, plan: CalibPlan, c: Any, s
         try:
             read_rows(frame, 0, ny, trim=c.trim, overscan=c.overscan, overscan_method=c.overscan_method,
                       out=buffers["raw"][k])
-            problems = stats_problems(band_stats(buffers["raw"][k][None], saturation_level(frame, c.saturation)),
+            saturation = saturation_level(frame, c.saturation)
+            problems = stats_problems(band_stats(buffers["raw"][k][None], saturation),
                                       ny * nx, max_saturated_fraction=c.max_saturated_fraction)[0]
             reason = "; ".join(problems)
+            if with_mask and not reason:
+                frame_mask(buffers["raw"][k], saturation, buffers["mask"][k])
         except (OSError, ValueError) as exc:
             reason = f"unreadable: {exc}"
         if reason and c.on_bad_frame == "fail":
@@ -117,6 +124,12 @@ def calibrate_item(index: int, start: int, stop: int, plan: CalibPlan, c: Any, s
             for k, raw, t in zip(ks, raws, times):
                 cal.uncertainty(raw, t, raw, out=buffers["sigma"][k])
         cal.calibrate_batch(raws, times, outs=raws)
+    if with_mask:
+        for k in good:
+            flag_bad(buffers["raw"][k], buffers["mask"][k])
+            if cleaner is not None:
+                cleaner.clean(buffers["raw"][k], buffers["mask"][k], gain=entries[k].gain,
+                              read_noise=entries[k].read_noise)
 
     scratch = Path(state["scratch_dir"])
     if good:
@@ -124,35 +137,41 @@ def calibrate_item(index: int, start: int, stop: int, plan: CalibPlan, c: Any, s
         if c.uncertainty:
             result.sigmas = str(_write_scratch(scratch_path(scratch, index, "sigmas"),
                                                [buffers["sigma"][k] for k in good]))
+        if cleaner is not None:
+            result.masks = str(_write_scratch(scratch_path(scratch, index, "masks"),
+                                              [buffers["mask"][k] for k in good], np.uint8))
     if c.fits_dir:
         for k in good:
-            _write_fits(Path(c.fits_dir), plan, entries[k], buffers["raw"][k],
-                        buffers["sigma"][k] if c.uncertainty else None, c)
+            write_fits_copy(Path(c.fits_dir), plan, entries[k], buffers["raw"][k],
+                            buffers["sigma"][k] if c.uncertainty else None, buffers["mask"][k], c)
     return result
 
 
-def _buffers(state: dict[str, Any], n: int, shape: tuple[int, int], uncertainty: bool) -> dict[str, np.ndarray]:
+def _buffers(state: dict[str, Any], n: int, shape: tuple[int, int], uncertainty: bool, mask: bool = False
+             ) -> dict[str, np.ndarray]:
     """Per-rank frame buffers, reused by every item (grown when a larger batch arrives)."""
     have = state.get("buffers")
     if have is None or len(have["raw"]) < n:
         have = {"raw": np.empty((n,) + shape, np.float32)}
         if uncertainty:
             have["sigma"] = np.empty((n,) + shape, np.float32)
+        if mask:
+            have["mask"] = np.empty((n,) + shape, np.uint8)
         state["buffers"] = have
     return have
 
 
-def _write_scratch(path: Path, frames: list[np.ndarray]) -> Path:
+def _write_scratch(path: Path, frames: list[np.ndarray], dtype: type = np.float32) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         for frame in frames:
-            np.ascontiguousarray(frame, np.float32).tofile(fh)
+            np.ascontiguousarray(frame, dtype).tofile(fh)
     os.replace(tmp, path)
     return path
 
 
 def read_scratch(path: str, first: int, out: np.ndarray) -> np.ndarray:
-    """Frames ``first, first + 1, ...`` of a scratch file into ``out`` (k, ny, nx) float32."""
+    """Frames ``first, first + 1, ...`` of a scratch file into ``out`` (k, ny, nx) float32 (uint8 for masks)."""
     with open(path, "rb") as fh:
         fh.seek(first * out[0].nbytes)
         view = memoryview(out.reshape(-1)).cast("B")
@@ -160,46 +179,3 @@ def read_scratch(path: str, first: int, out: np.ndarray) -> np.ndarray:
     if got != out.nbytes:
         raise OSError(f"scratch file {path} is short: {got} of {out.nbytes} bytes (removed by another run?)")
     return out
-
-
-# ------------------------------------------------------------------------------------------------ FITS output
-_SCALING_CARDS = ("BZERO", "BSCALE", "BLANK")
-
-
-def history_lines(plan: CalibPlan, entry: ScienceEntry, c: Any) -> list[str]:
-    """HISTORY cards saying what was done to a calibrated frame."""
-    frame = plan.frames[entry.frame]
-    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    lines = [f"hpcfit {__version__} calibrate {when} UTC",
-             f"image = (raw - bias - dark_rate * {frame.exptime:g} s) / flat  (ADU; NaN: bad pixel)"]
-    if c.overscan:
-        lines.append(f"overscan {c.overscan} subtracted ({c.overscan_method} per line)")
-    if c.trim:
-        lines.append(f"trimmed to {c.trim}")
-    lines += [f"{part.strip()}" for part in entry.notes.split(";")]
-    return lines
-
-
-def _write_fits(directory: Path, plan: CalibPlan, entry: ScienceEntry, image: np.ndarray,
-                sigma: np.ndarray | None, c: Any) -> None:
-    from astropy.io import fits
-
-    frame = plan.frames[entry.frame]
-    header, _ = read_primary_header(frame.path)
-    for key in _SCALING_CARDS:
-        header.remove(key, ignore_missing=True, remove_all=True)
-    if c.trim:  # pixel coordinates shift with the trim: keep a WCS pointing at the same sky
-        ys, xs = parse_section(c.trim, plan.raw_shape)
-        for key, shift in (("CRPIX1", xs.start), ("CRPIX2", ys.start)):
-            if isinstance(header.get(key), (int, float)):
-                header[key] = header[key] - shift
-    for line in history_lines(plan, entry, c):
-        header.add_history(line)
-    hdus = [fits.PrimaryHDU(image, header=header)]
-    if sigma is not None:
-        hdus.append(fits.ImageHDU(sigma, name="UNCERT"))
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / entry.fits_name
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fits.HDUList(hdus).writeto(tmp, overwrite=True, output_verify="silentfix")
-    os.replace(tmp, path)

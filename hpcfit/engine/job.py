@@ -81,6 +81,7 @@ class Plan:
     schedule: str | None = None  # force "dynamic", "static" or "blocks" (contiguous runs of items per rank);
     # None: the config's run.schedule
     stages: list[Stage] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # the job's own plan summary lines (``validate --plan``)
 
     @classmethod
     def staged(cls, stages: list[Stage], info: dict[str, Any] | None = None) -> "Plan":
@@ -102,11 +103,11 @@ class Plan:
         return self.stage_list()[-1].items
 
     def describe(self) -> list[str]:
-        """One line per stage: items and total size in the stage's unit."""
+        """One line per stage: items and total size in the stage's unit; then the job's notes."""
         stages = self.stage_list()
         return [(f"stage {s + 1}/{len(stages)} {st.name}: " if len(stages) > 1 else "")
                 + f"{len(st.items)} work item(s), {sum(i.size for i in st.items):,} {st.unit}"
-                for s, st in enumerate(stages)]
+                for s, st in enumerate(stages)] + list(self.notes)
 
 
 @dataclass

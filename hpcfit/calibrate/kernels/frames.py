@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
+import gzip
 import math
 import os
 import re
@@ -35,8 +36,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
+from hpcfit.calibrate.kernels.fitsforms import FITS_NAMES, NoImageError, file_form, locate_image
+
 BLOCK = 2880  # FITS logical record size
-FITS_EXTENSIONS = (".fits", ".fit", ".fts")
+FITS_EXTENSIONS = FITS_NAMES  # plain, gzip- and tile-compressed (see fitsforms)
 _MAX_HEADER_BLOCKS = 2000  # ~5.7 MB of header cards: anything longer is not a sane CCD frame
 
 
@@ -120,7 +123,8 @@ class ScanOptions:
 
 @dataclass(frozen=True)
 class ImageLayout:
-    """Where and how the primary image sits in its file: enough to memmap any band of rows."""
+    """Where and how the image sits in its file: enough to memmap any band of rows (plain files), or to find it
+    for astropy (``compression``: ``gzip`` or ``tile``, read through ``fitsforms.open_section``)."""
 
     path: str
     data_offset: int  # bytes from the start of the file to the first pixel
@@ -129,6 +133,8 @@ class ImageLayout:
     bzero: float = 0.0
     bscale: float = 1.0
     blank: int | None = None  # integer images only: raw value meaning "no data"
+    hdu: int = 0  # index of the image HDU in the file
+    compression: str | None = None  # None (plain: memory-mapped), "gzip" or "tile"
 
     @property
     def dtype(self) -> np.dtype:
@@ -157,6 +163,8 @@ class Frame:
     extra: Mapping[str, Any] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # informational, e.g. header and folder disagree
+    skip: bool = False  # not a frame to use at all (no image data, a frame type calibrate does not use): the
+    # problems say why; listed in /skipped rather than /rejected
 
     @property
     def ok(self) -> bool:
@@ -189,32 +197,38 @@ class CorruptFrameError(ValueError):
 # ----------------------------------------------------------------------------------------------------------- discovery
 def find_frames(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
                 extensions: Sequence[str] = FITS_EXTENSIONS) -> list[Path]:
-    """Expand directories (recursively) and glob patterns into a sorted, de-duplicated list of FITS files.
+    """Expand directories (recursively) and glob patterns into a sorted, de-duplicated list of FITS files (plain,
+    ``.gz`` and ``.fz``: see ``fitsforms``).
 
     Raises FileNotFoundError naming ``inputs[i]`` when an input matches no file, so the engine can report the
-    config key. Compressed files (``.fz``, ``.gz``) are not matched: they cannot be memory-mapped by rows.
+    config key. The other files an input holds are left out here; ``hpcfit.calibrate.inputs`` lists them.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     exts = tuple(e.lower() for e in extensions)
     found: dict[str, Path] = {}
     for i, item in enumerate(inputs):
-        text = os.path.expanduser(os.fspath(item))
-        if os.path.isdir(text):
-            candidates = (p for p in Path(text).rglob("*") if p.is_file())
-        elif glob.has_magic(text):
-            candidates = []
-            for match in sorted(glob.glob(text, recursive=True)):
-                p = Path(match)
-                candidates.extend((q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])
-        else:
-            candidates = [Path(text)] if os.path.isfile(text) else []
-        matched = [p for p in candidates if p.name.lower().endswith(exts)]
+        matched = [p for p in candidate_files(item) if p.name.lower().endswith(exts)]
         if not matched:
             raise FileNotFoundError(f"inputs[{i}]: {os.fspath(item)!r} matches no FITS file ({', '.join(exts)})")
         for p in matched:
             found.setdefault(os.path.abspath(p), p)
     return [found[k] for k in sorted(found)]
+
+
+def candidate_files(item: str | os.PathLike) -> list[Path]:
+    """Every file an input names: a directory's files (recursively), a glob's matches (directories among them
+    searched recursively), or the file itself."""
+    text = os.path.expanduser(os.fspath(item))
+    if os.path.isdir(text):
+        return [p for p in Path(text).rglob("*") if p.is_file()]
+    if glob.has_magic(text):
+        candidates: list[Path] = []
+        for match in sorted(glob.glob(text, recursive=True)):
+            p = Path(match)
+            candidates.extend((q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])
+        return candidates
+    return [Path(text)] if os.path.isfile(text) else []
 
 
 # ------------------------------------------------------------------------------------------------------ header reading
@@ -224,7 +238,8 @@ def read_primary_header(path: str | os.PathLike) -> tuple[fits.Header, int]:
     Raises CorruptFrameError (unparseable or no END card) or OSError (unreadable file).
     """
     chunks = []
-    with open(path, "rb") as fh:
+    # A gzip stream is read as far as its header: no more is decompressed
+    with (gzip.open(path, "rb") if file_form(path) == "gzip" else open(path, "rb")) as fh:
         for _ in range(_MAX_HEADER_BLOCKS):
             block = fh.read(BLOCK)
             if len(block) < BLOCK:
@@ -248,8 +263,10 @@ def read_primary_header(path: str | os.PathLike) -> tuple[fits.Header, int]:
     return header, len(raw)
 
 
-def image_layout(path: str | os.PathLike, header: fits.Header, data_offset: int) -> ImageLayout:
-    """Describe the primary image from its header; raises CorruptFrameError when it is not a 2-D image."""
+def image_layout(path: str | os.PathLike, header: fits.Header, data_offset: int, *, hdu: int = 0,
+                 compression: str | None = None) -> ImageLayout:
+    """Describe the image from its header (the primary's unless ``hdu`` says otherwise); raises CorruptFrameError
+    when it is not a 2-D image."""
     bitpix = header.get("BITPIX")
     if bitpix not in (8, 16, 32, 64, -32, -64):
         raise CorruptFrameError(f"invalid BITPIX {bitpix!r}")
@@ -270,8 +287,41 @@ def image_layout(path: str | os.PathLike, header: fits.Header, data_offset: int)
         raise CorruptFrameError(f"invalid BZERO/BSCALE: {exc}") from exc
     return ImageLayout(
         path=os.fspath(path), data_offset=data_offset, bitpix=bitpix, shape=(dims[1], dims[0]),
-        bzero=bzero, bscale=bscale, blank=int(blank) if isinstance(blank, int) else None,
+        bzero=bzero, bscale=bscale, blank=int(blank) if isinstance(blank, int) else None, hdu=hdu,
+        compression=compression,
     )
+
+
+def open_image(path: str | os.PathLike) -> tuple[fits.Header, ImageLayout, int]:
+    """(image header, layout, bytes the file must hold at least, 0: unknown) of any form calibrate reads.
+
+    Plain and gzip files are read by their primary header blocks alone (fast); astropy is asked (headers only) for
+    a file whose primary HDU has no data and for tile-compressed files. Raises NoImageError (no image data),
+    CorruptFrameError or OSError.
+    """
+    form = file_form(path)
+    if form != "tile":
+        header, offset = read_primary_header(path)
+        if header.get("NAXIS", 0) != 0 or form is None:
+            layout = image_layout(path, header, offset, compression="gzip" if form == "gzip" else None)
+            # A gzip stream's length says nothing about the data it holds: a short one fails when read
+            return header, layout, 0 if form == "gzip" else layout.data_offset + layout.data_bytes
+    try:
+        found = locate_image(path)
+    except NoImageError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, EOFError) as exc:  # astropy's ways of refusing a file
+        raise CorruptFrameError(f"unreadable {form} FITS: {exc}") from exc
+    compression = "tile" if found.compressed else ("gzip" if form == "gzip" else None)
+    layout = image_layout(path, found.header, found.data_loc, hdu=found.hdu, compression=compression)
+    # A gzip stream's length says nothing about the data it holds: a short one fails when read (stage calibrate)
+    needed = 0 if form == "gzip" else (found.data_loc + (found.data_span if found.compressed else layout.data_bytes))
+    return found.header, layout, needed
+
+
+def read_image_header(path: str | os.PathLike) -> fits.Header:
+    """The header of a file's image (the primary header, or the image HDU's of a compressed file)."""
+    return open_image(path)[0]
 
 
 def parse_date_obs(header: fits.Header, key: str = "DATE-OBS") -> dt.datetime | None:
@@ -340,15 +390,15 @@ def read_frame(path: str | os.PathLike, options: ScanOptions = ScanOptions()) ->
     path = os.fspath(path)
     fkind = folder_kind(path, options)
     try:
-        header, offset = read_primary_header(path)
-        layout = image_layout(path, header, offset)
-    except (OSError, CorruptFrameError) as exc:
+        header, layout, needed = open_image(path)
+    except NoImageError as exc:
+        return Frame(path=path, kind=fkind or Kind.UNKNOWN, folder_kind=fkind, problems=(str(exc),), skip=True)
+    except (OSError, EOFError, CorruptFrameError) as exc:
         return Frame(path=path, kind=fkind or Kind.UNKNOWN, folder_kind=fkind, problems=(f"corrupt: {exc}",))
 
     problems: list[str] = []
     notes: list[str] = []
     size = os.path.getsize(path)
-    needed = layout.data_offset + layout.data_bytes
     if size < needed:
         problems.append(f"truncated: file has {size} bytes, header declares {needed} (header + data)")
 
@@ -360,7 +410,7 @@ def read_frame(path: str | os.PathLike, options: ScanOptions = ScanOptions()) ->
     if kind is Kind.UNKNOWN:
         problems.append(
             f"unclassifiable: {options.imagetyp_key}={imagetyp!r} and folder {Path(path).parent.name!r} "
-            "match no known frame type"
+            "match no known frame type: not used (calibrate.imagetyp maps more spellings)"
         )
     elif first is None:
         notes.append(f"classified as {kind} by {'folder' if options.classify_by == 'header' else 'header'} "
@@ -386,7 +436,7 @@ def read_frame(path: str | os.PathLike, options: ScanOptions = ScanOptions()) ->
     return Frame(
         path=path, kind=kind, night=night_of(date_obs, options.night_offset_hours), filter=filt, exptime=exptime,
         shape=layout.shape, date_obs=date_obs, imagetyp=imagetyp, folder_kind=fkind, layout=layout, extra=extra,
-        problems=tuple(problems), notes=tuple(notes),
+        problems=tuple(problems), notes=tuple(notes), skip=kind is Kind.UNKNOWN and len(problems) == 1,
     )
 
 

@@ -1,5 +1,8 @@
 """Read a band of image rows of a raw FITS frame through a memmap, without reading the rest of the frame.
 
+Compressed frames (``.gz``, ``.fz``: ``ImageLayout.compression``) cannot be mapped: their rows come from astropy's
+``section`` (see ``fitsforms``), already physical; everything after (overscan, trim, float32) is the same.
+
 The primary image is memory-mapped at the offset found from its header (see ``frames.ImageLayout``); only the pages
 of the requested rows (plus overscan pixels) are touched. Values are returned as physical values
 ``BZERO + BSCALE * stored`` in float32 (default) or float64; integer pixels equal to BLANK become NaN.
@@ -18,11 +21,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
+from hpcfit.calibrate.kernels.fitsforms import copy_physical, open_section, physical_blank
 from hpcfit.calibrate.kernels.frames import CorruptFrameError, Frame, ImageLayout, image_layout, read_primary_header
 
 Source = ImageLayout | Frame | str | os.PathLike
@@ -117,24 +121,43 @@ def read_rows(
     if overscan_method not in ("median", "mean"):
         raise ValueError(f"overscan_method must be 'median' or 'mean', not {overscan_method!r}")
     raw_rows = slice(ys.start + r0, ys.start + r1)
+    if layout.compression:
+        blank = physical_blank(layout.bzero, layout.bscale, layout.blank)
+        try:
+            with open_section(layout.path, layout.hdu) as section:
+                return _read_band(section, layout, raw_rows, xs, overscan, overscan_method, out,
+                                  lambda v, o: copy_physical(v, o, blank))
+        except (OSError, EOFError, IndexError, KeyError, TypeError, ZeroDivisionError) as exc:  # short or damaged
+            raise OSError(f"{layout.compression}-compressed data cannot be read (truncated?): {exc}") from exc
     mm = _memmap(layout)
     try:
-        _to_physical(mm[raw_rows, xs], layout, out)
-        if overscan and r1 > r0:
-            oys, oxs = parse_section(overscan, layout.shape)
-            if oys.stop - oys.start >= oxs.stop - oxs.start:  # columns beside the image: one level per row
-                if not (oys.start <= raw_rows.start and raw_rows.stop <= oys.stop):
-                    raise ValueError(f"overscan {overscan} does not cover image rows {raw_rows.start + 1}.."
-                                     f"{raw_rows.stop}")
-                strip = _to_physical(mm[raw_rows, oxs], layout, np.empty((r1 - r0, oxs.stop - oxs.start), out.dtype))
-                out -= _level(strip, 1, overscan_method)[:, None]
-            else:  # rows above/below the image: one level per column
-                if not (oxs.start <= xs.start and xs.stop <= oxs.stop):
-                    raise ValueError(f"overscan {overscan} does not cover image columns {xs.start + 1}..{xs.stop}")
-                strip = _to_physical(mm[oys, xs], layout, np.empty((oys.stop - oys.start, nx), out.dtype))
-                out -= _level(strip, 0, overscan_method)[None, :]
+        return _read_band(mm, layout, raw_rows, xs, overscan, overscan_method, out,
+                          lambda v, o: _to_physical(v, layout, o))
     finally:
         del mm  # unmap now rather than whenever the garbage collector gets to it
+
+
+def _read_band(mm: Any, layout: ImageLayout, raw_rows: slice, xs: slice, overscan: str | None,
+               overscan_method: str, out: np.ndarray, physical: Callable[[np.ndarray, np.ndarray], np.ndarray]
+               ) -> np.ndarray:
+    """The rows of ``mm`` (a memmap, or a compressed HDU's section) as physical values in ``out``, overscan
+    subtracted."""
+    r0, r1 = 0, raw_rows.stop - raw_rows.start
+    nx = xs.stop - xs.start
+    physical(mm[raw_rows, xs], out)
+    if overscan and r1 > r0:
+        oys, oxs = parse_section(overscan, layout.shape)
+        if oys.stop - oys.start >= oxs.stop - oxs.start:  # columns beside the image: one level per row
+            if not (oys.start <= raw_rows.start and raw_rows.stop <= oys.stop):
+                raise ValueError(f"overscan {overscan} does not cover image rows {raw_rows.start + 1}.."
+                                 f"{raw_rows.stop}")
+            strip = physical(mm[raw_rows, oxs], np.empty((r1 - r0, oxs.stop - oxs.start), out.dtype))
+            out -= _level(strip, 1, overscan_method)[:, None]
+        else:  # rows above/below the image: one level per column
+            if not (oxs.start <= xs.start and xs.stop <= oxs.stop):
+                raise ValueError(f"overscan {overscan} does not cover image columns {xs.start + 1}..{xs.stop}")
+            strip = physical(mm[oys, xs], np.empty((oys.stop - oys.start, nx), out.dtype))
+            out -= _level(strip, 0, overscan_method)[None, :]
     return out
 
 
