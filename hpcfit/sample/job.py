@@ -16,6 +16,8 @@ Output layout (a contract):
   /samples/simulated_y       (N, F) maggies (photon-counting band averages of f_nu, AB zero point 3631 Jy)
   /samples/wavelengths       (F,) pivot wavelengths in Angstrom, attr filter names
   /samples/sample_index      (N,) the global index each row was drawn with (before shuffling)
+  /theta, /x                 second names (hard links) of /samples/theta and /samples/simulated_y (SBI readers)
+  /sample, /parameter, /band dimension scales of the datasets above (hpcfit.io.dims; xarray reads the names)
   root attributes            provenance + sample_* (seed, method, model description, filters, fixed params)
 """
 
@@ -287,6 +289,15 @@ class SampleJob(Job):
                            attrs={"meaning": "global index of the draw (row order before shuffling)"})
         out.write_small("samples/wavelengths", np.array(info["wavelengths"]),
                         attrs={"unit": "Angstrom", "filter_names": info["filter_names"]})
+        # Axis names for netCDF readers (xarray), and root-level /theta and /x: the dataset paths SBI tools'
+        # HDF5 readers (lampe's H5Dataset) look for, as second names of the same data.
+        coords = {"parameter": info["names"], "band": info["filter_names"]}
+        for name, dims in (("theta", ("sample", "parameter")), ("normalised_theta", ("sample", "parameter")),
+                           ("simulated_y", ("sample", "band")), ("sample_index", ("sample",)),
+                           ("wavelengths", ("band",))):
+            out.name_dimensions(f"samples/{name}", dims, coords)
+        out.link("theta", "samples/theta")
+        out.link("x", "samples/simulated_y")
 
         on_disk = any(isinstance(r, dict) for r in results.values())
         out_of_core = comm.allreduce(on_disk or not ctx.state["in_memory"], op="lor")
