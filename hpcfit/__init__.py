@@ -20,6 +20,7 @@ from hpcfit._version import __version__
 _LAZY = {
     "run": "hpcfit.api.run:run",
     "open": "hpcfit.api.open:open",
+    "RunError": "hpcfit.api.run:RunError",
     "ConfigError": "hpcfit.config.errors:ConfigError",
 }
 

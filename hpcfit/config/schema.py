@@ -357,7 +357,10 @@ class Reporter:
 def validate(section: Section, source: YamlSource, reporter: Reporter | None = None) -> Settings:
     """Convert ``source.values`` against ``section``; raise ConfigError with every problem found."""
     reporter = reporter or Reporter(source)
-    base = Path(source.source).resolve().parent if source.source not in ("<string>", OVERRIDE_SOURCE) else Path.cwd()
+    # a file's relative paths start at its folder; a config given as text or a dict ("<string>", "<dict>"):
+    # at the working directory
+    in_memory = source.source.startswith("<") or source.source == OVERRIDE_SOURCE
+    base = Path.cwd() if in_memory else Path(source.source).resolve().parent
     settings = _validate_section(section, source.values, (), source, reporter, Context(base, Path.cwd()))
     reporter.raise_if_any()
     return settings

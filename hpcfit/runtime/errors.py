@@ -39,6 +39,15 @@ class WorkItemError(Exception):
         self.cause = cause
 
 
+class JobFailed(SystemExit):
+    """How ``fatal`` ends a one-process run: a ``SystemExit`` with code 1 for the command line, which also says
+    what failed (``message``) and why (``cause``), so that ``hpcfit.run`` can raise an ordinary exception."""
+
+    def __init__(self, message: str, cause: BaseException):
+        super().__init__(EXIT_FATAL)
+        self.message, self.cause = message, cause
+
+
 _cleanups: list[Callable[[], None]] = []
 _fatal_lock = threading.Lock()
 
@@ -83,4 +92,4 @@ def fatal(comm: Comm, exc: BaseException, *, item: str | None = None) -> NoRetur
             time.sleep(0.5)
             comm.abort(EXIT_FATAL)
             os._exit(EXIT_FATAL)  # not reached: MPI_Abort does not return
-    raise SystemExit(EXIT_FATAL)
+    raise JobFailed(f"{type(cause).__name__} on {comm.describe()}{where}: {cause}", cause)
