@@ -21,7 +21,7 @@ from hpcfit.engine.run import RunMode, run_job
 from hpcfit.io.result import JobResult
 from hpcfit.registry import JOBS
 from hpcfit.runtime.comm import Comm, world_comm
-from hpcfit.runtime.errors import EXIT_OK, JobFailed
+from hpcfit.runtime.errors import EXIT_OK, JobFailed, WorkItemError
 from hpcfit.runtime.signals import EXIT_INTERRUPTED
 
 
@@ -51,8 +51,10 @@ def run(config: str | os.PathLike[str] | Mapping[str, Any], *,
     argv = ["hpcfit.run", source.source] + [f"--set {a}" for a in _override_text(overrides)]
     try:
         outcome = run_job(source, [], comm, argv=argv, jobs=JOBS, mode=RunMode(resume=resume))
-    except JobFailed as exc:
+    except JobFailed as exc:  # a failure outside the work items (setup, write), reported by errors.fatal
         raise RunError(exc.message) from exc.cause
+    except WorkItemError as exc:  # a serial run's work item: the scheduler lets it through
+        raise RunError(f"{type(exc.cause).__name__} in {exc.item_label}: {exc.cause}") from exc.cause
     if outcome.code == EXIT_INTERRUPTED:
         raise RunError("the run was stopped by a signal; its completed work items are checkpointed: call "
                        "hpcfit.run again with resume=True to continue")
