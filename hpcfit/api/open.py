@@ -8,6 +8,7 @@ a file of a job this installation does not have is refused by name, and a file t
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from pathlib import Path
 
 from hpcfit.io.result import JobResult, ResultFileError
@@ -30,4 +31,7 @@ def open(path: str | Path) -> JobResult:  # noqa: A001 - hpcfit.open, like h5py.
     if job not in JOBS.modules:
         raise ResultFileError(f"{path}: its job attribute '{job}' names no job of this installation "
                               f"(jobs: {', '.join(JOBS.modules)})")
-    return importlib.import_module(result_module(job)).RESULT(path)
+    module = result_module(job)
+    if importlib.util.find_spec(module) is None:  # a job without a reader of its own: the shared views
+        return JobResult(path)
+    return importlib.import_module(module).RESULT(path)
