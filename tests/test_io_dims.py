@@ -34,7 +34,9 @@ def test_scales_coordinates_groups_units_and_links(tmp_path):
     finish_file(path, finish)
     with h5py.File(path) as h5:
         assert h5["galaxy"].attrs["CLASS"] == b"DIMENSION_SCALE"
-        np.testing.assert_array_equal(h5["galaxy"][()], [0, 1, 2])
+        # no coordinate values: a pure netCDF dimension, with no storage allocated
+        assert h5["galaxy"].attrs["NAME"].decode().startswith("This is a netCDF dimension but not a netCDF var")
+        assert h5["galaxy"].id.get_storage_size() == 0 and h5["galaxy"].shape == (3,)
         assert list(h5["band"][()]) == [b"u", b"g"]
         for name in ("g/flux", "g/err"):
             assert [d[0].name for d in h5[name].dims] == ["/galaxy", "/band"]

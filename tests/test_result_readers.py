@@ -126,6 +126,8 @@ def test_sample_dimensions_units(sample_file):
     assert_named_dimensions(sample_file, {"": {"sample": 2500, "parameter": 5, "band": 7},
                                           "samples": {"sample": 2500, "parameter": 5, "band": 7}})
     assert_units_beside_unit(sample_file)
+    with h5py.File(sample_file) as h5:
+        assert h5["sample"].id.get_storage_size() == 0  # the N-long axis has no values to store
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with xarray.open_dataset(sample_file, group="samples", engine="h5netcdf") as ds:

@@ -27,7 +27,7 @@ class FileFinish:
     """What to add to a complete output file: dimension names, coordinate values, links."""
 
     dims: dict[str, tuple[str, ...]] = field(default_factory=dict)  # dataset path (or group/*) -> axis names
-    coords: dict[str, np.ndarray] = field(default_factory=dict)  # dimension name -> its values (else 0..n-1)
+    coords: dict[str, np.ndarray] = field(default_factory=dict)  # dimension name -> its values (else none)
     links: dict[str, str] = field(default_factory=dict)  # new path -> existing dataset path (hard links)
 
     def name_dimensions(self, dataset: str, names: Sequence[str], coords: dict[str, Any] | None = None) -> None:
@@ -39,12 +39,22 @@ class FileFinish:
         self.links[new.strip("/")] = existing.strip("/")
 
 
-def _coordinate(values: np.ndarray | None, n: int) -> np.ndarray:
+# netCDF-4's mark of a dimension that has no coordinate values (h5netcdf and netCDF-C read it so)
+_NO_COORDINATE = "This is a netCDF dimension but not a netCDF variable. {n:10d}"
+
+
+def _create_scale(h5: h5py.File, name: str, n: int, values: np.ndarray | None) -> h5py.Dataset:
+    """The dimension scale /name: holding its coordinate values when given, else a dataset with no storage
+    allocated (a 100 M-sample axis costs nothing) marked as a pure dimension."""
     if values is None or values.shape != (n,):
-        return np.arange(n, dtype=np.int64)
+        scale = h5.create_dataset(name, shape=(n,), dtype="f4")  # never written: no space in the file
+        scale.make_scale(_NO_COORDINATE.format(n=n))
+        return scale
     if values.dtype.kind == "U":  # fixed-length UTF-8 bytes, as the rest of the file stores names
-        return np.char.encode(values, "utf-8")
-    return values
+        values = np.char.encode(values, "utf-8")
+    scale = h5.create_dataset(name, data=values)
+    scale.make_scale(name)
+    return scale
 
 
 def finish_file(path: str | Path, finish: FileFinish) -> None:
@@ -71,9 +81,9 @@ def finish_file(path: str | Path, finish: FileFinish) -> None:
                 if not (isinstance(scale, h5py.Dataset) and scale.shape == (n,)):
                     raise ValueError(f"cannot name a dimension '{name}': /{name} exists and is not a 1-D "
                                      f"dataset of length {n}")
+                scale.make_scale(name)
             else:
-                scale = h5.create_dataset(name, data=_coordinate(finish.coords.get(name), n))
-            scale.make_scale(name)
+                scale = _create_scale(h5, name, n, finish.coords.get(name))
             scales[name] = scale
         for dataset, names in finish.dims.items():
             if dataset not in h5:

@@ -109,8 +109,8 @@ class OutputFile:
                 target.attrs[key] = _attr_value(value)
 
     def name_dimensions(self, dataset: str, names: Sequence[str], coords: dict[str, Any] | None = None) -> None:
-        """Name the axes of ``dataset`` (one name per axis; ``coords``: values of some of the dimensions, else
-        0..n-1), for netCDF readers such as xarray. Applied to the complete file by ``commit`` (``hpcfit.io.dims``).
+        """Name the axes of ``dataset`` (one name per axis; ``coords``: values of some of the dimensions; the
+        others have none), for netCDF readers such as xarray. Applied to the complete file by ``commit`` (``hpcfit.io.dims``).
         A dimension name means one length throughout the file. Collective (same arguments on every rank)."""
         self.finish.name_dimensions(dataset, names, coords)
 
