@@ -128,6 +128,10 @@ def test_sample_dimensions_units(sample_file):
     assert_units_beside_unit(sample_file)
     with h5py.File(sample_file) as h5:
         assert h5["sample"].id.get_storage_size() == 0  # the N-long axis has no values to store
+    from hpcfit.io.inspect import inspect_file
+
+    lines = inspect_file(sample_file).splitlines()
+    assert any(line.split() == ["sample", "2500", "(dimension)"] for line in lines), lines
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with xarray.open_dataset(sample_file, group="samples", engine="h5netcdf") as ds:
