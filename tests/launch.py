@@ -61,8 +61,12 @@ def hpcfit(args: list[str], *, n: int | None = None, cwd: Path | None = None, en
         if serial is None:
             pytest.skip("no serial h5py installed aside (.venv/serial-h5py); run `make setup`")
         paths.insert(0, str(serial))
-    full_env["PYTHONPATH"] = os.pathsep.join(paths + [full_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    full_env.update(env or {})
+    extra = dict(env or {})
+    # a PYTHONPATH given by the test is added to the tree under test, never put in its place (else the launched
+    # ranks would import whatever hpcfit the venv's editable install points at)
+    wanted = [extra.pop("PYTHONPATH", ""), full_env.get("PYTHONPATH", "")]
+    full_env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in wanted if p])
+    full_env.update(extra)
     command = [sys.executable, *([str(PROBE)] if probe_ranks else ["-m", "hpcfit"]), *args]
     if n is not None:
         launcher = find_mpiexec()

@@ -96,6 +96,7 @@ def write_output(comm: Comm, plan: CalibPlan, masters: Masters, results: dict[in
     _write_masters(out, plan, masters)
     _write_science_frames(comm, out, plan, results, position, c.uncertainty, buffers, with_mask)
     _write_inventory(out, plan, rejected)
+    _name_dimensions(out, plan, good, c.uncertainty)
     counts = {"science_written": sum(r.n_good for r in results.values()),
               "science_rejected_here": sum(len(r.outcomes) - r.n_good for r in results.values())}
     return counts, rejected
@@ -218,6 +219,25 @@ def _write_inventory(out: OutputFile, plan: CalibPlan, rejected: list[Rejection]
     out.write_small("frames", table(rows, [("name", "S"), ("path", "S"), ("kind", "S"), ("night", "S"),
                                            ("filter", "S"), ("exptime", "f8"), ("date_obs", "S"), ("status", "S"),
                                            ("notes", "S")]))
+
+
+def _name_dimensions(out: OutputFile, plan: CalibPlan, good: list[int], uncertainty: bool) -> None:
+    """Axis names for netCDF readers (xarray): science frames (labelled by name), y, x, each kind's master
+    groups and the frames combined into them, the master sets, and the input and rejected frames of the
+    inventory tables."""
+    coords = {"frame": [plan.frames[plan.science[k].frame].name for k in good], "master": list(KINDS)}
+    for name in ["images"] + (["uncertainty"] if uncertainty else []):
+        out.name_dimensions(f"science/{name}", ("frame", "y", "x"), coords)
+    for name in ("names", "paths", "exptime", "date_obs", "night", "filter", "master_set", "masters_used"):
+        out.name_dimensions(f"science/{name}", ("frame",), coords)
+    for kind in KINDS:
+        out.name_dimensions(f"masters/{kind}", (f"{kind}_group", "y", "x"), coords)
+        out.name_dimensions(f"masters/{kind}_groups", (f"{kind}_group",), coords)
+        out.name_dimensions(f"masters/{kind}_frames", (f"{kind}_frame",), coords)
+    out.name_dimensions("masters/bad_pixels", ("master_set", "y", "x"), coords)
+    out.name_dimensions("masters/sets", ("master_set", "master"), coords)
+    out.name_dimensions("frames", ("input_frame",), coords)
+    out.name_dimensions("rejected", ("rejected_frame",), coords)
 
 
 def remove_scratch(comm: Comm, directory: str | Path) -> None:

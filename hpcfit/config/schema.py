@@ -35,6 +35,25 @@ class Invalid(Exception):
         self.message = message
         self.allowed = allowed
         self.subpath = subpath
+        self.more: list[Invalid] = []  # further problems of the same value (other entries of a list or mapping)
+
+    def every(self) -> list["Invalid"]:
+        """This problem and the further ones."""
+        return [self] + [m for more in self.more for m in more.every()]
+
+    def under(self, prefix: KeyPath) -> "Invalid":
+        """The same problems, one level down (``prefix`` + their sub-paths)."""
+        first = Invalid(self.message, self.allowed, tuple(prefix) + self.subpath)
+        first.more = [m.under(prefix) for m in self.more]
+        return first
+
+
+def _raise_all(problems: list[Invalid]) -> None:
+    """Raise the first of ``problems`` carrying the others (so that every entry's problem is reported)."""
+    if problems:
+        first = problems[0]
+        first.more = first.more + problems[1:]
+        raise first
 
 
 @dataclass
@@ -185,12 +204,13 @@ class ListOf(Type):
                 raise Invalid(f"expected a list, got {_show(value)}")
         if len(value) < self.min_len or (self.max_len is not None and len(value) > self.max_len):
             raise Invalid(f"has {len(value)} item(s)", _range_text(self.min_len, self.max_len, "items", count=True))
-        out = []
+        out, problems = [], []
         for index, item in enumerate(value):
             try:
                 out.append(self.item.convert(item, ctx))
             except Invalid as exc:
-                raise Invalid(exc.message, exc.allowed, (index,) + exc.subpath) from exc
+                problems.append(exc.under((index,)))
+        _raise_all(problems)
         return out
 
     def describe(self) -> str:
@@ -208,14 +228,15 @@ class MapOf(Type):
             raise Invalid(f"expected a mapping, got {_show(value)}")
         if len(value) < self.min_len:
             raise Invalid(f"needs at least {self.min_len} entr{'y' if self.min_len == 1 else 'ies'}")
-        out = {}
+        out, problems = {}, []
         for key, item in value.items():
             try:
                 if self.key_check:
                     self.key_check(key)
                 out[key] = self.value.convert(item, ctx)
             except Invalid as exc:
-                raise Invalid(exc.message, exc.allowed, (key,) + exc.subpath) from exc
+                problems.append(exc.under((key,)))
+        _raise_all(problems)
         return out
 
     def describe(self) -> str:
@@ -269,16 +290,17 @@ class Record(Type):
             value = {self.shorthand: value}
         if not isinstance(value, dict):
             raise Invalid(f"expected a mapping with keys {', '.join(self.fields)}, got {_show(value)}")
+        problems = []
         for key in value:
             if key not in self.fields:
                 close = difflib.get_close_matches(str(key), list(self.fields), n=1, cutoff=0.6)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise Invalid(f"unknown key{hint}", ", ".join(self.fields), (key,))
+                problems.append(Invalid(f"unknown key{hint}", ", ".join(self.fields), (key,)))
         out = Settings()
         for name, spec in self.fields.items():
             if name not in value:
                 if spec.default is REQUIRED:
-                    raise Invalid(f"missing required key ({spec.type.describe()})", None, (name,))
+                    problems.append(Invalid(f"missing required key ({spec.type.describe()})", None, (name,)))
                 out[name] = spec.default
                 continue
             try:
@@ -286,7 +308,8 @@ class Record(Type):
                 if spec.check is not None:
                     spec.check(out[name])
             except Invalid as exc:
-                raise Invalid(exc.message, exc.allowed, (name,) + exc.subpath) from exc
+                problems.append(exc.under((name,)))
+        _raise_all(problems)
         return out
 
     def describe(self) -> str:
@@ -357,7 +380,10 @@ class Reporter:
 def validate(section: Section, source: YamlSource, reporter: Reporter | None = None) -> Settings:
     """Convert ``source.values`` against ``section``; raise ConfigError with every problem found."""
     reporter = reporter or Reporter(source)
-    base = Path(source.source).resolve().parent if source.source not in ("<string>", OVERRIDE_SOURCE) else Path.cwd()
+    # a file's relative paths start at its folder; a config given as text or a dict ("<string>", "<dict>"):
+    # at the working directory
+    in_memory = source.source.startswith("<") or source.source == OVERRIDE_SOURCE
+    base = Path.cwd() if in_memory else Path(source.source).resolve().parent
     settings = _validate_section(section, source.values, (), source, reporter, Context(base, Path.cwd()))
     reporter.raise_if_any()
     return settings
@@ -398,7 +424,8 @@ def _validate_section(section: Section, values: Any, path: KeyPath, source: Yaml
                 spec.check(value)
             out[name] = value
         except Invalid as exc:
-            report(child + exc.subpath, exc.message, exc.allowed)
+            for problem in exc.every():
+                report(child + problem.subpath, problem.message, problem.allowed)
             out[name] = None
     return out
 

@@ -52,6 +52,15 @@ class YamlSource:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
             raise ConfigError([ConfigIssue(OVERRIDE_SOURCE, None, key, f"value is not valid YAML: {exc}")]) from exc
+        self.set_value(key, value)
+
+    def set_value(self, key: str, value: Any) -> None:
+        """Set one dotted key to a value, as an override (``hpcfit.run(..., overrides={key: value})``; the value
+        as YAML would give it)."""
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError([ConfigIssue(OVERRIDE_SOURCE, None, "", f"'{key}' is an empty key")])
+        value = _plain(value)
         node: Any = self.values
         for depth, part in enumerate(parts[:-1]):
             index: Any = int(part) if isinstance(node, list) and part.isdigit() else part
@@ -175,6 +184,40 @@ def load_yaml_file(path: str | Path) -> YamlSource:
     except OSError as exc:
         raise ConfigError([ConfigIssue(str(path), None, "", f"cannot read the configuration: {exc.strerror or exc}")]) from exc
     return load_yaml_text(text, str(path))
+
+
+MAPPING_SOURCE = "<dict>"
+
+
+def load_mapping(values: Any, source: str = MAPPING_SOURCE) -> YamlSource:
+    """A config given as a Python mapping (``hpcfit.run(dict)``), validated like a file: the same values YAML
+    would give (tuples as lists, paths and numpy scalars as plain values; a deep copy, so overrides leave the
+    caller's dict alone). Its problems name the key path without a line (``<dict>: gridfit.x: unknown key``);
+    relative paths are relative to the working directory."""
+    if not isinstance(values, dict):
+        raise ConfigError([ConfigIssue(source, None, "", f"the configuration must be a mapping of keys, got "
+                                                         f"{type(values).__name__}")])
+    plain = _plain(values)
+    try:
+        text = yaml.safe_dump(plain, sort_keys=False)
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigIssue(source, None, "", f"cannot be written as YAML: {exc}")]) from exc
+    return YamlSource(values=plain, source=source, text=text)
+
+
+def _plain(value: Any) -> Any:
+    """YAML's own types for a Python value: mappings with str keys, lists, scalars."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        return value.item()  # numpy scalars and 0-d arrays
+    if hasattr(value, "tolist") and callable(value.tolist):
+        return _plain(value.tolist())  # numpy arrays
+    return value
 
 
 _constructor = yaml.constructor.SafeConstructor()

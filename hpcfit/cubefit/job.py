@@ -267,6 +267,8 @@ class CubefitJob(Job):
                 out.write_small(f"fit_axes/{name}", values.reshape(world.fitting_shape),
                                 attrs={"unit": "" if unit is None else str(unit)})
 
+        _name_dimensions(out, ctx, iter_shape, world)
+
         pieces = []
         counts = {"fits": 0, "converged": 0, "warning": 0, "failed": 0}
         for index, result in results.items():
@@ -448,6 +450,20 @@ def _write_diagnostics(ctx: RunContext, result: Any, y: np.ndarray, weights: np.
             status=int(result.status[row]), message=result.messages.get(int(row), ""),
             names=fit.built.names, params=result.params[row], units=[p.unit for p in fit.built.parameters],
             fit_info={k: float(v[row]) for k, v in result.fit_info.items()}, plot=plot)
+
+
+def _name_dimensions(out: OutputFile, ctx: RunContext, iter_shape: tuple[int, ...], world: Any) -> None:
+    """Axis names for netCDF readers (xarray): the maps' iterating axes are ``y``, ``x`` (``z``, then ``axis<i>``
+    further out), the fitting axes in /fit_axes keep their coordinate names (1-D: with their values)."""
+    spatial = ["x", "y", "z"] + [f"axis{i}" for i in range(3, len(iter_shape))]
+    dims = tuple(reversed(spatial[:len(iter_shape)]))
+    fitting = tuple(n if n not in dims else f"fit_{n}" for n in world.fitting_names)
+    for name in ("parameters/*", "uncertainties/*", "fit_info/*", "world/*", "status"):
+        out.name_dimensions(name, dims)
+    if world.shared is not None:
+        coords = {fitting[0]: world.shared[0]} if len(fitting) == 1 else {}
+        for name in world.fitting_names:
+            out.name_dimensions(f"fit_axes/{name}", fitting, coords)
 
 
 JOB = CubefitJob

@@ -12,6 +12,7 @@ MPI_Abort), so no rank is ever left waiting in a collective.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import shutil
@@ -78,6 +79,20 @@ def engine_schema(job_names: list[str]) -> Section:
     })
 
 
+def read_source(config: str | os.PathLike[str] | YamlSource) -> YamlSource:
+    """The parsed config (a copy of an already parsed one: overrides change the values in place)."""
+    if isinstance(config, YamlSource):
+        return copy.deepcopy(config)
+    return load_yaml_file(config)
+
+
+def config_label(config: str | os.PathLike[str] | YamlSource) -> str:
+    """The config file's path (for provenance and messages), or "" for a config given in memory."""
+    if isinstance(config, YamlSource):
+        return "" if config.source.startswith("<") else config.source
+    return str(config)
+
+
 @dataclass
 class Prepared:
     """What rank 0 hands to every rank after validating and planning."""
@@ -89,10 +104,10 @@ class Prepared:
     config_path: str
 
 
-def load_config(path: str, overrides: list[str], n_ranks: int = 1, *,
+def load_config(path: str | os.PathLike[str] | YamlSource, overrides: list[str], n_ranks: int = 1, *,
                 jobs: JobCatalog) -> tuple[Job, Settings, YamlSource, Reporter]:
-    """Parse and validate a config file (rank 0). Raises ConfigError listing every problem."""
-    source = load_yaml_file(path)
+    """Parse and validate a config file (or parsed source; rank 0). Raises ConfigError listing every problem."""
+    source = read_source(path)
     for assignment in overrides:
         source.apply_override(assignment)
     report = Reporter(source)
@@ -131,18 +146,31 @@ def _report_moved_keys(job: Job, source: YamlSource, report: Reporter) -> None:
 _ABSENT = object()
 
 
-def _peek_job_name(config_path: str, jobs: JobCatalog) -> str | None:
+def _peek_job_name(config: str | os.PathLike[str] | YamlSource, jobs: JobCatalog) -> str | None:
     """The job named in a config, read cheaply (None when the file cannot tell yet; validation will say why)."""
     try:
-        name = load_yaml_file(config_path).values.get("job")
+        name = (config if isinstance(config, YamlSource) else load_yaml_file(config)).values.get("job")
     except (ConfigError, AttributeError):
         return None
     return name if name in jobs.names() else None
 
 
-def prepare(config_path: str, overrides: list[str], comm: Comm, *, plan: bool,
+def prepare(config_path: str | os.PathLike[str] | YamlSource, overrides: list[str], comm: Comm, *, plan: bool,
             jobs: JobCatalog) -> tuple[Prepared | None, int]:
-    """Validate (and plan) on rank 0, then share the outcome. Returns (prepared, exit code).
+    """Validate (and plan) on rank 0, then share the outcome. Returns (prepared, exit code); a config problem is
+    logged once (rank 0) and gives (None, EXIT_CONFIG) on every rank."""
+    try:
+        return prepare_job(config_path, overrides, comm, plan=plan, jobs=jobs), EXIT_OK
+    except ConfigError as exc:
+        if comm.is_root:
+            logger.error(str(exc))
+        return None, EXIT_CONFIG
+
+
+def prepare_job(config_path: str | os.PathLike[str] | YamlSource, overrides: list[str], comm: Comm, *, plan: bool,
+                jobs: JobCatalog) -> Prepared:
+    """Validate (and plan) on rank 0, then share the outcome: the Prepared job, or the same ConfigError raised on
+    every rank (listing every problem).
 
     While rank 0 validates and plans, the other ranks import the job's heavy modules (``Job.warm_up``) and then
     wait without spinning, so that they are ready to work as soon as the plan arrives.
@@ -162,18 +190,16 @@ def prepare(config_path: str, overrides: list[str], comm: Comm, *, plan: bool,
                 check_output_space(job, cfg, the_plan, report, warn=lambda text: logger.warning(
                     str(ConfigIssue(*source.where(("output",)), "output", text))))
             report.raise_if_any()
-            outcome = ("ok", Prepared(job.name, cfg, the_plan, source.text, config_path))
+            outcome = ("ok", Prepared(job.name, cfg, the_plan, source.text, config_label(config_path)))
         except ConfigError as exc:
-            outcome = ("config", str(exc))
+            outcome = ("config", exc.issues)
         except Exception as exc:  # noqa: BLE001 - unexpected: end the job naming rank 0 and the stage
             fatal(comm, exc, item="validation and planning")
     comm.idle_barrier()
     outcome = comm.bcast(outcome)
     if outcome[0] == "config":
-        if comm.is_root:
-            logger.error(outcome[1])
-        return None, EXIT_CONFIG
-    return outcome[1], EXIT_OK
+        raise ConfigError(list(outcome[1]))  # rebuilt from the issues: an exception's own pickling drops them
+    return outcome[1]
 
 
 @dataclass
@@ -187,17 +213,38 @@ class RunMode:
     keep_parts: bool = False
 
 
-def execute(config_path: str, overrides: list[str], comm: Comm, *, argv: list[str], jobs: JobCatalog,
-            mode: RunMode | None = None) -> int:
-    """Run a job end to end (or one slice of it, or the merge of its slices); return the exit code.
+@dataclass
+class RunOutcome:
+    """How a run ended: its exit code, and the output file when it wrote one."""
+
+    code: int
+    output: Path | None = None
+
+
+def execute(config_path: str | os.PathLike[str] | YamlSource, overrides: list[str], comm: Comm, *,
+            argv: list[str], jobs: JobCatalog, mode: RunMode | None = None) -> int:
+    """Run a job end to end (or one slice of it, or the merge of its slices); return the exit code (a config
+    problem: logged once, EXIT_CONFIG on every rank).
 
     Fatal errors never return: they abort every rank.
     """
+    try:
+        return run_job(config_path, overrides, comm, argv=argv, jobs=jobs, mode=mode).code
+    except (ConfigError, CheckpointMismatch) as exc:
+        if comm.is_root:
+            logger.error(str(exc))
+        return EXIT_CONFIG
+
+
+def run_job(config: str | os.PathLike[str] | YamlSource, overrides: list[str], comm: Comm, *, argv: list[str],
+            jobs: JobCatalog, mode: RunMode | None = None) -> RunOutcome:
+    """``execute`` for callers that take exceptions (``hpcfit.run``): a config problem raises the same
+    ConfigError on every rank (a checkpoint of another config, on --resume: CheckpointMismatch); returns the exit
+    code and the output file written."""
     mode = mode or RunMode()
     start_time, t0 = utc_now(), time.monotonic()
-    prepared, code = prepare(config_path, overrides, comm, plan=True, jobs=jobs)
-    if prepared is None:
-        return code
+    prepared = prepare_job(config, overrides, comm, plan=True, jobs=jobs)
+    config_path = prepared.config_path
     job = jobs.load(prepared.job_name)()
     cfg, plan = prepared.cfg, prepared.plan
     ctx = RunContext(comm=comm, cfg=cfg, plan=plan, config_path=config_path)
@@ -209,15 +256,17 @@ def execute(config_path: str, overrides: list[str], comm: Comm, *, argv: list[st
     if comm.is_root:
         try:
             decision = ("ok", _decide_items(job, cfg, plan, output, mode, checkpointing, ctx.log))
-        except (CheckpointMismatch, ConfigError) as exc:
-            decision = ("config", str(exc))
+        except ConfigError as exc:
+            decision = ("config", exc.issues)
+        except CheckpointMismatch as exc:
+            decision = ("mismatch", str(exc))
         except Exception as exc:  # noqa: BLE001
             fatal(comm, exc, item="reading the checkpoints")
     decision = comm.bcast(decision)
     if decision[0] == "config":
-        if comm.is_root:
-            logger.error(decision[1])
-        return EXIT_CONFIG
+        raise ConfigError(list(decision[1]))
+    if decision[0] == "mismatch":
+        raise CheckpointMismatch(decision[1])
     todo, stored = decision[1]  # stored: item index -> slice directory holding its result
     ctx.todo = list(todo)
     what = "merge of slices" if mode.merge else (f"slice {mode.slice_k}/{mode.slice_n}" if mode.slice_n > 1 else "run")
@@ -262,7 +311,7 @@ def _on_fatal_checkpoints(store: SliceStore | None, config_path: str, mode: RunM
 
 def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpointing: bool, output: Path,
          todo: list[int], stored: dict[int, Path], argv: list[str], start_time: str, t0: float,
-         store: SliceStore | None) -> int:
+         store: SliceStore | None) -> RunOutcome:
     """The run proper, from the job's setup to the output's final name (see ``execute``)."""
     comm, cfg, plan, config_path = ctx.comm, ctx.cfg, ctx.plan, ctx.config_path
     _guarded(comm, "setup", lambda: job.setup(ctx))
@@ -295,7 +344,7 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
             logger.info(f"stopped by a signal; {done} completed item(s) are checkpointed in {store.directory}; "
                         f"continue with: hpcfit run {config_path} --resume"
                         + (f" --slice {mode.slice_k}/{mode.slice_n}" if mode.slice_n > 1 else ""))
-        return signals.EXIT_INTERRUPTED
+        return RunOutcome(signals.EXIT_INTERRUPTED)
     if mode.slice_n > 1:
         comm.barrier()
         if comm.is_root:
@@ -303,7 +352,7 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
             logger.info(f"slice {mode.slice_k}/{mode.slice_n} complete in "
                         f"{format_duration(time.monotonic() - t0)}; when every slice is done: "
                         f"hpcfit merge {config_path}")
-        return EXIT_OK
+        return RunOutcome(EXIT_OK)
 
     # Results computed in earlier runs or slices: each rank loads a balanced share, then writes as usual.
     _load_stored(comm, plan, stored, loaded, results)
@@ -329,7 +378,7 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
             logger.info(line)
         logger.info(f"wrote {final} in {format_duration(time.monotonic() - t0)} "
                     f"({comm.size} rank(s), HDF5 mode '{out.mode}')")
-    return EXIT_OK
+    return RunOutcome(EXIT_OK, final)
 
 
 def _run_stage(job: Job, ctx: RunContext, stage: Stage, s: int, n_stages: int, todo: list[int],
@@ -443,4 +492,5 @@ def _guarded(comm: Comm, stage: str, fn: Callable[[], Any], file: Path | None = 
         fatal(comm, exc, item=stage)
 
 
-__all__ = ["RUN_SECTION", "engine_schema", "RunMode", "execute", "prepare", "load_config", "incomplete_path"]
+__all__ = ["RUN_SECTION", "engine_schema", "RunMode", "RunOutcome", "execute", "run_job", "prepare", "prepare_job",
+           "load_config", "incomplete_path"]

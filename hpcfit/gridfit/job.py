@@ -570,6 +570,17 @@ def _create_datasets(ctx: RunContext, out: OutputFile) -> None:
     out.write_small("bands/quoted", np.array(quoted, dtype=np.int8),
                     attrs={"meaning": "1: the flux density quoted for the instrument's reference spectrum at "
                                       "wavelength_um; 0: the band average"})
+    # Axis names for netCDF readers (xarray): galaxy (labelled by the catalogue ids), band, model, parameter.
+    coords = {"galaxy": ids, "band": cat.band_names, "parameter": list(spec.names)}
+    out.name_dimensions("grid/parameters", ("model", "parameter"), coords)
+    out.name_dimensions("grid/band_fluxes", ("model", "band"), coords)
+    out.name_dimensions("grid/luminosity_per_mass", ("model",), coords)
+    if cfg.gridfit.fit.chi2 == "full":
+        out.name_dimensions("chi2", ("galaxy", "model"), coords)
+    for name, (_, tail, _) in per_galaxy.items():
+        out.name_dimensions(name, ("galaxy",) + ("band",) * len(tail), coords)
+    for name in ("name", "filter", "wavelength_um", "convention", "quoted"):
+        out.name_dimensions(f"bands/{name}", ("band",), coords)
 
 
 class _Collected:

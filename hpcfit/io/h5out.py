@@ -24,6 +24,7 @@ from typing import Any, Iterable, Sequence
 import h5py
 import numpy as np
 
+from hpcfit.io.dims import FileFinish, finish_file
 from hpcfit.runtime.comm import Comm
 from hpcfit.runtime.errors import on_fatal
 
@@ -68,6 +69,7 @@ class OutputFile:
             self.h5 = h5py.File(self.temp, "w", driver="mpio", comm=comm.mpi)
         else:
             self.h5 = h5py.File(self.temp, "w") if comm.is_root else None
+        self.finish = FileFinish()
         self._unregister = on_fatal(self._remove_incomplete)
 
     # -- metadata -----------------------------------------------------------------------------------------------
@@ -105,6 +107,16 @@ class OutputFile:
             target = self.h5.require_group(path) if path not in self.h5 else self.h5[path]
             for key, value in attrs.items():
                 target.attrs[key] = _attr_value(value)
+
+    def name_dimensions(self, dataset: str, names: Sequence[str], coords: dict[str, Any] | None = None) -> None:
+        """Name the axes of ``dataset`` (one name per axis; ``coords``: values of some of the dimensions; the
+        others have none), for netCDF readers such as xarray. Applied to the complete file by ``commit`` (``hpcfit.io.dims``).
+        A dimension name means one length throughout the file. Collective (same arguments on every rank)."""
+        self.finish.name_dimensions(dataset, names, coords)
+
+    def link(self, new: str, existing: str) -> None:
+        """Make ``new`` a second name (an HDF5 hard link) of the dataset ``existing``, by ``commit``. Collective."""
+        self.finish.link(new, existing)
 
     def require_group(self, path: str) -> None:
         if self.h5 is not None:
@@ -171,6 +183,7 @@ class OutputFile:
             self.h5 = None
         self.comm.barrier()
         if self.comm.is_root:
+            finish_file(self.temp, self.finish)
             os.replace(self.temp, self.final)
         self.comm.barrier()
         self._unregister()

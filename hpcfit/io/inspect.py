@@ -54,6 +54,9 @@ def _describe(name: str, obj: h5py.HLObject) -> list[str]:
     leaf = name.rsplit("/", 1)[-1]
     if isinstance(obj, h5py.Group):
         return [f"{indent}{leaf}/"]
+    if _text(obj.attrs.get("CLASS", "")) == "DIMENSION_SCALE":
+        # a named dimension (hpcfit.io.dims): its length, and no NaN count (a pure dimension has no values)
+        return [f"{indent}{leaf:24s} {obj.shape[0]:>20}  (dimension)"]
     unit = obj.attrs.get("unit")
     unit_text = f"  [{_text(unit)}]" if unit is not None and _text(unit) not in ("", "None") else ""
     extra = ""

@@ -47,6 +47,16 @@ class WorkItemError(Exception):
 # A full disk (ENOSPC), an exceeded quota (EDQUOT) or a failing device (EIO): the storage, not the program.
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
 
+
+class JobFailed(SystemExit):
+    """How ``fatal`` ends a one-process run: a ``SystemExit`` with code 1 for the command line, which also says
+    what failed (``message``) and why (``cause``), so that ``hpcfit.run`` can raise an ordinary exception."""
+
+    def __init__(self, message: str, cause: BaseException):
+        super().__init__(EXIT_FATAL)
+        self.message, self.cause = message, cause
+
+
 _cleanups: list[Callable[[], None]] = []
 _notes: list[Callable[[], str | None]] = []
 _fatal_lock = threading.Lock()
@@ -135,7 +145,7 @@ def fatal(comm: Comm, exc: BaseException, *, item: str | None = None) -> NoRetur
             _run_cleanups()
             comm.abort(EXIT_FATAL)
             os._exit(EXIT_FATAL)  # not reached: MPI_Abort does not return
-    raise SystemExit(EXIT_FATAL)
+    raise JobFailed(f"{type(cause).__name__} on {comm.describe()}{where}: {cause}", cause)
 
 
 def _run_cleanups() -> None:

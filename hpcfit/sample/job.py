@@ -11,11 +11,14 @@ memory (Alltoallv) or out of core (bucket files) depending on ``memory_limit``, 
 blocks. The same seed gives the same file — same rows, same order — for any rank count or job-array split.
 
 Output layout (a contract):
-  /samples/theta             (N, D) in the sampled space (``log_*`` axes as drawn), attrs names, low, high, log10
-  /samples/normalised_theta  (N, D) in [0, 1)
+  /samples/theta             (N, D) in the sampled space (``log_*`` axes as drawn), attrs names, low, high, log10,
+                             prior (per column: uniform | log_uniform | normal | clipped_normal), mu, sigma
+  /samples/normalised_theta  (N, D) in [0, 1) (the unit draws: each column's prior CDF of theta)
   /samples/simulated_y       (N, F) maggies (photon-counting band averages of f_nu, AB zero point 3631 Jy)
   /samples/wavelengths       (F,) pivot wavelengths in Angstrom, attr filter names
   /samples/sample_index      (N,) the global index each row was drawn with (before shuffling)
+  /theta, /x                 second names (hard links) of /samples/theta and /samples/simulated_y (SBI readers)
+  /sample, /parameter, /band dimension scales of the datasets above (hpcfit.io.dims; xarray reads the names)
   root attributes            provenance + sample_* (seed, method, model description, filters, fixed params)
 """
 
@@ -36,6 +39,7 @@ from hpcfit.config.schema import (Any_, Bool, Choice, Field, Float, Int, ListOf,
 from hpcfit.engine.job import Job, Plan, Report, RunContext, WorkItem
 from hpcfit.io.h5out import OutputFile
 from hpcfit.sample.axes import LOG_PREFIX, is_log, linear_range, model_name, to_model
+from hpcfit.sample.priors import PRIORS, Prior, apply_priors, prior_attrs, prior_of
 
 _METHODS = ("uniform", "latin_hypercube", "sobol")
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20,
@@ -44,9 +48,17 @@ _MAX_BATCH_BYTES = 1 << 30  # one batch is exchanged in one Alltoallv message: s
 
 SCHEMA = Section({
     "sample": Section({
-        "free_params": Field(MapOf(ListOf(Float(), min_len=2, max_len=2), min_len=1),
-                             doc="parameter name -> [low, high], sampled uniformly; names starting with `log_` are "
-                                 "sampled in log10 and exponentiated before the model sees them (e.g. log_mass: [8, 12])"),
+        "free_params": Field(MapOf(OneOf(ListOf(Float(), min_len=2, max_len=2), Record({
+            "bounds": Field(ListOf(Float(), min_len=2, max_len=2), doc="[low, high] in the sampled space"),
+            "prior": Field(Choice(*PRIORS), "uniform",
+                           "`uniform`, `log_uniform` (uniform in log, low > 0), `normal` (N(mu, sigma), not "
+                           "truncated: bounds are only reported), `clipped_normal` (N(mu, sigma) truncated to bounds)"),
+            "mu": Field(Optional(Float()), None, "mean of a normal prior (in the sampled space)"),
+            "sigma": Field(Optional(Float()), None, "standard deviation of a normal prior (in the sampled space)"),
+        })), min_len=1),
+                             doc="parameter name -> [low, high] (sampled uniformly) or {bounds: [low, high], prior, mu, "
+                                 "sigma} (see docs/sample.md); names starting with `log_` are sampled in log10 and "
+                                 "exponentiated before the model sees them (e.g. log_mass: [8, 12])"),
         "fixed_params": Field(MapOf(Float()), {}, "parameter name -> value held fixed (linear units)"),
         "sampling": Section({
             "n_samples": Field(Int(min=1), doc="number of parameter vectors N"),
@@ -126,9 +138,15 @@ class SampleJob(Job):
 
         s = cfg.sample.sampling
         free, fixed = cfg.sample.free_params or {}, cfg.sample.fixed_params or {}
-        for name, (low, high) in free.items():
+        priors = _priors(cfg)
+        for name, prior in priors.items():
+            low, high = prior.low, prior.high
+            key = f"sample.free_params.{name}" + ("" if isinstance(free[name], list) else ".bounds")
             if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
-                report(f"sample.free_params.{name}", f"low ({low:g}) must be below high ({high:g})")
+                report(key, f"low ({low:g}) must be below high ({high:g})")
+                continue
+            for sub, message, allowed in prior.problems(log_axis=is_log(name)):
+                report(f"sample.free_params.{name}.{sub}", message, allowed)
         if s.partition_by not in free:
             report("sample.sampling.partition_by", f"'{s.partition_by}' is not a free parameter", ", ".join(free))
         try:
@@ -173,9 +191,9 @@ class SampleJob(Job):
         if missing:
             report("sample.free_params", f"model '{cfg.sample.model.name}' needs {', '.join(missing)} (give each in free_params "
                                   "or fixed_params)")
-        for name, (low, high) in free.items():
-            if model_name(name) in spec.param_names and low < high:
-                linear = linear_range(name, low, high)
+        for name, prior in priors.items():
+            if model_name(name) in spec.param_names and prior.low < prior.high and not prior.problems(is_log(name)):
+                linear = linear_range(name, *prior.reach())
                 for problem in spec.check_bounds({model_name(name): linear}):
                     report(f"sample.free_params.{name}", problem)
         for name, value in fixed.items():
@@ -197,8 +215,9 @@ class SampleJob(Job):
         filters = load_filter_set(s.filters)
         info = {
             "names": names,
-            "low": [cfg.sample.free_params[p][0] for p in names],
-            "high": [cfg.sample.free_params[p][1] for p in names],
+            "low": [_priors(cfg)[p].low for p in names],
+            "high": [_priors(cfg)[p].high for p in names],
+            "priors": [_priors(cfg)[p] for p in names],
             "filter_names": list(filters.names),
             "wavelengths": [float(w) for w in filters.pivot_wavelengths],
             "memory_limit": parse_bytes(s.memory_limit),
@@ -227,11 +246,11 @@ class SampleJob(Job):
         # This rank's share of the items it computes, and therefore its band along the partition axis.
         sizes = {i: ctx.plan.items[i].size for i in ctx.todo}
         mine = block_assignment(sizes, ctx.comm.size)[ctx.comm.rank] if sizes else []
-        bounds = {model_name(p): linear_range(p, lo, hi) for p, lo, hi in zip(names, info["low"], info["high"])}
+        priors = _plan_priors(info)
+        bounds = {model_name(p): linear_range(p, *prior.reach()) for p, prior in zip(names, priors)}
         if mine and s.band_tables:
             first, last = ctx.plan.items[mine[0]].data[0], ctx.plan.items[mine[-1]].data[1]
-            lo, hi = info["low"][partition], info["high"][partition]
-            band = (lo + (hi - lo) * first / s.n_samples, lo + (hi - lo) * last / s.n_samples)
+            band = priors[partition].band(first, last, s.n_samples)
             bounds[model_name(s.partition_by)] = linear_range(s.partition_by, *band)
         for p, value in (cfg.sample.fixed_params or {}).items():
             bounds[model_name(p)] = linear_range(p, value, value)
@@ -263,7 +282,7 @@ class SampleJob(Job):
         drawn = unit_points(s.method, s.seed, start, stop, s.n_samples, len(names))
         unit = np.empty_like(drawn)
         unit[:, order] = drawn
-        theta = low + (high - low) * unit
+        theta = apply_priors(low + (high - low) * unit, unit, _plan_priors(info))
         params = {model_name(p): to_model(p, theta[:, j]) for j, p in enumerate(names)}
         for p, value in (cfg.sample.fixed_params or {}).items():
             params[model_name(p)] = np.full(stop - start, to_model(p, value))
@@ -285,7 +304,7 @@ class SampleJob(Job):
         n, d, f = s.n_samples, len(info["names"]), len(info["filter_names"])
         dtype = np.dtype(s.dtype)
         axis_attrs = {"names": info["names"], "low": np.array(info["low"]), "high": np.array(info["high"]),
-                      "log10": np.array([is_log(p) for p in info["names"]])}
+                      "log10": np.array([is_log(p) for p in info["names"]])} | prior_attrs(_plan_priors(info))
         out.create_dataset("samples/theta", (n, d), dtype, attrs=axis_attrs)
         out.create_dataset("samples/normalised_theta", (n, d), dtype, attrs={"names": info["names"]})
         out.create_dataset("samples/simulated_y", (n, f), dtype,
@@ -294,6 +313,15 @@ class SampleJob(Job):
                            attrs={"meaning": "global index of the draw (row order before shuffling)"})
         out.write_small("samples/wavelengths", np.array(info["wavelengths"]),
                         attrs={"unit": "Angstrom", "filter_names": info["filter_names"]})
+        # Axis names for netCDF readers (xarray), and root-level /theta and /x: the dataset paths SBI tools'
+        # HDF5 readers (lampe's H5Dataset) look for, as second names of the same data.
+        coords = {"parameter": info["names"], "band": info["filter_names"]}
+        for name, dims in (("theta", ("sample", "parameter")), ("normalised_theta", ("sample", "parameter")),
+                           ("simulated_y", ("sample", "band")), ("sample_index", ("sample",)),
+                           ("wavelengths", ("band",))):
+            out.name_dimensions(f"samples/{name}", dims, coords)
+        out.link("theta", "samples/theta")
+        out.link("x", "samples/simulated_y")
 
         on_disk = any(isinstance(r, dict) for r in results.values())
         out_of_core = comm.allreduce(on_disk or not ctx.state["in_memory"], op="lor")
@@ -397,6 +425,16 @@ class SampleJob(Job):
         except ValueError:
             raise ValueError(f"--max-points '{text}': expected a whole number of rows") from None
         return plot_sample(path, output, max_points=max_points)
+
+
+def _priors(cfg: Settings) -> dict[str, Prior]:
+    """Each free parameter's prior (``[low, high]`` is uniform)."""
+    return {name: prior_of(value) for name, value in (cfg.sample.free_params or {}).items()}
+
+
+def _plan_priors(info: dict[str, Any]) -> list[Prior]:
+    """The priors of the plan's columns (plans made before priors existed: uniform over low, high)."""
+    return info.get("priors") or [Prior("uniform", lo, hi) for lo, hi in zip(info["low"], info["high"])]
 
 
 def _positions(ctx: RunContext, index: np.ndarray) -> np.ndarray:
