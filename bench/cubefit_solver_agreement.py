@@ -10,7 +10,7 @@ Also reported: the batched fit phase time (best of --repeat), so that a solver c
 like for like (same data, same process, same chunking), with the machine load.
 
 Usage: .venv/bin/python bench/cubefit_solver_agreement.py [--cube PATH] [--repeat 3] [--cache astropy.npz]
-       [--json PATH] [--list N]
+       [--json PATH] [--list N] [--variant config|free-stddev|km/s]
 ``--cache`` keeps astropy's per-spectrum results (slow: ~1 min) in a file and reuses them when present.
 """
 
@@ -36,6 +36,15 @@ RTOL_PARAMS = 1e-3
 RTOL_COST = 1e-9
 
 
+#: the model variants: (velocity unit scale from m/s, stddev bounds in m/s or None)
+VARIANTS = {
+    "config": (1.0, (10.0, 3000.0)),        # configs/cubefit_l1448.yaml
+    "free-stddev": (1.0, None),            # bench/cubefit_vs_astropy.py (the guide: stddev unbounded)
+    "km/s": (1e-3, (10.0, 3000.0)),        # the config fitted in km/s (world: {source: wcs, units: [km/s]})
+}
+VARIANT = "config"
+
+
 def load_cube(cube: Path) -> tuple[np.ndarray, np.ndarray]:
     """(x (n,) velocities in m/s, y (B, n) spectra in K, rows in C order over (y, x))."""
     from astropy.io import fits
@@ -44,15 +53,17 @@ def load_cube(cube: Path) -> tuple[np.ndarray, np.ndarray]:
     with fits.open(cube) as hdul:
         data = hdul[0].data.astype(float)
         x = WCS(hdul[0].header).sub([3]).pixel_to_world_values(np.arange(data.shape[0]))
-    return np.asarray(x, dtype=float), data.reshape(data.shape[0], -1).T.copy()
+    return np.asarray(x, dtype=float) * VARIANTS[VARIANT][0], data.reshape(data.shape[0], -1).T.copy()
 
 
 def make_model():
     from astropy.modeling.models import Gaussian1D
 
-    model = Gaussian1D(amplitude=1.0, mean=4000.0, stddev=500.0)
-    model.mean.bounds = (3000.0, 6000.0)
-    model.stddev.bounds = (10.0, 3000.0)
+    scale, stddev_bounds = VARIANTS[VARIANT]
+    model = Gaussian1D(amplitude=1.0, mean=4000.0 * scale, stddev=500.0 * scale)
+    model.mean.bounds = (3000.0 * scale, 6000.0 * scale)
+    if stddev_bounds is not None:
+        model.stddev.bounds = (stddev_bounds[0] * scale, stddev_bounds[1] * scale)
     return model
 
 
@@ -114,12 +125,18 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None, help="file keeping astropy's results between runs")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     parser.add_argument("--list", type=int, default=10, help="show this many of the worst disagreements")
+    parser.add_argument("--variant", choices=list(VARIANTS), default="config",
+                        help="config: the guide's model as in configs/cubefit_l1448.yaml (default); free-stddev: "
+                             "stddev unbounded (bench/cubefit_vs_astropy.py); km/s: the config fitted in km/s")
     args = parser.parse_args()
+    global VARIANT
+    VARIANT = args.variant
     cube = args.cube or shared_file("l1448_13co.fits")
     if cube is None:
         raise SystemExit("L1448 cube not found: set HPCFIT_SHARED_DATA or pass --cube")
     x, y = load_cube(Path(cube))
-    print(f"machine: {os.cpu_count()} cores (shared); load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"machine: {os.cpu_count()} cores (shared); load average {os.getloadavg()[0]:.1f}; model variant "
+          f"{VARIANT}: {make_model()!r}".replace("\n", " "), flush=True)
 
     if args.cache is not None and args.cache.exists():
         cached = np.load(args.cache)

@@ -134,8 +134,9 @@ SCHEMA = Section({
         }), doc="the model: one astropy class, or components combined by an expression"),
         "fitter": Field(Record({
             "class": Field(Choice(*_FITTERS, "LinearLSQFitter", "FittingWithOutlierRemoval"), "TRFLSQFitter",
-                           "astropy fitter; all but the non-linear least-squares ones (SLSQP, Simplex, "
-                           "LinearLSQFitter, FittingWithOutlierRemoval) run per spectrum through astropy"),
+                           "astropy fitter; SLSQPLSQFitter, SimplexLSQFitter, LinearLSQFitter and "
+                           "FittingWithOutlierRemoval (keys fitter, outlier, niter, sigma) run per spectrum "
+                           "through astropy"),
             "fitter": Field(Choice(*_FITTERS, "LinearLSQFitter"), "TRFLSQFitter",
                             "with class: FittingWithOutlierRemoval, the fitter it wraps"),
             "outlier": Field(Choice("sigma_clip"), "sigma_clip",
