@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from hpcfit.config.schema import (Bool, Choice, Context, Field, Float, Int, Invalid, ListOf, MapOf, Null, OneOf,
-                             Optional, PathT, Record, Section, Settings, Str, Type)
+from hpcfit.config.schema import (Bool, Choice, Field, Float, Int, ListOf, MapOf, Null, OneOf, Optional, PathT,
+                             Record, Section, Settings, Str)
 from hpcfit.cubefit.arrays import ArrayInfo, ArraySource, ArraySourceError, describe_array
 from hpcfit.cubefit.boxes import flat_range_boxes
+from hpcfit.cubefit.model_keys import FITTERS as _FITTERS, InitialValue as _InitialValue, ModelRef as _ModelRef
 from hpcfit.io.h5out import OutputFile
 from hpcfit.engine.job import Job, Plan, Report, RunContext, WorkItem, raise_report
 
@@ -34,42 +35,6 @@ _ARRAY_FIELDS = {
     "hdu": Field(OneOf(Int(min=0), Str()), 0, "FITS HDU index or name"),
     "dataset": Field(Optional(Str()), None, "dataset path inside an HDF5 file"),
 }
-
-class _ModelRef(Type):
-    """A model's `class`: a name (built-in, or 'package.module:Name'), or from Python an astropy model class or
-    instance itself (resolved and checked when the model is built, with the key in the message)."""
-
-    def convert(self, value: Any, ctx: Context) -> Any:
-        if isinstance(value, str) and value.strip():
-            return value
-        if hasattr(value, "param_names") and hasattr(value, "evaluate"):  # an astropy model class or instance
-            return value
-        raise Invalid(f"expected a model name, got {type(value).__name__} {value!r}", self.describe())
-
-    def describe(self) -> str:
-        return ("astropy model name (Gaussian1D) or 'package.module:Name' (a Fittable*Model subclass, a "
-                "custom_model class or a model instance); from Python also the class or instance")
-
-
-class _InitialValue(Type):
-    """A parameter's `value`: a number, a quantity string, or an .npy map of per-fit values (path relative to the
-    config); from Python also an array over the iterating axes."""
-
-    def convert(self, value: Any, ctx: Context) -> Any:
-        if isinstance(value, str) and value.strip().lower().endswith(".npy"):
-            return PathT().convert(value, ctx)
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return float(value) if not isinstance(value, str) else value
-        if hasattr(value, "shape") and hasattr(value, "dtype"):  # an array (or Quantity) from Python
-            return value
-        raise Invalid(f"expected a number, a quantity string or an .npy path, got {value!r}", self.describe())
-
-    def describe(self) -> str:
-        return "number, quantity string ('4000 m/s') or path of an .npy map over the iterating axes"
-
-
-_FITTERS = ("TRFLSQFitter", "LevMarLSQFitter", "LMLSQFitter", "DogBoxLSQFitter", "SLSQPLSQFitter",
-            "SimplexLSQFitter")
 
 _PARAMETER = Record({
     "value": Field(_InitialValue(), None, "initial value: a number (in `unit`), a quantity string such as "
