@@ -272,3 +272,23 @@ def test_outlier_removal_matches_astropy(tmp_path):
                                            rtol=1e-7)
                 differs += not np.allclose(plain(model, X, cube[:, iy, ix]).parameters, ref, rtol=1e-3)
     assert differs > 0  # the clipping mattered: a plain fit would not have matched
+
+
+def test_user_component_in_compound_model_expression_order(tmp_path, monkeypatch):
+    """A custom_model component beside a built-in one, the expression naming them in another order than the
+    list: each output map still holds its own component's parameter."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    write_cube(tmp_path, lambda x, iy, ix: user.lorentzian(x, 2.0, 18.0 + 0.5 * ix, 4.0) + 0.7)
+    write_config(tmp_path, """\
+    components:
+      - {class: 'cubefit_user_models:Lorentzian', name: line, parameters: {amplitude: 1, x0: 20, fwhm: 3}}
+      - {class: Const1D, name: base, parameters: {amplitude: 0.1}}
+    expression: base + line""")
+    assert main(["run", str(tmp_path / "cfg.yaml"), "-q"]) == 0
+    got = read(tmp_path / "out.h5", ("line.amplitude", "line.x0", "line.fwhm", "base.amplitude"))
+    np.testing.assert_allclose(got["base.amplitude"], 0.7, atol=0.02)
+    np.testing.assert_allclose(got["line.amplitude"], 2.0, rtol=0.02)
+    np.testing.assert_allclose(got["line.x0"], 18.0 + 0.5 * np.arange(NX)[None, :] + 0 * got["line.x0"], atol=0.05)
+    with h5py.File(tmp_path / "out.h5") as h5:
+        assert h5["parameters/base.amplitude"].attrs["astropy_name"] == "amplitude_0"
+        assert h5["parameters/line.x0"].attrs["astropy_name"] == "x0_1"

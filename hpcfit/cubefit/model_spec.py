@@ -301,6 +301,9 @@ def build_model(spec: dict[str, Any], *, input_units: list[u.UnitBase | None], d
     for info in infos:  # ties an instance brought along (callables) are kept: astropy's per-fit path honours them
         if not info.tied and model.tied.get(info.astropy_name):
             info.tied = "(tied on the model instance)"
+    # in the model's parameter order, which is the order of every fitted parameter array
+    order = {name: k for k, name in enumerate(model.param_names)}
+    infos.sort(key=lambda info: order[info.astropy_name])
     return BuiltModel(model, infos, maps)
 
 
