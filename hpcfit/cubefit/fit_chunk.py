@@ -1,7 +1,8 @@
 """Fit one chunk of spectra (or planes): the batched solver by default, astropy's fitter per item on request.
 
 Input: the chunk's data (B, n) flattened over the fitting axes, optional weights (1/sigma) and a bad-sample
-mask, and the model inputs (shared (n,) or per spectrum (B, n)). Output: parameter values for every model
+mask, the model inputs (shared (n,) or per spectrum (B, n)) and optional per-fit initial values (astropy
+parameter name -> (B,), from maps of initial values). Output: parameter values for every model
 parameter, 1-sigma uncertainties from the covariance, a status per fit (0 converged, 1 converged with a warning,
 2 failed) with a message for every non-zero status, and the numeric fit_info entries asked for.
 
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hpcfit.cubefit.fitters import BATCHABLE_FITTERS, call_kwargs, make_fitter, numeric_fit_info
+from hpcfit.cubefit.fitters import BATCHABLE_FITTERS, call_kwargs, make_fitter, numeric_fit_info, requested_fit_info
 from hpcfit.cubefit.model_spec import BuiltModel
 
 STATUS_CONVERGED, STATUS_WARNING, STATUS_FAILED = 0, 1, 2
@@ -57,12 +58,13 @@ def prepare_setup(built: BuiltModel, *, fitter_name: str, fitter_settings: dict[
                   fit_info_keys: list[str], uncertainties: bool, absolute_weights: bool, non_finite: str,
                   n_inputs_shape: tuple[int, ...] | None = None) -> FitSetup:
     """Decide between the batched solver and the per-item fitter for this model and fitter."""
-    setup = FitSetup(built, fitter_name, fitter_settings, solver, list(fit_info_keys), uncertainties,
-                     absolute_weights, non_finite)
+    keys = requested_fit_info(fitter_name, fitter_settings, list(fit_info_keys))
+    setup = FitSetup(built, fitter_name, fitter_settings, solver, keys, uncertainties, absolute_weights, non_finite)
     if solver != "batched":
         return setup
     if fitter_name not in BATCHABLE_FITTERS:
-        setup.fallback_reason = f"{fitter_name} is not a least-squares fitter the batched solver reproduces"
+        setup.fallback_reason = (f"{fitter_name} is outside the non-linear least-squares fitters the batched solver "
+                                 f"reproduces ({', '.join(BATCHABLE_FITTERS)}), so it runs per spectrum")
         return setup
     from hpcfit.cubefit.astropy_batch import BatchModel, NotBatchable
 
@@ -84,8 +86,8 @@ def valid_samples(y: np.ndarray, weights: np.ndarray | None, mask: np.ndarray | 
 
 
 def fit_chunk(setup: FitSetup, y: np.ndarray, weights: np.ndarray | None, mask: np.ndarray | None,
-              coords: tuple[np.ndarray, ...]) -> ChunkResult:
-    """Fit every row of ``y`` (B, n); see the module docstring."""
+              coords: tuple[np.ndarray, ...], initial: dict[str, np.ndarray] | None = None) -> ChunkResult:
+    """Fit every row of ``y`` (B, n); ``initial``: astropy parameter name -> (B,) starting values per fit."""
     batch, n_par = y.shape[0], len(setup.built.parameters)
     valid = valid_samples(y, weights, mask)
     result = ChunkResult(
@@ -105,9 +107,9 @@ def fit_chunk(setup: FitSetup, y: np.ndarray, weights: np.ndarray | None, mask: 
     rows = np.flatnonzero(todo)
     if rows.size:
         if setup.uses_batched:
-            _fit_batched(setup, y, weights, valid, coords, rows, result)
+            _fit_batched(setup, y, weights, valid, coords, rows, result, initial)
         else:
-            _fit_each(setup, y, weights, valid, coords, rows, result)
+            _fit_each(setup, y, weights, valid, coords, rows, result, initial)
     return result
 
 
@@ -116,7 +118,8 @@ def _rows_of(coords: tuple[np.ndarray, ...], rows: np.ndarray) -> tuple[np.ndarr
 
 
 def _fit_batched(setup: FitSetup, y: np.ndarray, weights: np.ndarray | None, valid: np.ndarray,
-                 coords: tuple[np.ndarray, ...], rows: np.ndarray, result: ChunkResult) -> None:
+                 coords: tuple[np.ndarray, ...], rows: np.ndarray, result: ChunkResult,
+                 initial: dict[str, np.ndarray] | None = None) -> None:
     from hpcfit.cubefit.astropy_batch import solver_options
 
     settings = setup.fitter_settings
@@ -124,7 +127,9 @@ def _fit_batched(setup: FitSetup, y: np.ndarray, weights: np.ndarray | None, val
                              epsilon=settings["epsilon"], compute_covariance=setup.uncertainties)
     w = np.where(valid[rows], 1.0 if weights is None else np.where(valid[rows], weights[rows], 0.0), 0.0)
     data = np.where(valid[rows], y[rows], 0.0)
+    start = None if not initial else {name: np.asarray(values, dtype=float)[rows] for name, values in initial.items()}
     fitted = setup.batch_model.fit(_rows_of(coords, rows), data, w, fitter=setup.fitter_name, options=options,
+                                   initial=start,
                                    absolute_weights=setup.absolute_weights,
                                    estimate_jacobian=settings["estimate_jacobian"])
     result.params[rows] = fitted.params
@@ -137,16 +142,21 @@ def _fit_batched(setup: FitSetup, y: np.ndarray, weights: np.ndarray | None, val
 
 
 def _fit_each(setup: FitSetup, y: np.ndarray, weights: np.ndarray | None, valid: np.ndarray,
-              coords: tuple[np.ndarray, ...], rows: np.ndarray, result: ChunkResult) -> None:
+              coords: tuple[np.ndarray, ...], rows: np.ndarray, result: ChunkResult,
+              initial: dict[str, np.ndarray] | None = None) -> None:
     """astropy's fitter on one spectrum at a time: exact parity with astropy, any model and fitter."""
     model = setup.built.model
-    fitter = make_fitter(setup.fitter_name, setup.uncertainties)
+    if initial:
+        model = model.copy()  # its starting values change per fit; the shared template stays as built
+    fitter = make_fitter(setup.fitter_name, setup.uncertainties, setup.fitter_settings)
     kwargs = call_kwargs(setup.fitter_name, setup.fitter_settings)
     free = np.array([not (p.fixed or p.tied) for p in setup.built.parameters])
     for row in rows:
         keep = valid[row]
         inputs = tuple((c if c.ndim == 1 else c[row])[keep] for c in coords)
         w = None if weights is None else weights[row][keep]
+        for name, values in (initial or {}).items():
+            getattr(model, name).value = float(values[row])
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -154,6 +164,8 @@ def _fit_each(setup: FitSetup, y: np.ndarray, weights: np.ndarray | None, valid:
             except Exception:  # noqa: BLE001 - a failed fit is a result, not a crash
                 result.messages[int(row)] = traceback.format_exc()
                 continue
+        if isinstance(fitted, tuple):  # FittingWithOutlierRemoval: (model, mask of the samples it clipped)
+            fitted = fitted[0]
         params = np.asarray(fitted.parameters, dtype=float)
         if not np.all(np.isfinite(params)):
             result.messages[int(row)] = "the fit returned non-finite parameters"

@@ -26,6 +26,7 @@ from hpcfit.config.schema import (Bool, Choice, Field, Float, Int, ListOf, MapOf
                              Record, Section, Settings, Str)
 from hpcfit.cubefit.arrays import ArrayInfo, ArraySource, ArraySourceError, describe_array
 from hpcfit.cubefit.boxes import flat_range_boxes
+from hpcfit.cubefit.model_keys import FITTERS as _FITTERS, InitialValue as _InitialValue, ModelRef as _ModelRef
 from hpcfit.io.h5out import OutputFile
 from hpcfit.engine.job import Job, Plan, Report, RunContext, WorkItem, raise_report
 
@@ -36,8 +37,9 @@ _ARRAY_FIELDS = {
 }
 
 _PARAMETER = Record({
-    "value": Field(OneOf(Float(), Str()), None, "initial value: a number (in `unit`) or a quantity string "
-                                                "such as '4000 m/s'; default: the model's default"),
+    "value": Field(_InitialValue(), None, "initial value: a number (in `unit`), a quantity string such as "
+                                          "'4000 m/s', or the path of an .npy array of one value per fit (shape = "
+                                          "the non-fitting axes; relative to the config); default: the model's"),
     "unit": Field(Optional(Str()), None, "unit of `value` and `bounds` when they are plain numbers; "
                                         "default: the unit the parameter is fitted in"),
     "bounds": Field(Optional(ListOf(OneOf(Null(), Float(), Str()), min_len=2, max_len=2)), None,
@@ -48,10 +50,10 @@ _PARAMETER = Record({
 }, shorthand="value")
 
 _COMPONENT = Record({
-    "class": Field(Str(), doc="astropy model class name, e.g. Gaussian1D"),
+    "class": Field(_ModelRef(), doc="astropy model class name, e.g. Gaussian1D, or 'package.module:Name'"),
     "name": Field(Optional(Str()), None, "component name used in `expression`, `tied` and output names"),
     "parameters": Field(MapOf(_PARAMETER), {}, "parameter name -> settings"),
-    "options": Field(MapOf(OneOf(Float(), Str(), Bool())), {}, "other constructor arguments, e.g. degree"),
+    "options": Field(MapOf(OneOf(Bool(), Int(), Float(), Str())), {}, "other constructor arguments, e.g. degree"),
 })
 
 SCHEMA = Section({
@@ -83,9 +85,12 @@ SCHEMA = Section({
         }, shorthand="source"), {"source": "auto", "arrays": None, "units": None},
             "world coordinates (shorthand: `world: wcs`)"),
         "model": Field(Record({
-            "class": Field(Optional(Str()), None, "astropy model class for a single model"),
+            "class": Field(Optional(_ModelRef()), None,
+                           "a single model: an astropy model name (Gaussian1D), or 'package.module:Name' naming "
+                           "a user's Fittable1DModel/Fittable2DModel subclass, custom_model class or model "
+                           "instance, importable on every rank"),
             "parameters": Field(MapOf(_PARAMETER), {}, "parameter name -> settings (single model)"),
-            "options": Field(MapOf(OneOf(Float(), Str(), Bool())), {}, "other constructor arguments"),
+            "options": Field(MapOf(OneOf(Bool(), Int(), Float(), Str())), {}, "other constructor arguments"),
             "components": Field(Optional(ListOf(_COMPONENT, min_len=1)), None,
                                 "the parts of a compound model"),
             "expression": Field(Optional(Str()), None, "how components combine, e.g. 'line1 + line2 + base' "
@@ -93,14 +98,24 @@ SCHEMA = Section({
             "tied": Field(MapOf(Str()), {}, "parameter -> expression of other parameters"),
         }), doc="the model: one astropy class, or components combined by an expression"),
         "fitter": Field(Record({
-            "class": Field(Choice("TRFLSQFitter", "LevMarLSQFitter", "LMLSQFitter", "DogBoxLSQFitter",
-                                  "SLSQPLSQFitter", "SimplexLSQFitter"), "TRFLSQFitter", "astropy fitter"),
+            "class": Field(Choice(*_FITTERS, "LinearLSQFitter", "FittingWithOutlierRemoval"), "TRFLSQFitter",
+                           "astropy fitter; SLSQPLSQFitter, SimplexLSQFitter, LinearLSQFitter and "
+                           "FittingWithOutlierRemoval (keys fitter, outlier, niter, sigma) run per spectrum "
+                           "through astropy"),
+            "fitter": Field(Choice(*_FITTERS, "LinearLSQFitter"), "TRFLSQFitter",
+                            "with class: FittingWithOutlierRemoval, the fitter it wraps"),
+            "outlier": Field(Choice("sigma_clip"), "sigma_clip",
+                             "with class: FittingWithOutlierRemoval, the outlier function (astropy.stats)"),
+            "niter": Field(Int(min=1), 3, "with class: FittingWithOutlierRemoval, maximum fit-and-clip rounds"),
+            "sigma": Field(Float(min=0.0, min_exclusive=True), 3.0,
+                           "with class: FittingWithOutlierRemoval, sigma_clip's clipping threshold"),
             "maxiter": Field(Int(min=1), 100, "maximum function evaluations (astropy's maxiter)"),
             "acc": Field(Float(min=0.0, min_exclusive=True), 1e-7, "relative tolerance (astropy's acc)"),
             "epsilon": Field(Float(min=0.0, min_exclusive=True), float(np.sqrt(np.finfo(float).eps)),
                              "finite-difference step (astropy's epsilon)"),
             "estimate_jacobian": Field(Bool(), False, "ignore the model's fit_deriv and use finite differences"),
-        }, shorthand="class"), {"class": "TRFLSQFitter", "maxiter": 100, "acc": 1e-7,
+        }, shorthand="class"), {"class": "TRFLSQFitter", "fitter": "TRFLSQFitter", "outlier": "sigma_clip",
+                                "niter": 3, "sigma": 3.0, "maxiter": 100, "acc": 1e-7,
                                 "epsilon": float(np.sqrt(np.finfo(float).eps)), "estimate_jacobian": False},
             "the fitter and its keyword arguments (shorthand: `fitter: LevMarLSQFitter`)"),
         "solver": Field(Choice("batched", "astropy"), "batched",
@@ -142,13 +157,14 @@ class CubefitJob(Job):
         axes = c.fitting_axes or []
         if len(set(axes)) != len(axes):
             report("cubefit.fitting_axes", "axes must be distinct")
-        from hpcfit.cubefit.fitters import FIT_INFO_KEYS
+        from hpcfit.cubefit.fitters import DEFAULT_FIT_INFO, fit_info_keys
 
-        allowed = FIT_INFO_KEYS.get(c.fitter["class"], ())
-        for i, key in enumerate(c.fit_info or []):
-            if key not in allowed:
-                report(f"cubefit.fit_info.{i}", f"'{key}' is not a numeric fit_info entry of {c.fitter['class']}",
-                       ", ".join(allowed))
+        allowed = fit_info_keys(c.fitter["class"], c.fitter)
+        if list(c.fit_info or []) != list(DEFAULT_FIT_INFO):  # the default is cut to what the fitter reports
+            for i, key in enumerate(c.fit_info or []):
+                if key not in allowed:
+                    report(f"cubefit.fit_info.{i}", f"'{key}' is not a numeric fit_info entry of "
+                           f"{c.fitter['class']}", ", ".join(allowed) or "(none)")
         _check_unit_keys(c, report)
 
     def plan(self, cfg: Settings, report: Report) -> Plan:
@@ -235,7 +251,9 @@ class CubefitJob(Job):
         mask = _read_rows(ctx.state["mask"], world, start, stop) != 0 if ctx.state["mask"] is not None else None
         iter_index = np.stack(np.unravel_index(np.arange(start, stop), iter_shape), axis=1)
         coords = world.fitting_coords(iter_index)
-        result = fit_chunk(ctx.state["fit"], y, weights, mask, coords)
+        maps = ctx.state["fit"].built.initial_maps  # per-fit starting values, flattened like the fits
+        initial = {name: values.reshape(-1)[start:stop] for name, values in maps.items()} or None
+        result = fit_chunk(ctx.state["fit"], y, weights, mask, coords, initial)
         result.world = world.iterating_values(iter_index)  # type: ignore[attr-defined]
         policy = ctx.cfg.cubefit.diagnostics
         if policy != "none":
@@ -363,7 +381,8 @@ def _build_context(cfg: Settings, info: ArrayInfo, report: Report) -> tuple[Any,
                f"'{unit_text}' is not a unit astropy understands")
         return None
     try:
-        built = build_model(c.model, input_units=world.fitting_units, data_unit=data_unit)
+        iter_shape = tuple(n for i, n in enumerate(info.shape) if i not in tuple(c.fitting_axes))
+        built = build_model(c.model, input_units=world.fitting_units, data_unit=data_unit, iter_shape=iter_shape)
     except ModelSpecError as exc:
         report(f"cubefit.model.{exc.path}", exc.message, exc.allowed)
         return None
