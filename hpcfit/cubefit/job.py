@@ -12,7 +12,9 @@ Output layout (a contract; ``hpcfit inspect`` and plots rely on it):
   /fit_info/<key>        numeric fit_info entries asked for
   /world/<axis name>     world coordinates of the iterating axes (from the WCS), attribute ``unit``
   /fit_axes/<name>       the model inputs along the fitting axes (when shared by every fit), attribute ``unit``
-  root attributes        provenance, plus cubefit_* attributes: solver used, fallback note, model, units
+  root attributes        provenance, plus cubefit_* attributes: solver used, fallback note, model, units, and
+                         cubefit_wcs: the WCS of the iterating axes (the maps' celestial WCS) as a FITS header
+                         string ("" when the cube has none)
 """
 
 from __future__ import annotations
@@ -284,6 +286,9 @@ class CubefitJob(Job):
                                                 zip(info["fitting_names"], info["fitting_units"])),
             "cubefit_unit_conversions": "; ".join(info["notes"]),
             "cubefit_data_unit": ctx.cfg.cubefit.data.unit or info.get("data_unit") or "",
+            "cubefit_wcs": world.iterating_header(),
+            "cubefit_parameters": list(names),
+            "cubefit_input_units": ["" if unit is None else str(unit) for unit in world.fitting_units],
         })
         return counts
 

@@ -85,6 +85,22 @@ class World:
         values = [np.asarray(values)] if self.wcs.world_n_dim == 1 else values
         return {name: np.asarray(values[w], dtype=float) for name, _, w in self.iterating}
 
+    def iterating_header(self) -> str:
+        """The WCS of the iterating axes alone (the celestial WCS of a spectral cube) as a FITS header string, so
+        the parameter maps can be drawn and exported with it; "" without a WCS or when those axes' world
+        coordinates also depend on the fitting axes (no WCS of the maps alone exists then)."""
+        if self.wcs is None:
+            return ""
+        ndim = len(self.shape)
+        corr = self.wcs.axis_correlation_matrix
+        iter_pix = [ndim - 1 - a for a in self.iterating_axes]
+        fit_pix = [ndim - 1 - a for a in self.fitting_axes]
+        iter_world = [w for w in range(self.wcs.world_n_dim) if any(corr[w, p] for p in iter_pix)]
+        if any(corr[w, p] for w in iter_world for p in fit_pix):
+            return ""
+        # FITS pairs pixel axis i with world axis i, so sub() of the iterating FITS axes keeps exactly those.
+        return self.wcs.sub(sorted(p + 1 for p in iter_pix)).to_header_string()
+
     def _convert(self, k: int, values: np.ndarray) -> np.ndarray:
         scale = self._fit_scale[k] if self._fit_scale else None
         if scale is None:
