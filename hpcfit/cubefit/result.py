@@ -161,6 +161,12 @@ class CubefitResult(JobResult):
         except (KeyError, TypeError, yaml.YAMLError, Invalid, ModelSpecError) as exc:
             raise ResultFileError(f"{self.path}: cannot rebuild the model from the stored config ({exc})") from None
 
+    def figure(self, parameters: list[str] | None = None) -> Any:
+        """The maps as a matplotlib Figure (on WCSAxes when the file has a WCS); see ``hpcfit.cubefit.plot``."""
+        from hpcfit.cubefit.plot import maps_figure
+
+        return maps_figure(self.path, parameters=parameters)
+
     # -- export -------------------------------------------------------------------------------------------------
     def to_fits(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the maps to a FITS file: an empty primary HDU (provenance), then one image HDU per parameter
