@@ -227,17 +227,42 @@ def _build_world(inputs: _Inputs, model: Any, equivalencies: Any) -> Any:
     from hpcfit.cubefit.world import WorldError, build_world, world_from_nd_arrays
 
     spec = dict(inputs.world_spec)
-    if spec["source"] == "wcs" and model.input_units is not None:
-        spec["units"] = [str(model.input_units[name]) for name in model.inputs]
+    if model.input_units is not None:
+        wanted = [model.input_units.get(name) for name in model.inputs]
+        if spec["source"] == "wcs":
+            spec["units"] = [None if unit is None else str(unit) for unit in wanted]
+        elif spec["source"] == "arrays":  # arrays with units are converted to the model's input units first
+            arrays = inputs.nd_world if inputs.nd_world is not None else spec["arrays"]
+            equivalencies = _combine_equivalencies(model, equivalencies)
+            converted, units = [], []
+            for name, values, given, target in zip(model.inputs, arrays, spec["units"], wanted):
+                if given and target is not None:
+                    values = u.Unit(given).to(target, values, equivalencies=equivalencies[name])
+                    given = target.to_string()
+                converted.append(values)
+                units.append(given)
+            spec["units"] = units
+            if inputs.nd_world is not None:
+                inputs.nd_world = converted
+            else:
+                spec["arrays"] = converted
     try:
         if inputs.nd_world is not None:
             units = [u.Unit(x) if x else None for x in spec["units"]]
+            inputs.world_spec = spec
             return world_from_nd_arrays(inputs.nd_world, units, shape=inputs.shape, fitting_axes=inputs.fitting_axes)
         world = build_world(spec, shape=inputs.shape, fitting_axes=inputs.fitting_axes, header=inputs.header)
     except WorldError as exc:
         raise ValueError(f"world ({exc.path}): {exc.message}") from None
     inputs.world_spec = spec
     return world
+
+
+def _combine_equivalencies(model: Any, equivalencies: Any) -> dict[str, Any]:
+    """Per-input equivalencies: the model's own plus the caller's (astropy's ``_combine_equivalency_dict``)."""
+    from astropy.modeling.utils import _combine_equivalency_dict
+
+    return _combine_equivalency_dict(model.inputs, equivalencies, model.input_units_equivalencies)
 
 
 def _fitter_settings(fitter: Any, fitter_kwargs: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
