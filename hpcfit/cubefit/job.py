@@ -305,8 +305,10 @@ class CubefitJob(Job):
 
     def plot(self, path: Path, output: Path | None, options: dict[str, str]) -> list[Path]:
         from hpcfit.cubefit.plot import plot_cubefit_maps
+        from hpcfit.cubefit.result import CubefitResult
 
-        return [plot_cubefit_maps(path, output if output is not None else Path(path).with_suffix(".png"))]
+        return [plot_cubefit_maps(CubefitResult(path),
+                                  output if output is not None else Path(path).with_suffix(".png"))]
 
 
 def _check_unit_keys(c: Settings, report: Report) -> None:

@@ -13,16 +13,15 @@ from typing import Any
 import numpy as np
 
 
-def maps_figure(path: str | Path, *, parameters: list[str] | None = None) -> Any:
-    """The figure of ``/parameters/*`` (2-D iterating grids) and ``/status``, on the sky when the file has a WCS.
-    Returns a matplotlib ``Figure`` (displayed inline by Jupyter; ``fig.savefig(...)`` to write it)."""
+def maps_figure(result: Any, *, parameters: list[str] | None = None) -> Any:
+    """The figure of a :class:`hpcfit.cubefit.result.CubefitResult`'s parameter maps (2-D iterating grids) and
+    status, on the sky when the file has a WCS. Returns a matplotlib ``Figure`` (displayed inline by Jupyter;
+    ``fig.savefig(...)`` to write it)."""
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from hpcfit.cubefit.result import CubefitResult
-
-    result = CubefitResult(path)
+    path = result.path
     every = result.maps
     names = parameters or list(every)
     unknown = [n for n in names if n not in every]
@@ -37,7 +36,7 @@ def maps_figure(path: str | Path, *, parameters: list[str] | None = None) -> Any
         wcs = None
     title = f"{Path(path).name}: {result.attrs.get('cubefit_model', '')}"
     panels = len(maps) + 1
-    fig = Figure(figsize=(3.9 * panels, 3.9), layout="constrained")
+    fig = Figure(figsize=(3.6 * panels, 3.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, panels, k + 1, projection=wcs) for k in range(panels)]
     for ax, (name, q) in zip(axes, maps.items()):
@@ -72,9 +71,9 @@ def _axis_label(wcs: Any, axis: int) -> str:
     return {"RA": "RA", "DEC": "Dec", "GLON": "Galactic longitude", "GLAT": "Galactic latitude"}.get(ctype, ctype)
 
 
-def plot_cubefit_maps(path: str | Path, output: str | Path, *, parameters: list[str] | None = None) -> Path:
-    """Draw :func:`maps_figure` into a PNG file."""
-    fig = maps_figure(path, parameters=parameters)
+def plot_cubefit_maps(result: Any, output: str | Path, *, parameters: list[str] | None = None) -> Path:
+    """Draw :func:`maps_figure` of a ``CubefitResult`` into a PNG file."""
+    fig = maps_figure(result, parameters=parameters)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=90)

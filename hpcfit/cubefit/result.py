@@ -41,6 +41,20 @@ def _fits_unit(unit: Any) -> str:
         return unit.to_string()
 
 
+def _expand_shorthands(model: dict[str, Any]) -> dict[str, Any]:
+    """The stored (already validated) ``cubefit.model`` text with the parameters' shorthand spelled out
+    (``amplitude: 1.0`` is ``{value: 1.0}``): all ``build_model`` needs, as it reads every other key with defaults."""
+    def parameters(section: dict[str, Any]) -> dict[str, Any]:
+        found = section.get("parameters") or {}
+        return {**section, "parameters": {name: value if isinstance(value, dict) else {"value": value}
+                                          for name, value in found.items()}}
+
+    out = parameters(model)
+    if model.get("components"):
+        out["components"] = [parameters(component) for component in model["components"]]
+    return out
+
+
 class CubefitResult(JobResult):
     """A cubefit output file (see ``hpcfit/cubefit/job.py`` for its layout)."""
 
@@ -150,22 +164,19 @@ class CubefitResult(JobResult):
         """The unitless model the run fitted (with its bounds, fixed and tied parameters), from the stored config."""
         import yaml
 
-        from hpcfit.config.schema import Context, Invalid
-        from hpcfit.cubefit.job import SCHEMA
         from hpcfit.cubefit.model_spec import ModelSpecError, build_model
 
         try:
-            raw = (yaml.safe_load(self.config) or {})["cubefit"]["model"]
-            spec = SCHEMA.fields["cubefit"].fields["model"].type.convert(raw, Context(self.path.parent, Path.cwd()))
+            spec = _expand_shorthands((yaml.safe_load(self.config) or {})["cubefit"]["model"])
             return build_model(spec, input_units=self.input_units, data_unit=self.data_unit)
-        except (KeyError, TypeError, yaml.YAMLError, Invalid, ModelSpecError) as exc:
+        except (KeyError, TypeError, AttributeError, yaml.YAMLError, ModelSpecError) as exc:
             raise ResultFileError(f"{self.path}: cannot rebuild the model from the stored config ({exc})") from None
 
     def figure(self, parameters: list[str] | None = None) -> Any:
         """The maps as a matplotlib Figure (on WCSAxes when the file has a WCS); see ``hpcfit.cubefit.plot``."""
         from hpcfit.cubefit.plot import maps_figure
 
-        return maps_figure(self.path, parameters=parameters)
+        return maps_figure(self, parameters=parameters)
 
     # -- export -------------------------------------------------------------------------------------------------
     def to_fits(self, path: str | Path, overwrite: bool = False) -> Path:
