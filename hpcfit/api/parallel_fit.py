@@ -344,7 +344,10 @@ def _fit_here(inputs: _Inputs, world: Any, unitless: Any, rename: Any, fitter_na
 
     built = _built_model(unitless, rename)
     setup = prepare_setup(built, fitter_name=fitter_name, fitter_settings=settings, solver=solver,
-                          fit_info_keys=numeric, uncertainties=need_cov, absolute_weights=inputs.weights is not None,
+                          fit_info_keys=numeric, uncertainties=need_cov,
+                          # astropy turns a mask into 0/1 weights handed to the fitter: its covariances are then
+                          # taken as absolute, as with real weights
+                          absolute_weights=inputs.weights is not None or inputs.mask is not None,
                           non_finite=non_finite)
     source = ArraySource(inputs.path, hdu=inputs.hdu, dataset=inputs.dataset) if inputs.path else InMemory(inputs.data)
     wsource = None if inputs.weights is None else InMemory(inputs.weights)
