@@ -3,7 +3,8 @@
 Four jobs share one engine: ``sample`` (photometry training sets), ``gridfit`` (grid SED fitting),
 ``cubefit`` (fit an astropy model to every spectrum or plane of a cube) and ``calibrate`` (CCD reduction).
 
-From Python (docs/python_api.md): ``hpcfit.run(config)`` runs a job in this process (or collectively under
+From Python (docs/python_api.md): ``hpcfit.parallel_fit(...)`` is astropy's ``parallel_fit_dask`` on hpcfit's
+cubefit; ``hpcfit.run(config)`` runs a job in this process (or collectively under
 mpiexec) and returns its result; ``hpcfit.open(path)`` reads any hpcfit output file back as astropy objects.
 These are re-exported lazily from ``hpcfit.api``: ``import hpcfit`` imports no numpy, astropy or h5py, so every
 rank of a batch job starts quickly and the command line stays cheap.
@@ -21,6 +22,7 @@ _LAZY = {
     "run": "hpcfit.api.run:run",
     "open": "hpcfit.api.open:open",
     "RunError": "hpcfit.api.run:RunError",
+    "parallel_fit": "hpcfit.api.parallel_fit:parallel_fit",
     "ConfigError": "hpcfit.config.errors:ConfigError",
 }
 

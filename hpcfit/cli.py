@@ -1,4 +1,4 @@
-"""The ``hpcfit`` command line: run, merge, submit, validate, demo, inspect, plot, schema.
+"""The ``hpcfit`` command line: run, merge, submit, validate, demo, inspect, plot, export, schema.
 
 Every verb works the same under ``mpiexec -n N hpcfit ...`` / ``srun hpcfit ...`` and as a plain serial command.
 Exit codes: 0 success, 1 a fatal error during the run, 2 a configuration or usage error.
@@ -20,6 +20,7 @@ examples:
   mpiexec -n 4 hpcfit run configs/cubefit_l1448.yaml --set cubefit.chunk_n_max=200
   srun hpcfit run my.yaml                      (inside an sbatch script; see jobscripts/)
   hpcfit inspect l1448_fit.h5
+  hpcfit export l1448_fit.h5 -o l1448_maps.fits  (cubefit maps as FITS images with the celestial WCS)
   hpcfit schema cubefit                        (every config key, its type, default and meaning)
   hpcfit schema --json cubefit > cubefit.schema.json   (JSON Schema for editors; see docs/editors.md)
 exit codes: 0 success, 1 fatal error during the run (message names the rank and work item), 2 config/usage error
@@ -129,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--max-points", dest="max_points", metavar="N",
                       help="sample: read and draw at most N rows, evenly spread over the file (default: 50000)")
 
+    export = verbs.add_parser("export", parents=[talk], help="write an output file's maps to FITS",
+                              description="Write the maps of an hpcfit output file to one FITS file that any FITS "
+                                          "viewer opens. cubefit: one image HDU per fitted parameter (EXTNAME = "
+                                          "its name, BUNIT = its unit, the cube's celestial WCS), ERR_<name> "
+                                          "uncertainty maps, the STATUS map (0 converged, 1 warning, 2 failed) and "
+                                          "FITINFO_<key> maps. Same as CubefitResult(FILE).to_fits(OUT) in Python.")
+    export.add_argument("file", help="HDF5 file written by hpcfit (cubefit)")
+    export.add_argument("--output", "-o", required=True, metavar="OUT.fits", help="FITS file to write")
+    export.add_argument("--overwrite", action="store_true", help="replace OUT.fits if it exists")
+
     schema = verbs.add_parser("schema", parents=[talk], help="print the config keys of a job",
                               description="Print every config key of JOB with its type, default and meaning "
                                           "(markdown), as in docs/config_reference.md; with --json, the JSON "
@@ -164,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         return _schema(args)
     if args.verb == "plot":
         return _plot(args)
+    if args.verb == "export":
+        return _export(args)
     if args.verb == "submit":
         from hpcfit.cluster.submit import submit_main
 
@@ -298,25 +311,70 @@ def _inspect(args: argparse.Namespace) -> int:
 _PLOT_OPTIONS = ("galaxy", "frame", "max_points")
 
 
-def _plot(args: argparse.Namespace) -> int:
-    """Find the job of FILE from its ``job`` attribute and let that job draw it (``Job.plot``)."""
+def _job_of(path: Path, doing: str) -> str | None:
+    """The job that wrote an output file (its ``job`` attribute); None, with the reason logged, when it is not an
+    hpcfit output file of a job of this installation."""
     import h5py
 
+    from hpcfit.registry import JOBS
+
+    try:
+        with h5py.File(path, "r") as h5:
+            job = h5.attrs.get("job", "")
+    except OSError:
+        logger.error(f"{path} is not an HDF5 file: cannot {doing} it")
+        return None
+    job = job.decode() if isinstance(job, bytes) else str(job)
+    if job not in JOBS.names():
+        what = f"its job attribute '{job}' names no job of this installation" if job else "it has no job attribute"
+        logger.error(f"{path} is not an hpcfit output file ({what}; jobs: {', '.join(JOBS.names())})")
+        return None
+    return job
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Write FILE's maps to a FITS file through the job's reader (``hpcfit.<job>.result.RESULT(...).to_fits``)."""
+    import importlib
+
+    path = _existing_file(args.file)
+    if path is None:
+        return EXIT_CONFIG
+    job = _job_of(path, "export")
+    if job is None:
+        return EXIT_CONFIG
+    try:
+        reader = getattr(importlib.import_module(f"hpcfit.{job}.result"), "RESULT", None)
+    except ModuleNotFoundError:
+        reader = None
+    if reader is None or not hasattr(reader, "to_fits"):
+        logger.error(f"cannot export {path}: {job} outputs have no FITS export (hpcfit export takes cubefit "
+                     "outputs: their parameter maps)")
+        return EXIT_CONFIG
+    output = Path(args.output)
+    if output.suffix.lower() not in (".fits", ".fit", ".fts"):
+        logger.error(f"-o {output}: the output must be a FITS file name (.fits, .fit or .fts)")
+        return EXIT_CONFIG
+    try:
+        written = reader(path).to_fits(output, overwrite=args.overwrite)
+    except FileExistsError as exc:
+        logger.error(str(exc))
+        return EXIT_CONFIG
+    except (ValueError, KeyError, OSError) as exc:
+        logger.error(f"cannot export {path}: {exc}")
+        return EXIT_CONFIG
+    logger.info(f"wrote {written}")
+    return EXIT_OK
+
+
+def _plot(args: argparse.Namespace) -> int:
+    """Find the job of FILE from its ``job`` attribute and let that job draw it (``Job.plot``)."""
     from hpcfit.registry import JOBS
 
     path = _existing_file(args.file)
     if path is None:
         return EXIT_CONFIG
-    try:
-        with h5py.File(path, "r") as h5:
-            job = h5.attrs.get("job", "")
-    except OSError:
-        logger.error(f"{path} is not an HDF5 file: cannot plot it")
-        return EXIT_CONFIG
-    job = job.decode() if isinstance(job, bytes) else str(job)
-    if job not in JOBS.names():
-        what = f"its job attribute '{job}' names no job of this installation" if job else "it has no job attribute"
-        logger.error(f"{path} is not an hpcfit output file ({what}; jobs: {', '.join(JOBS.names())})")
+    job = _job_of(path, "plot")
+    if job is None:
         return EXIT_CONFIG
     cls = JOBS.load(job)
     options = {name: getattr(args, name) for name in _PLOT_OPTIONS if getattr(args, name) is not None}

@@ -50,13 +50,14 @@ def write_fit_diagnostics(base: Path, index: tuple[int, ...], iter_shape: tuple[
 def _plot(path: Path, x: np.ndarray, y: np.ndarray, valid: np.ndarray, initial: np.ndarray | None,
           fitted: np.ndarray | None, xlabel: str, title: str) -> None:
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         return
-    fig, ax = plt.subplots(figsize=(6, 4))
+    # A Figure on its own Agg canvas, not pyplot: a Python caller's backend and open figures stay as they were.
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     ax.plot(x[valid], y[valid], ".", color="k", label="data")
     if (~valid).any():
         ax.plot(x[~valid], np.where(np.isfinite(y[~valid]), y[~valid], np.nan), "x", color="0.6", label="masked")
@@ -69,4 +70,37 @@ def _plot(path: Path, x: np.ndarray, y: np.ndarray, valid: np.ndarray, initial: 
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
+
+
+def write_chunk_diagnostics(base: Path, policy: str, setup: Any, world: Any, result: Any, inputs: dict[str, Any], *,
+                            plots: bool = True, callback: Any = None) -> None:
+    """The diagnostics folders of one fitted chunk (``rows.fit_range``'s result and inputs), for the fits selected
+    by ``policy``; ``callback(folder, row)`` (hpcfit.parallel_fit's ``diagnostics_callable``) runs after each."""
+    from hpcfit.cubefit.fit_chunk import valid_samples
+
+    rows = selected_rows(policy, result.status)
+    if rows.size == 0:
+        return
+    y, weights, mask, coords = inputs["y"], inputs["weights"], inputs["mask"], inputs["coords"]
+    iter_index = inputs["iter_index"]
+    iter_shape = tuple(world.shape[i] for i in world.iterating_axes)
+    valid = valid_samples(y, weights, mask)
+    model = setup.built.model
+    plot_ok = plots and len(coords) == 1
+    for row in rows:
+        plot = None
+        if plot_ok:
+            x = coords[0] if coords[0].ndim == 1 else coords[0][row]
+            fitted = None
+            if np.all(np.isfinite(result.params[row])):
+                fitted = model.evaluate(x, *[np.array([v]) for v in result.params[row]])
+            plot = dict(x=x, y=y[row], valid=valid[row], initial=model(x), fitted=fitted,
+                        xlabel=f"{world.fitting_names[0]} [{world.fitting_units[0] or 'pixel'}]",
+                        title=f"fit {tuple(int(i) for i in iter_index[row])}: status {int(result.status[row])}")
+        index = tuple(int(i) for i in iter_index[row])
+        write_fit_diagnostics(
+            base, index, iter_shape, status=int(result.status[row]), message=result.messages.get(int(row), ""),
+            names=setup.built.names, params=result.params[row], units=[p.unit for p in setup.built.parameters],
+            fit_info={k: float(v[row]) for k, v in result.fit_info.items()}, plot=plot)
+        if callback is not None:
+            callback(base / folder_name(index, iter_shape), int(row))

@@ -52,6 +52,7 @@ class ChunkResult:
     status: np.ndarray                 # (B,) int8
     fit_info: dict[str, np.ndarray]    # key -> (B,)
     messages: dict[int, str] = field(default_factory=dict)  # row -> why status != 0 (or traceback)
+    covariance: np.ndarray | None = None  # (B, F, F) over the free parameters, as fit_info['param_cov']; NaN if none
 
 
 def prepare_setup(built: BuiltModel, *, fitter_name: str, fitter_settings: dict[str, Any], solver: str,
@@ -135,6 +136,10 @@ def _fit_batched(setup: FitSetup, y: np.ndarray, weights: np.ndarray | None, val
     result.params[rows] = fitted.params
     result.uncertainties[rows] = fitted.uncertainties
     result.status[rows] = fitted.status
+    if fitted.result.covariance is not None:
+        n_free = fitted.result.covariance.shape[1]
+        result.covariance = np.full((y.shape[0], n_free, n_free), np.nan)
+        result.covariance[rows] = fitted.result.covariance
     for key in setup.fit_info_keys:
         result.fit_info[key][rows] = fitted.fit_info(key, setup.fitter_name)
     for k in np.flatnonzero(fitted.status != STATUS_CONVERGED):
@@ -182,3 +187,6 @@ def _fit_each(setup: FitSetup, y: np.ndarray, weights: np.ndarray | None, valid:
             sigma = np.sqrt(np.clip(np.diag(np.asarray(cov, dtype=float)), 0, None))
             if sigma.size == free.sum():
                 result.uncertainties[row, free] = sigma
+                if result.covariance is None:
+                    result.covariance = np.full((y.shape[0], sigma.size, sigma.size), np.nan)
+                result.covariance[row] = np.asarray(cov, dtype=float)

@@ -12,7 +12,9 @@ Output layout (a contract; ``hpcfit inspect`` and plots rely on it):
   /fit_info/<key>        numeric fit_info entries asked for
   /world/<axis name>     world coordinates of the iterating axes (from the WCS), attribute ``unit``
   /fit_axes/<name>       the model inputs along the fitting axes (when shared by every fit), attribute ``unit``
-  root attributes        provenance, plus cubefit_* attributes: solver used, fallback note, model, units
+  root attributes        provenance, plus cubefit_* attributes: solver used, fallback note, model, units, and
+                         cubefit_wcs: the WCS of the iterating axes (the maps' celestial WCS) as a FITS header
+                         string ("" when the cube has none)
 """
 
 from __future__ import annotations
@@ -241,23 +243,16 @@ class CubefitJob(Job):
                 ctx.log(line)
 
     def work(self, item: WorkItem, ctx: RunContext) -> Any:
-        from hpcfit.cubefit.fit_chunk import fit_chunk
+        from hpcfit.cubefit.diagnostics import write_chunk_diagnostics
+        from hpcfit.cubefit.rows import fit_range
 
+        c = ctx.cfg.cubefit
         start, stop = item.data
-        world = ctx.state["world"]
-        iter_shape = ctx.plan.info["iter_shape"]
-        y = _read_rows(ctx.state["data"], world, start, stop)
-        weights = _read_weights(ctx, world, start, stop)
-        mask = _read_rows(ctx.state["mask"], world, start, stop) != 0 if ctx.state["mask"] is not None else None
-        iter_index = np.stack(np.unravel_index(np.arange(start, stop), iter_shape), axis=1)
-        coords = world.fitting_coords(iter_index)
-        maps = ctx.state["fit"].built.initial_maps  # per-fit starting values, flattened like the fits
-        initial = {name: values.reshape(-1)[start:stop] for name, values in maps.items()} or None
-        result = fit_chunk(ctx.state["fit"], y, weights, mask, coords, initial)
-        result.world = world.iterating_values(iter_index)  # type: ignore[attr-defined]
-        policy = ctx.cfg.cubefit.diagnostics
-        if policy != "none":
-            _write_diagnostics(ctx, result, y, weights, mask, coords, iter_index)
+        result, inputs = fit_range(ctx.state["fit"], ctx.state["world"], ctx.state["data"], ctx.state["weights"],
+                                   c.weights.kind if c.weights else "weights", ctx.state["mask"], start, stop)
+        if c.diagnostics != "none":
+            write_chunk_diagnostics(Path(c.diagnostics_path), c.diagnostics, ctx.state["fit"], ctx.state["world"],
+                                    result, inputs, plots=c.diagnostics_plots)
         result.messages = {}  # written to diagnostics already; not needed in the output
         return result
 
@@ -320,6 +315,9 @@ class CubefitJob(Job):
                                                 zip(info["fitting_names"], info["fitting_units"])),
             "cubefit_unit_conversions": "; ".join(info["notes"]),
             "cubefit_data_unit": ctx.cfg.cubefit.data.unit or info.get("data_unit") or "",
+            "cubefit_wcs": world.iterating_header(),
+            "cubefit_parameters": list(names),
+            "cubefit_input_units": ["" if unit is None else str(unit) for unit in world.fitting_units],
         })
         return counts
 
@@ -336,8 +334,10 @@ class CubefitJob(Job):
 
     def plot(self, path: Path, output: Path | None, options: dict[str, str]) -> list[Path]:
         from hpcfit.cubefit.plot import plot_cubefit_maps
+        from hpcfit.cubefit.result import CubefitResult
 
-        return [plot_cubefit_maps(path, output if output is not None else Path(path).with_suffix(".png"))]
+        return [plot_cubefit_maps(CubefitResult(path),
+                                  output if output is not None else Path(path).with_suffix(".png"))]
 
 
 def _check_unit_keys(c: Settings, report: Report) -> None:
@@ -389,40 +389,6 @@ def _build_context(cfg: Settings, info: ArrayInfo, report: Report) -> tuple[Any,
     return world, built
 
 
-def _read_rows(source: ArraySource | None, world: Any, start: int, stop: int) -> np.ndarray | None:
-    """Rows [start, stop) of the iterating grid as (B, n_fit), fitting axes flattened in their given order."""
-    if source is None:
-        return None
-    shape = world.shape
-    iter_axes, fit_axes = world.iterating_axes, world.fitting_axes
-    iter_shape = tuple(shape[i] for i in iter_axes)
-    n_fit = int(np.prod(world.fitting_shape))
-    blocks = []
-    for box, a, b in flat_range_boxes(iter_shape, start, stop):
-        index = [slice(None)] * len(shape)
-        for axis, sl in zip(iter_axes, box):
-            index[axis] = sl
-        block = source.read(tuple(index))
-        block = np.moveaxis(block, list(iter_axes) + list(fit_axes), list(range(len(shape))))
-        blocks.append(block.reshape(b - a, n_fit))
-    return np.concatenate(blocks, axis=0).astype(np.float64, copy=False)
-
-
-def _read_weights(ctx: RunContext, world: Any, start: int, stop: int) -> np.ndarray | None:
-    spec = ctx.cfg.cubefit.weights
-    raw = _read_rows(ctx.state["weights"], world, start, stop)
-    if raw is None:
-        return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if spec.kind == "weights":
-            return raw
-        if spec.kind == "uncertainty":
-            return 1.0 / raw
-        if spec.kind == "variance":
-            return 1.0 / np.sqrt(raw)
-        return np.sqrt(raw)  # inverse_variance
-
-
 def _describe_fit(ctx: RunContext, world: Any, fit: Any) -> list[str]:
     lines = []
     axes = ", ".join(f"{n} [{u or 'pixel'}]" for n, u in zip(world.fitting_names, world.fitting_units))
@@ -438,37 +404,6 @@ def _describe_fit(ctx: RunContext, world: Any, fit: Any) -> list[str]:
         reason = f" ({fit.fallback_reason})" if fit.fallback_reason else ""
         lines.append(f"cubefit: solver: astropy {fit.fitter_name}, one fit at a time{reason}")
     return lines
-
-
-def _write_diagnostics(ctx: RunContext, result: Any, y: np.ndarray, weights: np.ndarray | None,
-                       mask: np.ndarray | None, coords: tuple[np.ndarray, ...], iter_index: np.ndarray) -> None:
-    from hpcfit.cubefit.diagnostics import selected_rows, write_fit_diagnostics
-    from hpcfit.cubefit.fit_chunk import valid_samples
-
-    c = ctx.cfg.cubefit
-    fit = ctx.state["fit"]
-    world = ctx.state["world"]
-    rows = selected_rows(c.diagnostics, result.status)
-    if rows.size == 0:
-        return
-    valid = valid_samples(y, weights, mask)
-    model = fit.built.model
-    plot_ok = c.diagnostics_plots and len(coords) == 1
-    for row in rows:
-        plot = None
-        if plot_ok:
-            x = coords[0] if coords[0].ndim == 1 else coords[0][row]
-            fitted = None
-            if np.all(np.isfinite(result.params[row])):
-                fitted = model.evaluate(x, *[np.array([v]) for v in result.params[row]])
-            plot = dict(x=x, y=y[row], valid=valid[row], initial=model(x), fitted=fitted,
-                        xlabel=f"{world.fitting_names[0]} [{world.fitting_units[0] or 'pixel'}]",
-                        title=f"fit {tuple(int(i) for i in iter_index[row])}: status {int(result.status[row])}")
-        write_fit_diagnostics(
-            Path(c.diagnostics_path), tuple(int(i) for i in iter_index[row]), tuple(ctx.plan.info["iter_shape"]),
-            status=int(result.status[row]), message=result.messages.get(int(row), ""),
-            names=fit.built.names, params=result.params[row], units=[p.unit for p in fit.built.parameters],
-            fit_info={k: float(v[row]) for k, v in result.fit_info.items()}, plot=plot)
 
 
 def _name_dimensions(out: OutputFile, ctx: RunContext, iter_shape: tuple[int, ...], world: Any) -> None:

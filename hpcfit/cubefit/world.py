@@ -85,6 +85,22 @@ class World:
         values = [np.asarray(values)] if self.wcs.world_n_dim == 1 else values
         return {name: np.asarray(values[w], dtype=float) for name, _, w in self.iterating}
 
+    def iterating_header(self) -> str:
+        """The WCS of the iterating axes alone (the celestial WCS of a spectral cube) as a FITS header string, so
+        the parameter maps can be drawn and exported with it; "" without a WCS or when those axes' world
+        coordinates also depend on the fitting axes (no WCS of the maps alone exists then)."""
+        if self.wcs is None:
+            return ""
+        ndim = len(self.shape)
+        corr = self.wcs.axis_correlation_matrix
+        iter_pix = [ndim - 1 - a for a in self.iterating_axes]
+        fit_pix = [ndim - 1 - a for a in self.fitting_axes]
+        iter_world = [w for w in range(self.wcs.world_n_dim) if any(corr[w, p] for p in iter_pix)]
+        if any(corr[w, p] for w in iter_world for p in fit_pix):
+            return ""
+        # FITS pairs pixel axis i with world axis i, so sub() of the iterating FITS axes keeps exactly those.
+        return self.wcs.sub(sorted(p + 1 for p in iter_pix)).to_header_string()
+
     def _convert(self, k: int, values: np.ndarray) -> np.ndarray:
         scale = self._fit_scale[k] if self._fit_scale else None
         if scale is None:
@@ -176,3 +192,32 @@ def build_world(spec: dict[str, Any], *, shape: tuple[int, ...], fitting_axes: t
 
 def _has_wcs(header: Any) -> bool:
     return any(key.startswith("CTYPE") for key in header.keys())
+
+
+@dataclass
+class PerFitWorld(World):
+    """World coordinates given as N-d arrays broadcastable to the data (astropy's ``world=`` tuple of N-d arrays):
+    each fit has its own coordinates, taken from ``per_fit`` (one (n_iterating, n_fit) array per fitting axis)."""
+
+    per_fit: list[np.ndarray] = field(default_factory=list)
+
+    def fitting_coords(self, iter_index: np.ndarray) -> tuple[np.ndarray, ...]:
+        iter_shape = tuple(self.shape[i] for i in self.iterating_axes)
+        flat = np.ravel_multi_index(tuple(iter_index.T), iter_shape)
+        return tuple(values[flat] for values in self.per_fit)
+
+
+def world_from_nd_arrays(arrays: list[np.ndarray], units: list[u.UnitBase | None], *, shape: tuple[int, ...],
+                         fitting_axes: tuple[int, ...]) -> World:
+    """Per-fit coordinates from arrays broadcastable to the data ``shape`` (one per fitting axis)."""
+    order = [i for i in range(len(shape)) if i not in fitting_axes] + list(fitting_axes)
+    n_iter = int(np.prod([shape[i] for i in range(len(shape)) if i not in fitting_axes]))
+    per_fit = []
+    for k, values in enumerate(arrays):
+        try:
+            full = np.broadcast_to(np.asarray(values, dtype=float), shape)
+        except ValueError:
+            raise WorldError(f"arrays.{k}", f"shape {np.shape(values)} does not broadcast to the data's {shape}") \
+                from None
+        per_fit.append(np.ascontiguousarray(np.moveaxis(full, order, list(range(len(shape))))).reshape(n_iter, -1))
+    return PerFitWorld(shape, fitting_axes, [f"axis{a}" for a in fitting_axes], list(units), per_fit=per_fit)
