@@ -33,7 +33,7 @@ CHUNK_TARGET = 64  # default number of model chunks (and grid-stage items)
 CHUNK_MIN, CHUNK_MAX = 256, 16384  # default chunk sizes are clamped to this range ...
 CHUNK_FINE_MIN = 64  # ... except when a small catalogue needs finer chunks to make enough chi2 items
 ITEMS_TARGET = 256  # chi2 items wanted: 4 per rank on 64 ranks, so that dynamic scheduling can balance
-MIN_ITEM_PAIRS = 1 << 16  # no more items than this many pairs each (~2 ms of work): overheads stay small
+MIN_ITEM_PAIRS = 1 << 21  # items of at least this many pairs (~80 ms of work): checkpoint + scheduling (~10 ms) stay small
 
 
 @dataclass(frozen=True)
