@@ -5,6 +5,7 @@
 * ``read_catalog`` of the scaling study's synthetic catalogue written as ECSV and as FITS (CPU seconds per galaxy:
   rank 0 parses the catalogue once, in ``plan``);
 * the results table (``<output>_results.fits``, rank 0, after a Gatherv of the per-galaxy results) per galaxy;
+* the owners' fold of the partial records (``partials.fold_rows``), per galaxy and model chunk;
 * the broadcast payload of the parsed catalogue (bytes per galaxy) and the partial-record row of the exchange
   (bytes per galaxy and model chunk).
 
@@ -77,9 +78,20 @@ def main(argv: list[str] | None = None) -> int:
             band_names=cat.band_names, model_flux=rng.random((g, n_b)),
             bayes={q: (rng.random(g), rng.random(g), u) for q, u in
                    (("temperature", "K"), ("beta", ""), ("dust_mass", "solMass"), ("log_dust_mass", "dex(solMass)"))})
+        # the owners' fold: records of 40 chunks per galaxy, arriving in any order, folded in chunk order
+        from hpcfit.gridfit.partials import fold_rows
+
+        k_chunks, best_size, moments_size = 40, BEST_RECORD + n_extra(n_p, n_b), 2 + 3 * n_q
+        rows = rng.random((g * k_chunks, LEAD + best_size + moments_size))
+        rows[:, 0] = np.repeat(np.arange(g), k_chunks)
+        rows[:, 1] = np.tile(np.arange(k_chunks), g)
+        rows = rows[rng.permutation(len(rows))]
+        t_fold = best_cpu(lambda: fold_rows(rows, 0, g, k_chunks, best_size, n_extra(n_p, n_b), n_q),
+                          args.repeat) / (g * k_chunks)
         table = directory / "out_results.fits"
         t_table = best_cpu(lambda: write_table(table, np.asarray(cat.ids), columns), args.repeat) / g
     result = {"galaxies": g, "read_catalog_cpu_per_galaxy": read, "results_table_cpu_per_galaxy": t_table,
+              "fold_cpu_per_galaxy_chunk": t_fold,
               "catalogue_broadcast_bytes_per_galaxy": payload, "exchange_row_bytes": row,
               "table_row_bytes": 8 * (4 + 2 * 4 + 2 + 3 + n_b + 2 * n_q)}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
