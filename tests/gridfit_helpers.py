@@ -37,7 +37,7 @@ gridfit:
     chi2: {chi2}
     estimate: [temperature, beta, dust_mass, log_dust_mass, log_dust_luminosity]
     models_per_chunk: 17
-    block_memory_mb: 0.0107   # 8-galaxy blocks (the gathered partials bound them here)
+    galaxies_per_block: 8
 {extra}"""
 
 

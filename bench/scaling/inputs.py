@@ -74,7 +74,6 @@ gridfit:
       beta: {{linspace: [1.0, 2.5, {GRID_BETA}]}}
   fit:
     chi2: best
-    results_table: none
 """ + _RUN
 
 

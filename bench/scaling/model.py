@@ -9,8 +9,8 @@ out; the code below is the reference.
 Machines: ``local_machine(params)`` is this 2-core machine (compute terms stretch by P/2 when P > 2: time-sharing),
 with the I/O and communication figures measured by ``components.py``. ``cluster(...)`` is the reference cluster
 of docs/scaling.md; its figures are assumptions (stated and cited there), except the costs that are CPU-bound on
-any machine (per-unit compute, pickling in gridfit's gather, the scheduler thread's service time), which are taken
-as measured here.
+any machine (per-unit compute, gridfit's catalogue parse and fold, the scheduler thread's service time), which are
+taken as measured here.
 """
 
 from __future__ import annotations
@@ -174,32 +174,55 @@ def sample(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine) -> d
             "output: contiguous collective writes": n * p["row_bytes"] / m.file_bandwidth(ranks)}
 
 
-def gridfit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *, catalogue_once: bool = False,
-            distributed_fold: bool = False) -> dict[str, float]:
-    """G galaxies x N models; chunks of models statically over the ranks; partials gathered and folded on rank 0.
+def gridfit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *,
+            catalogue: str = "ecsv") -> dict[str, float]:
+    """G galaxies x N models: rank 0 parses the catalogue once (``catalogue``: its format, ecsv as measured or
+    fits) and broadcasts it; grid items (model chunks, static), then chi2 items (galaxy block x model chunk, dynamic;
+    the decomposition of ``hpcfit.gridfit.chi2_stage.decompose``, >= 256 items when the problem allows); the
+    partial records go to the galaxies' owner ranks (Alltoallv), which fold, finalise and write their rows; rank 0
+    writes the results table after a Gatherv."""
+    from hpcfit.gridfit.chi2_stage import decompose
 
-    What-ifs (not the current code): ``catalogue_once``: rank 0's parsed catalogue is broadcast instead of every
-    rank parsing the file again; ``distributed_fold``: the partials are exchanged by galaxy ranges (each rank
-    receives every chunk's records of G/P galaxies, in chunk order, so the fold is unchanged), folded and written
-    by all ranks."""
     g, n = size["galaxies"], size.get("models", p["n_models"])
-    chunk = size.get("chunk") or min(max(-(-n // 64), 256), 16384, n)
-    n_chunks = math.ceil(n / chunk)
-    busiest = math.ceil(n_chunks / ranks)
+    parts = decompose(g, n, 256 * 2**20)
+    chunk, block = size.get("chunk") or parts.chunk, parts.block
+    n_chunks, n_blocks = math.ceil(n / chunk), math.ceil(g / block)
+    items = n_chunks * n_blocks
     over = m.over(ranks)
-    galaxy_bytes = 8 * (4 + 4 * 6 + 10 + 6 + 2 * 4)  # per-galaxy output columns, written by rank 0 alone
-    spread = ranks if distributed_fold else 1
+    c = m.ranks_per_node(ranks)
+    read = p["read_catalog"]
+    per_galaxy_plan = p["plan_b"] - read.get("ecsv", 0.0) + read.get(catalogue, read.get("ecsv", 0.0))
+    # broadcast: a binomial tree, log2 P steps of the whole catalogue (within a node, then across nodes)
+    steps = math.ceil(math.log2(ranks)) if ranks > 1 else 0
+    bcast = g * p["broadcast_bytes"] * steps / (m.net_bandwidth / c if ranks > c else m.intra_bandwidth)
+    grid_bytes = n * 8 * (6 + 2 + 1)  # every chunk to every rank: band fluxes, parameters, luminosity
+    ckpt_bytes = block * p["record_bytes"] * 1.05  # a chi2 item's checkpoint: its partial records (+ pickle)
+    # a worker's wait for its next item: measured in the runs (2 ranks), else the cubefit runs' 2.9 ms
+    request = (p["t_request"] if not math.isnan(p["t_request"]) else 2.9e-3) if ranks > 1 else 0.0
+    # exchange: each rank sends the records of its items' galaxies owned elsewhere, (P - 1) / P of them
+    exchanged = g * n_chunks * p["record_bytes"] / ranks * (ranks - 1) / ranks
+    exchange = exchanged * ((c - 1) / max(ranks - 1, 1) / m.intra_bandwidth
+                            + (ranks - c) / max(ranks - 1, 1) * c / m.net_bandwidth) if ranks > 1 else 0.0
+    rounds = math.ceil(math.ceil(g / ranks) * n_chunks * p["record_bytes"] / (256 * 2**20))
+    latency = rounds * (m.intra_latency + (ranks > c) * ranks * m.net_latency) if ranks > 1 else 0.0
+    galaxy_bytes = 8 * (4 + 4 * 6 + 10 + 6 + 2 * 4)  # per-galaxy output columns, each rank its own rows
+    output = (g / ranks * p["t_output_galaxy"] * over if not m.shared_fs
+              else g * galaxy_bytes / m.file_bandwidth(ranks))
     return {**_common(p, m, ranks),
-            "prepare: catalogue, filters (rank 0)": p["prepare"] - p["plan"] + p["plan_a"] + p["plan_b"] * g,
-            "set-up: catalogue on every rank": 0.0 if catalogue_once else (p["setup_a"] + p["setup_b"] * g) * over,
-            "work: model chunks": busiest * (chunk * p["t_model"] * over + m.checkpoint(p["checkpoint_bytes"]
-                                                                                      / p["chunk"] * chunk, ranks)),
-            "fit: chi2 + reductions": busiest * chunk * g * p["t_pair"] * over,
-            "fit: gather partials to rank 0": g * n_chunks * p["record_bytes"] / p["gather_bandwidth"] / spread,
-            "fit: fold on rank 0": g * n_chunks * p["t_fold"] / spread,
-            "output: per-galaxy arrays from rank 0": max(g * p["t_output_galaxy"] / spread,
-                                                         g * galaxy_bytes / (m.rank_io_bandwidth if spread == 1
-                                                                             else m.file_bandwidth(ranks)))}
+            "prepare: catalogue read once, filters (rank 0)": p["prepare"] - p["plan"] + p["plan_a"]
+            + per_galaxy_plan * g,
+            "set-up: catalogue broadcast, filters, model (every rank)": p["setup_a"] * over + bcast,
+            "work: model chunks": math.ceil(n_chunks / ranks) * (chunk * p["t_model"] * over
+                                                                 + m.checkpoint(chunk * 80, ranks)),
+            "between: every chunk to every rank": grid_bytes * (ranks - 1) / ranks / m.intra_bandwidth,
+            "work: chi2 items (chi2, scale, best fit, moments)": math.ceil(items / ranks) * (
+                block * chunk * p["t_pair"] * over + m.checkpoint(ckpt_bytes, ranks) + request),
+            "write: partial records to the owner ranks (Alltoallv)": exchange + latency,
+            "write: fold + finalise (each rank its galaxies)": g / ranks * (n_chunks * p["t_fold"]
+                                                                           + p["t_finalise"]) * over,
+            "write: per-galaxy output (each rank its rows)": output,
+            "write: results table (Gatherv, rank 0)": g * (p["t_table_cpu"] + p["table_row_bytes"]
+                                                            / (m.net_bandwidth if ranks > c else m.intra_bandwidth))}
 
 
 def cubefit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, workload: str = "cubefit", *,

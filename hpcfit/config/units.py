@@ -14,6 +14,7 @@ from typing import Any, Callable
 KINDS: dict[str, tuple[str, str]] = {
     "length": ("m", "a length, e.g. Mpc, kpc, pc, m"),
     "flux density": ("Jy", "a spectral flux density, e.g. mJy, Jy, erg / (s cm2 Hz)"),
+    "spectral luminosity": ("W / Hz", "a spectral luminosity, e.g. W / Hz, erg / (s Hz)"),
 }
 
 

@@ -7,7 +7,9 @@ every galaxy of a catalogue, best fits and likelihood-weighted estimates (CIGALE
 - ``plot``: one galaxy's SED with its best model and the parameters' likelihoods; ``demo``: the DustPedia (or
   synthetic) demo config.
 - MPI-free science: ``catalog`` (read and check the photometry), ``grid`` (axes, parameter table, band fluxes of a
-  model slice), ``fit_block`` (one galaxy block x one model chunk), ``chi2`` (the matrix-product chi2 and scales),
-  ``reduce`` (best fit and likelihood-weighted moments, folded in a fixed order), ``results_table`` (the CIGALE-like
-  table), ``synthetic`` (catalogues drawn from the grid, top-hat filters).
+  model slice; built-in and user models), ``chi2_stage`` (the decomposition into chi2 items and one item's work),
+  ``fit_block`` (one galaxy block x one model chunk), ``chi2`` (the matrix-product chi2 and scales), ``reduce``
+  (best fit and likelihood-weighted moments, folded in a fixed order), ``partials`` (the partial records' rows, their
+  routing to the galaxies' owner ranks and the fold there), ``results_table`` (the CIGALE-like table),
+  ``synthetic`` (catalogues drawn from the grid, top-hat filters).
 """

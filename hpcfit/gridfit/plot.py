@@ -132,6 +132,8 @@ def _best_spectrum(data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None
     try:
         if spec.model == "dl07":
             model = DL07Model(load_templates(spec.options))
+        elif spec.model != "modified_blackbody":
+            return None  # a user model gives band luminosities, no spectrum
         else:
             model = ModifiedBlackbodyModel(np.geomspace(1e4, 1e7, 600), spec.options.get("kappa0", 0.192),
                                            spec.options.get("kappa_wavelength_um", 350.0))

@@ -13,15 +13,11 @@ from hpcfit.models.sed.plugin import ModelSpec, OptionSpec, ParamSpec
 BUILTIN_NAME = "builtin"
 
 
-def load_model_spec(target: str) -> ModelSpec:
-    """The ModelSpec named by a config's ``model`` value: ``builtin`` or ``package.module:attribute``."""
-    if target == BUILTIN_NAME:
-        from hpcfit.models.sed.builtin import BUILTIN_SPEC
-
-        return BUILTIN_SPEC
+def import_target(target: str, expected: str = "'package.module:callable'") -> object:
+    """The object a ``package.module:attribute`` string names (ValueError saying what is wrong otherwise)."""
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
-        raise ValueError(f"model {target!r}: expected 'builtin' or 'package.module:callable'")
+        raise ValueError(f"model {target!r}: expected {expected}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
@@ -32,6 +28,16 @@ def load_model_spec(target: str) -> ModelSpec:
             obj = getattr(obj, part)
         except AttributeError:
             raise ValueError(f"model {target!r}: {module_name!r} has no attribute {attribute!r}") from None
+    return obj
+
+
+def load_model_spec(target: str) -> ModelSpec:
+    """The ModelSpec named by a config's ``model`` value: ``builtin`` or ``package.module:attribute``."""
+    if target == BUILTIN_NAME:
+        from hpcfit.models.sed.builtin import BUILTIN_SPEC
+
+        return BUILTIN_SPEC
+    obj = import_target(target, expected="'builtin' or 'package.module:callable'")
     if isinstance(obj, ModelSpec):
         return obj
     if callable(obj) and hasattr(obj, "param_names"):
