@@ -10,10 +10,13 @@ import pytest
 from astropy import units as u
 from astropy.io import fits
 from astropy.modeling import fitting, models
+from astropy.stats import sigma_clip
 from astropy.wcs import WCS
 
 from h5compare import assert_ran_with
 from launch import REPO, find_mpiexec
+
+import cubefit_user_models
 
 import hpcfit
 from hpcfit.cubefit.synthetic import make_cube
@@ -157,8 +160,26 @@ def test_clear_errors(cube):
     data, wcs, _ = cube
     ok = dict(model=guide_model(), fitter=fitting.TRFLSQFitter(), data=data, world=wcs, fitting_axes=0,
               data_unit=u.one)
-    with pytest.raises(TypeError, match="allowed: TRFLSQFitter"):
-        hpcfit.parallel_fit(**{**ok, "fitter": fitting.LinearLSQFitter()})
+    class HomeMadeFitter(fitting.TRFLSQFitter):
+        """A subclass may change anything: hpcfit cannot reproduce it."""
+
+    with pytest.raises(TypeError, match="HomeMadeFitter is not one of .*allowed: TRFLSQFitter"):
+        hpcfit.parallel_fit(**{**ok, "fitter": HomeMadeFitter()})
+    with pytest.raises(TypeError, match="the fitter FittingWithOutlierRemoval wraps: HomeMadeFitter"):
+        hpcfit.parallel_fit(**{**ok, "fitter": fitting.FittingWithOutlierRemoval(HomeMadeFitter(), sigma_clip)})
+    with pytest.raises(TypeError, match="outlier function 'median_clip' is not supported"):
+        def median_clip(values, **kwargs):
+            return values
+        hpcfit.parallel_fit(**{**ok, "fitter": fitting.FittingWithOutlierRemoval(fitting.TRFLSQFitter(),
+                                                                                 median_clip)})
+    with pytest.raises(TypeError, match="maxiters for sigma_clip not supported"):
+        hpcfit.parallel_fit(**{**ok, "fitter": fitting.FittingWithOutlierRemoval(fitting.TRFLSQFitter(), sigma_clip,
+                                                                                 maxiters=2)})
+    with pytest.raises(ValueError, match="shape \\(3,\\), which do not broadcast .*\\(6, 7\\)"):
+        hpcfit.parallel_fit(**{**ok, "model": models.Gaussian1D(amplitude=[1.0, 2.0, 3.0], mean=4000, stddev=500)})
+    with pytest.raises(ValueError, match="'amplitude': .*non-finite"):
+        hpcfit.parallel_fit(**{**ok, "model": models.Gaussian1D(amplitude=np.full((6, 7), np.nan), mean=4000,
+                                                                stddev=500)})
     with pytest.raises(TypeError, match="fitter_kwargs: weird not supported"):
         hpcfit.parallel_fit(**ok, fitter_kwargs={"weird": 1})
     with pytest.raises(ValueError, match="diagnostics_path should be set"):
@@ -265,3 +286,129 @@ def test_mask_only_covariance_as_astropy(cube):
             np.testing.assert_allclose(ours_fitter.fit_info[k].param_cov, reference, rtol=1e-5)
             compared += 1
     assert compared >= 2
+
+
+RANKS = [None, pytest.param(2, marks=needs_mpi)]
+
+
+def _ranks_kwargs(ranks, tmp_path):
+    return {} if ranks is None else dict(ranks=ranks, launcher=[MPIEXEC, "-n", "{n}"], workdir=tmp_path / "run")
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_linear_fitter_as_parallel_fit_dask(tmp_path, cube, ranks):
+    data, _, truth = cube
+    model = models.Polynomial1D(degree=2, c0=0.1)
+    ours_fitter = fitting.LinearLSQFitter()
+    ours = hpcfit.parallel_fit(model=model, fitter=ours_fitter, data=data, fitting_axes=0, fit_info=("rank",),
+                               **_ranks_kwargs(ranks, tmp_path))
+    theirs = fitting.parallel_fit_dask(model=model, fitter=fitting.LinearLSQFitter(), data=data, fitting_axes=0,
+                                       scheduler="synchronous")
+    assert_same_maps(ours, theirs, rtol=1e-9)
+    np.testing.assert_array_equal(np.isnan(ours.c0.value), truth["blank"])
+    rank = ours_fitter.fit_info.get_property_as_array("rank")
+    assert np.all(rank[~truth["blank"]] == 3)
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_outlier_removal_as_astropy_per_spectrum(tmp_path, ranks):
+    """FittingWithOutlierRemoval(LinearLSQFitter, sigma_clip): the line of each spectrum is clipped away from the
+    baseline fit, as astropy's fitter does spectrum by spectrum (parallel_fit_dask itself cannot take it: the
+    fitter returns a tuple)."""
+    data, truth, _ = make_cube((30, 3, 4), n_blank=1, nan_fraction=0.0, seed=7)
+    data = data + 0.02 * np.arange(30)[:, None, None]  # a sloped baseline under each line
+    model = models.Polynomial1D(degree=1)
+    fitter = fitting.FittingWithOutlierRemoval(fitting.LinearLSQFitter(), sigma_clip, niter=4, sigma=2.0)
+    ours = hpcfit.parallel_fit(model=model, fitter=fitter, data=data, fitting_axes=0, fit_info=("niter",),
+                               **_ranks_kwargs(ranks, tmp_path))
+    x = np.arange(30.0)
+    niter = fitter.fit_info.get_property_as_array("niter")
+    for i, j in np.ndindex(3, 4):
+        if truth["blank"][i, j]:
+            assert np.isnan(ours.c0.value[i, j])
+            continue
+        reference = fitting.FittingWithOutlierRemoval(fitting.LinearLSQFitter(), sigma_clip, niter=4, sigma=2.0)
+        fitted, clipped = reference(model, x, data[:, i, j])
+        assert clipped.sum() > 0  # the line was clipped: not the plain linear fit
+        np.testing.assert_allclose([ours.c0.value[i, j], ours.c1.value[i, j]], fitted.parameters, rtol=1e-9)
+        assert niter[i, j] == reference.fit_info["niter"]
+    if ranks is not None:
+        import yaml
+
+        config = yaml.safe_load((tmp_path / "run" / "parallel_fit.yaml").read_text())
+        assert config["cubefit"]["fitter"] == {"class": "FittingWithOutlierRemoval", "fitter": "LinearLSQFitter",
+                                               "outlier": "sigma_clip", "niter": 4, "sigma": 2.0,
+                                               **{k: config["cubefit"]["fitter"][k]
+                                                  for k in ("maxiter", "acc", "epsilon", "estimate_jacobian")}}
+
+
+def _two_line_cube():
+    """Spectra with two equal lines (channels 10 and 30): a one-line fit ends at the line it starts nearest."""
+    x = np.arange(40.0)
+    rng = np.random.default_rng(11)
+    line = np.exp(-0.5 * ((x - 10) / 1.5) ** 2) + np.exp(-0.5 * ((x - 30) / 1.5) ** 2)
+    data = line[:, None, None] + 0.01 * rng.standard_normal((40, 3, 4))
+    start = np.where(np.arange(12).reshape(3, 4) % 2 == 0, 11.0, 29.0)  # half start near each line
+    amplitude = np.linspace(0.5, 1.6, 12).reshape(3, 4)
+    return data, start, amplitude
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_array_initial_values(tmp_path, ranks):
+    data, start, amplitude = _two_line_cube()
+    model = models.Gaussian1D(amplitude=amplitude, mean=start, stddev=2.0)
+    model.amplitude.fixed = True
+    ours = hpcfit.parallel_fit(model=model, fitter=fitting.TRFLSQFitter(), data=data, fitting_axes=0,
+                               **_ranks_kwargs(ranks, tmp_path))
+    np.testing.assert_array_equal(ours.amplitude.value, amplitude)  # fixed per pixel: back exactly
+    near = np.where(start < 20, 10.0, 30.0)  # free: each fit went to the line it started by
+    np.testing.assert_allclose(ours.mean.value, near, atol=0.5)
+    theirs = fitting.parallel_fit_dask(model=model, fitter=fitting.TRFLSQFitter(), data=data, fitting_axes=0,
+                                       scheduler="synchronous")
+    assert_same_maps(ours, theirs, rtol=1e-6)
+    if ranks is not None:
+        import yaml
+
+        config = yaml.safe_load((tmp_path / "run" / "parallel_fit.yaml").read_text())
+        value = config["cubefit"]["model"]["parameters"]["mean"]["value"]
+        assert value.endswith("initial_mean.npy")
+        np.testing.assert_array_equal(np.load(value), start)
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+@pytest.mark.parametrize("name", ["Lorentzian", "SkewGaussian1D"])
+def test_user_model_classes(tmp_path, cube, name, ranks):
+    """A user's class (custom_model, or a Fittable1DModel subclass) from an importable module: each rank imports
+    it as cubefit_user_models:<Name>; the maps are those of parallel_fit_dask (the skewed line, weakly constrained
+    here, through astropy's fitter per spectrum: the batched TRF may settle elsewhere in its flat valley)."""
+    data, _, truth = cube
+    data = data[:, :3, :4]
+    cls = getattr(cubefit_user_models, name)
+    model = cls(amplitude=1.0, x0=14.0, fwhm=5.0) if name == "Lorentzian" else cls(amplitude=1.0, mean=14.0,
+                                                                                      stddev=2.0)
+    solver = "batched" if name == "Lorentzian" else "astropy"
+    ours = hpcfit.parallel_fit(model=model, fitter=fitting.TRFLSQFitter(), data=data, fitting_axes=0, solver=solver,
+                               **_ranks_kwargs(ranks, tmp_path))
+    theirs = fitting.parallel_fit_dask(model=model, fitter=fitting.TRFLSQFitter(), data=data, fitting_axes=0,
+                                       scheduler="synchronous")
+    assert_same_maps(ours, theirs, rtol=1e-5)
+    if ranks is not None:
+        import yaml
+
+        config = yaml.safe_load((tmp_path / "run" / "parallel_fit.yaml").read_text())
+        assert config["cubefit"]["model"]["class"] == f"cubefit_user_models:{name}"
+
+
+def test_model_class_from_main_is_refused_for_ranks(cube):
+    data, _, _ = cube
+    main_class = type("MainLine", (models.Gaussian1D,), {"__module__": "__main__"})
+    local = type("LocalLine", (models.Gaussian1D,), {"__module__": __name__})  # not an attribute of its module
+    kwargs = dict(fitter=fitting.TRFLSQFitter(), data=data[:, :2, :2], fitting_axes=0)
+    here = hpcfit.parallel_fit(model=main_class(amplitude=1.0, mean=14.0, stddev=2.0), **kwargs)
+    assert np.isfinite(here.mean.value).any()
+    with pytest.raises(ValueError, match="MainLine is defined in '__main__'.*importable on every rank"):
+        hpcfit.parallel_fit(model=main_class(amplitude=1.0, mean=14.0, stddev=2.0), ranks=2,
+                            launcher=["false", "{n}"], **kwargs)
+    with pytest.raises(ValueError, match="LocalLine is not reachable .*importable on every rank"):
+        hpcfit.parallel_fit(model=local(amplitude=1.0, mean=14.0, stddev=2.0), ranks=2,
+                            launcher=["false", "{n}"], **kwargs)

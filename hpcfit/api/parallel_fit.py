@@ -85,31 +85,31 @@ def parallel_fit(*, model: Any, fitter: Any, data: Any, data_unit: Any = None, w
 
     inputs = _normalise_inputs(model, data, data_unit, weights, mask, fitting_axes, world, hdu, dataset)
     fitter_name, settings = _fitter_settings(fitter, fitter_kwargs)
-    info_keys = _fit_info_keys(fit_info, fitter_name, ranks)
+    info_keys = _fit_info_keys(fit_info, fitter_name, settings, ranks)
 
     world_obj = _build_world(inputs, model, equivalencies)
     has_units = model._has_units or inputs.data_unit is not None
     rename = units_rename(model, world_obj.fitting_units, inputs.data_unit) if has_units else None
     unitless = model.without_units_for_data(**rename) if rename is not None else model
-    _check_scalar_parameters(unitless)
+    iter_shape = tuple(inputs.shape[i] for i in range(len(inputs.shape)) if i not in inputs.fitting_axes)
+    unitless, initial_maps = _initial_values(unitless, iter_shape)
 
-    from hpcfit.cubefit.fitters import FIT_INFO_KEYS
+    from hpcfit.cubefit.fitters import fit_info_keys
 
     numeric = [k for k in info_keys if k not in ("message", "param_cov", "success")]
-    if "message" in info_keys and "status" in FIT_INFO_KEYS[fitter_name] and "status" not in numeric:
+    if "message" in info_keys and "status" in fit_info_keys(fitter_name, settings) and "status" not in numeric:
         numeric.append("status")  # a converged fit's message follows from its termination status
     need_cov = "param_cov" in info_keys
     if ranks is None:
         params, status, numbers, cov, messages = _fit_here(
-            inputs, world_obj, unitless, rename, fitter_name, settings, solver, non_finite, numeric, need_cov,
-            chunk_n_max, diagnostics, diagnostics_path, diagnostics_callable, fitter_kwargs or {})
+            inputs, world_obj, unitless, initial_maps, rename, fitter_name, settings, solver, non_finite, numeric,
+            need_cov, chunk_n_max, diagnostics, diagnostics_path, diagnostics_callable, fitter_kwargs or {})
     else:
         params, status, numbers = _fit_with_mpi(
-            inputs, unitless, fitter_name, settings, solver, non_finite, numeric, chunk_n_max, diagnostics,
-            diagnostics_path, ranks, launcher, workdir)
+            inputs, unitless, initial_maps, fitter_name, settings, solver, non_finite, numeric, chunk_n_max,
+            diagnostics, diagnostics_path, ranks, launcher, workdir)
         cov, messages = None, {}
 
-    iter_shape = tuple(inputs.shape[i] for i in range(len(inputs.shape)) if i not in inputs.fitting_axes)
     values = {name: params[:, k].reshape(iter_shape) for k, name in enumerate(unitless.param_names)}
     result = fitted_model(unitless, values, rename)
     if info_keys:
@@ -266,30 +266,58 @@ def _combine_equivalencies(model: Any, equivalencies: Any) -> dict[str, Any]:
 
 
 def _fitter_settings(fitter: Any, fitter_kwargs: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """The cubefit job's ``fitter`` settings for an astropy fitter object (and the call's ``fitter_kwargs``).
+
+    Every fitter the job runs is taken: the least-squares ones (batched), SLSQP, Simplex and LinearLSQFitter (per
+    spectrum through astropy), and ``FittingWithOutlierRemoval`` wrapping one of them with ``sigma_clip``
+    (``{class: FittingWithOutlierRemoval, fitter, outlier, niter, sigma}``). Anything else is refused by name.
+    """
+    from astropy import stats
     from astropy.modeling import fitting
 
-    from hpcfit.cubefit.fitters import FIT_INFO_KEYS
+    from hpcfit.cubefit.fitters import FIT_INFO_KEYS, OUTLIER_REMOVAL
 
-    name = type(fitter).__name__
-    if name not in FIT_INFO_KEYS or type(fitter) is not getattr(fitting, name, None):
-        raise TypeError(f"fitter: {type(fitter).__name__} is not one of the astropy fitters hpcfit reproduces "
-                        f"(allowed: {', '.join(FIT_INFO_KEYS)})")
+    def plain_name(obj: Any, role: str) -> str:
+        name = type(obj).__name__
+        if name not in FIT_INFO_KEYS or type(obj) is not getattr(fitting, name, None):
+            raise TypeError(f"{role}: {name} is not one of the astropy fitters hpcfit reproduces "
+                            f"(allowed: {', '.join(FIT_INFO_KEYS)}, or {OUTLIER_REMOVAL} wrapping one of them "
+                            "with astropy.stats.sigma_clip)")
+        return name
+
+    settings: dict[str, Any] = {}
+    if type(fitter) is fitting.FittingWithOutlierRemoval:
+        inner = plain_name(fitter.fitter, f"fitter: the fitter {OUTLIER_REMOVAL} wraps")
+        if fitter.outlier_func is not stats.sigma_clip:
+            raise TypeError(f"fitter: {OUTLIER_REMOVAL} with outlier function "
+                            f"{getattr(fitter.outlier_func, '__name__', fitter.outlier_func)!r} is not supported "
+                            "(allowed: astropy.stats.sigma_clip)")
+        extra = sorted(set(fitter.outlier_kwargs) - {"sigma"})
+        if extra:
+            raise TypeError(f"fitter: {OUTLIER_REMOVAL} keyword(s) {', '.join(extra)} for sigma_clip not supported "
+                            "(allowed: niter, sigma)")
+        name = OUTLIER_REMOVAL
+        settings = {"class": name, "fitter": inner, "outlier": "sigma_clip", "niter": int(fitter.niter),
+                    "sigma": float(fitter.outlier_kwargs.get("sigma", 3.0))}
+    else:
+        name = plain_name(fitter, "fitter")
+        settings = {"class": name}
     kwargs = dict(fitter_kwargs or {})
     kwargs.pop("inplace", None)  # hpcfit never changes the caller's model
     unknown = sorted(set(kwargs) - set(_FITTER_KEYWORDS))
     if unknown:
         raise TypeError(f"fitter_kwargs: {', '.join(unknown)} not supported (allowed: {', '.join(_FITTER_KEYWORDS)})")
-    settings = {"class": name, "maxiter": int(kwargs.get("maxiter", fitting.DEFAULT_MAXITER)),
-                "acc": float(kwargs.get("acc", fitting.DEFAULT_ACC)),
-                "epsilon": float(kwargs.get("epsilon", fitting.DEFAULT_EPS)),
-                "estimate_jacobian": bool(kwargs.get("estimate_jacobian", False))}
+    settings.update({"maxiter": int(kwargs.get("maxiter", fitting.DEFAULT_MAXITER)),
+                     "acc": float(kwargs.get("acc", fitting.DEFAULT_ACC)),
+                     "epsilon": float(kwargs.get("epsilon", fitting.DEFAULT_EPS)),
+                     "estimate_jacobian": bool(kwargs.get("estimate_jacobian", False))})
     return name, settings
 
 
-def _fit_info_keys(fit_info: Any, fitter_name: str, ranks: int | None) -> list[str]:
-    from hpcfit.cubefit.fitters import FIT_INFO_KEYS
+def _fit_info_keys(fit_info: Any, fitter_name: str, settings: dict[str, Any], ranks: int | None) -> list[str]:
+    from hpcfit.cubefit.fitters import fit_info_keys
 
-    numeric = list(FIT_INFO_KEYS[fitter_name])
+    numeric = list(fit_info_keys(fitter_name, settings))
     extra = ["message", "param_cov"] + (["success"] if "status" in numeric else [])
     if fit_info is False or fit_info is None:
         return []
@@ -307,15 +335,40 @@ def _fit_info_keys(fit_info: Any, fitter_name: str, ranks: int | None) -> list[s
     return keys
 
 
-def _check_scalar_parameters(model: Any) -> None:
+def _initial_values(model: Any, iter_shape: tuple[int, ...]) -> tuple[Any, dict[str, np.ndarray]]:
+    """The model with scalar parameters and the per-fit starting values of those given as arrays.
+
+    A parameter given an array (broadcastable to the map, as astropy's ``parallel_fit_dask`` takes it) becomes a
+    map over the iterating axes (``BuiltModel.initial_maps``, a ``value: <file>.npy`` in a ranks=N config),
+    validated as the cubefit job validates one (finite, within the bounds); its scalar stand-in is the median.
+    """
+    from hpcfit.cubefit.model_spec import ModelSpecError, _initial_map
+
+    maps: dict[str, np.ndarray] = {}
     for name in model.param_names:
-        if np.size(getattr(model, name).value) != 1:
-            raise NotImplementedError(f"model parameter '{name}' has an array of initial values: per-fit initial "
-                                      "values are not supported by hpcfit.parallel_fit yet; give scalars")
+        p = getattr(model, name)
+        if np.size(p.value) == 1:
+            continue
+        try:
+            values = np.broadcast_to(np.asarray(p.value, dtype=float), iter_shape)
+        except ValueError:
+            raise ValueError(f"model parameter '{name}' has initial values of shape {np.shape(p.value)}, which do "
+                             f"not broadcast to the shape of the iterating axes {iter_shape}") from None
+        low, high = p.bounds
+        try:
+            maps[name] = _initial_map(np.array(values), None, None, name, [], iter_shape, low, high)
+        except ModelSpecError as exc:
+            raise ValueError(f"model parameter '{name}': {exc.message}") from None
+    if not maps:
+        return model, maps
+    scalar = model.copy()
+    scalar._reset_parameters(**{name: float(np.median(maps[name])) if name in maps
+                                else float(np.ravel(getattr(model, name).value)[0]) for name in model.param_names})
+    return scalar, maps
 
 
 # -- ranks=None: this process -----------------------------------------------------------------------------------
-def _built_model(unitless: Any, rename: Any) -> Any:
+def _built_model(unitless: Any, rename: Any, initial_maps: dict[str, np.ndarray]) -> Any:
     """The unitless model with what cubefit's output needs to know about each parameter."""
     from hpcfit.cubefit.fitted_model import fitted_model
     from hpcfit.cubefit.model_spec import BuiltModel, ParameterInfo
@@ -328,10 +381,11 @@ def _built_model(unitless: Any, rename: Any) -> Any:
         unit = getattr(with_units, name).unit
         infos.append(ParameterInfo(name, name, "" if unit is None else unit.to_string(), bool(p.fixed),
                                    "python" if p.tied else None, []))
-    return BuiltModel(unitless, infos)
+    return BuiltModel(unitless, infos, initial_maps)
 
 
-def _fit_here(inputs: _Inputs, world: Any, unitless: Any, rename: Any, fitter_name: str, settings: dict[str, Any],
+def _fit_here(inputs: _Inputs, world: Any, unitless: Any, initial_maps: dict[str, np.ndarray], rename: Any,
+              fitter_name: str, settings: dict[str, Any],
               solver: str, non_finite: str, numeric: list[str], need_cov: bool, chunk_n_max: int | None,
               diagnostics: str | None, diagnostics_path: Any, diagnostics_callable: Any,
               fitter_kwargs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray],
@@ -342,7 +396,7 @@ def _fit_here(inputs: _Inputs, world: Any, unitless: Any, rename: Any, fitter_na
     from hpcfit.cubefit.rows import InMemory, fit_range
     from hpcfit.runtime.threads import pinned_threads
 
-    built = _built_model(unitless, rename)
+    built = _built_model(unitless, rename, initial_maps)
     setup = prepare_setup(built, fitter_name=fitter_name, fitter_settings=settings, solver=solver,
                           fit_info_keys=numeric, uncertainties=need_cov,
                           # astropy turns a mask into 0/1 weights handed to the fitter: its covariances are then
@@ -415,17 +469,64 @@ def _launcher(launcher: Any, ranks: int) -> list[str]:
     return [p.replace("{n}", str(ranks)) for p in parts]
 
 
-def _model_config(model: Any) -> dict[str, Any]:
-    """The ``cubefit.model`` settings of a unitless model (values and bounds in the units it is fitted in)."""
+def _class_module(cls: type) -> str:
+    """The module defining a model class: custom_model's classes say ``astropy.modeling.core``, their function
+    (``evaluate``) knows the user's module."""
+    module = cls.__module__
+    if module.startswith("astropy.modeling"):
+        module = getattr(getattr(cls, "evaluate", None), "__module__", None) or module
+    return module
+
+
+def _class_reference(cls: type) -> str:
+    """How a ranks=N config names a model class: its astropy name, or ``module:Name`` that every rank imports."""
     from astropy.modeling import models
 
+    if getattr(models, cls.__name__, None) is cls:
+        return cls.__name__
+    module_name = _class_module(cls)
+    module = sys.modules.get(module_name)
+    if module_name == "__main__" or module is None or getattr(module, "__spec__", None) is None:
+        raise ValueError(f"model class {cls.__name__} is defined in {module_name!r}, which the ranks of a ranks=N "
+                         "run cannot import: a user model class must be importable on every rank (put it in a "
+                         "module, e.g. mylines.py, and import it from there), or fit with ranks=None")
+    # custom_model's class may live under another name than its __qualname__ (Lorentzian = custom_model(lorentzian))
+    names = [cls.__qualname__] + [k for k, v in vars(module).items() if v is cls]
+    for name in names:
+        obj: Any = module
+        for part in name.split("."):
+            obj = getattr(obj, part, None)
+        if obj is cls:
+            return f"{module_name}:{name}"
+    raise ValueError(f"model class {cls.__name__} is not reachable as an attribute of its module "
+                     f"{module_name!r}: a user model class must be importable on every rank as 'module:Name' "
+                     "(give it a module-level name), or fit with ranks=None")
+
+
+def _module_roots(model: Any) -> list[str]:
+    """The folders the ranks need on PYTHONPATH to import the user's model classes as this process did."""
+    roots = []
+    for leaf in (list(model._leaflist) if model.n_submodels > 1 else [model]):
+        name = _class_module(type(leaf))
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file is None or name.startswith("astropy."):
+            continue
+        root = Path(file).resolve().parents[name.count(".")]
+        if Path(file).name == "__init__.py":
+            root = root.parent
+        if str(root) not in roots:
+            roots.append(str(root))
+    return roots
+
+
+def _model_config(model: Any, initial_maps: dict[str, np.ndarray], folder: Path) -> dict[str, Any]:
+    """The ``cubefit.model`` settings of a unitless model (values and bounds in the units it is fitted in); the
+    per-fit starting values are written as ``initial_<name>.npy`` in ``folder`` and named as the value."""
     leaves = list(model._leaflist) if model.n_submodels > 1 else [model]
     compound = model.n_submodels > 1
 
     def describe(index: int, leaf: Any) -> dict[str, Any]:
-        cls = type(leaf)
-        name = cls.__name__ if getattr(models, cls.__name__, None) is cls else f"{cls.__module__}:{cls.__qualname__}"
-        entry: dict[str, Any] = {"class": name, "parameters": {}}
+        entry: dict[str, Any] = {"class": _class_reference(type(leaf)), "parameters": {}}
         if hasattr(leaf, "degree"):
             entry["options"] = {"degree": int(leaf.degree)}
         for pname in leaf.param_names:
@@ -435,7 +536,12 @@ def _model_config(model: Any) -> dict[str, Any]:
                 raise ValueError(f"model parameter '{full}' is tied by a Python function: a ranks=N run cannot take "
                                  "it; fit with ranks=None, or write the model as a cubefit config (tied: 'a.b * 2')")
             low, high = p.bounds
-            entry["parameters"][pname] = {"value": float(p.value),
+            value: Any = float(p.value)
+            if full in initial_maps:
+                file = folder / f"initial_{full}.npy"
+                np.save(file, np.ascontiguousarray(initial_maps[full], dtype=np.float64))
+                value = str(file.resolve())
+            entry["parameters"][pname] = {"value": value,
                                           "bounds": [None if low is None else float(low),
                                                      None if high is None else float(high)],
                                           "fixed": bool(p.fixed)}
@@ -452,7 +558,8 @@ def _model_config(model: Any) -> dict[str, Any]:
             "expression": model._format_expression(format_leaf=lambda i, leaf: f"c{i}")}
 
 
-def _fit_with_mpi(inputs: _Inputs, unitless: Any, fitter_name: str, settings: dict[str, Any], solver: str,
+def _fit_with_mpi(inputs: _Inputs, unitless: Any, initial_maps: dict[str, np.ndarray], fitter_name: str,
+                  settings: dict[str, Any], solver: str,
                   non_finite: str, numeric: list[str], chunk_n_max: int | None, diagnostics: str | None,
                   diagnostics_path: Any, ranks: int, launcher: Any,
                   workdir: Any) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -465,11 +572,13 @@ def _fit_with_mpi(inputs: _Inputs, unitless: Any, fitter_name: str, settings: di
         raise NotImplementedError("N-d world arrays are fitted with ranks=None only (a cubefit config takes one "
                                   "1-D coordinate array per fitting axis)")
     command = _launcher(launcher, ranks)
-    model_cfg = _model_config(unitless)
+    for leaf in (list(unitless._leaflist) if unitless.n_submodels > 1 else [unitless]):
+        _class_reference(type(leaf))  # refuse an unimportable class before anything is written
     temporary = tempfile.TemporaryDirectory(prefix="hpcfit-parallel-fit-") if workdir is None else None
     folder = Path(temporary.name if temporary is not None else workdir)
     folder.mkdir(parents=True, exist_ok=True)
     try:
+        model_cfg = _model_config(unitless, initial_maps, folder)
         cfg: dict[str, Any] = {"job": "cubefit", "output": "parallel_fit.h5", "run": {"overwrite": True}}
         c: dict[str, Any] = {"fitting_axes": list(inputs.fitting_axes), "model": model_cfg,
                              "fitter": dict(settings), "solver": solver, "non_finite": non_finite,
@@ -511,8 +620,9 @@ def _fit_with_mpi(inputs: _Inputs, unitless: Any, fitter_name: str, settings: di
         (folder / "parallel_fit.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parents[2])  # the tree this hpcfit was imported from
-        env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
-                                                               if p])
+        # the user's model modules are imported by every rank as they were here
+        paths = [package_root] + _module_roots(unitless) + env.get("PYTHONPATH", "").split(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
         argv = command + [sys.executable, "-m", "hpcfit", "run", "parallel_fit.yaml", "-q"]
         done = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True)
         if done.returncode != 0:
