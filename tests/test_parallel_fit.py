@@ -209,6 +209,11 @@ def test_ranks_2_gives_the_same_maps_as_in_process(tmp_path, cube):
     there = hpcfit.parallel_fit(model=guide_model(), fitter=mpi_fitter, fit_info=("nfev", "cost"), ranks=2,
                                 launcher=[MPIEXEC, "-n", "{n}"], workdir=tmp_path / "run", **kwargs)
     assert_ran_with(tmp_path / "run" / "parallel_fit.h5", n_ranks=2, mode=None)
+    from hpcfit.cubefit.result import CubefitResult
+
+    opened = hpcfit.open(tmp_path / "run" / "parallel_fit.h5")
+    assert type(opened) is CubefitResult
+    np.testing.assert_array_equal(opened.maps["mean"].value, there.mean.value)
     for name in here.param_names:
         assert getattr(here, name).unit == getattr(there, name).unit
         np.testing.assert_array_equal(getattr(here, name).value, getattr(there, name).value)
@@ -308,6 +313,13 @@ def test_linear_fitter_as_parallel_fit_dask(tmp_path, cube, ranks):
     np.testing.assert_array_equal(np.isnan(ours.c0.value), truth["blank"])
     rank = ours_fitter.fit_info.get_property_as_array("rank")
     assert np.all(rank[~truth["blank"]] == 3)
+    if ranks is None:  # what astropy's LinearLSQFitter reports: a rank, no message, no param_cov
+        fitter = fitting.LinearLSQFitter()
+        hpcfit.parallel_fit(model=model, fitter=fitter, data=data, fitting_axes=0, fit_info=True)
+        assert fitter.fit_info.properties == ("rank",)
+        assert isinstance(fitter.fit_info[0, 0].rank, int)
+        with pytest.raises(AttributeError, match="no attribute 'message'"):
+            hpcfit.parallel_fit(model=model, fitter=fitter, data=data, fitting_axes=0, fit_info=("message",))
 
 
 @pytest.mark.parametrize("ranks", RANKS)
@@ -332,6 +344,8 @@ def test_outlier_removal_as_astropy_per_spectrum(tmp_path, ranks):
         assert clipped.sum() > 0  # the line was clipped: not the plain linear fit
         np.testing.assert_allclose([ours.c0.value[i, j], ours.c1.value[i, j]], fitted.parameters, rtol=1e-9)
         assert niter[i, j] == reference.fit_info["niter"]
+        if ranks is None:
+            assert isinstance(fitter.fit_info[i, j].niter, int)
     if ranks is not None:
         import yaml
 

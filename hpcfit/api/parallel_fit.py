@@ -315,10 +315,15 @@ def _fitter_settings(fitter: Any, fitter_kwargs: dict[str, Any] | None) -> tuple
 
 
 def _fit_info_keys(fit_info: Any, fitter_name: str, settings: dict[str, Any], ranks: int | None) -> list[str]:
-    from hpcfit.cubefit.fitters import fit_info_keys
+    from hpcfit.cubefit.fitters import BATCHABLE_FITTERS, OUTLIER_REMOVAL, fit_info_keys
 
     numeric = list(fit_info_keys(fitter_name, settings))
-    extra = ["message", "param_cov"] + (["success"] if "status" in numeric else [])
+    # the non-numeric entries the astropy fitter itself reports (LinearLSQFitter: no message; only the
+    # least-squares fitters give a param_cov)
+    inner = settings["fitter"] if fitter_name == OUTLIER_REMOVAL else fitter_name
+    extra = ((["message"] if inner != "LinearLSQFitter" else []) + (["param_cov"] if inner in BATCHABLE_FITTERS
+                                                                     else [])
+             + (["success"] if "status" in numeric else []))
     if fit_info is False or fit_info is None:
         return []
     if fit_info is True:
@@ -653,7 +658,7 @@ def _fit_info_array(keys: list[str], iter_shape: tuple[int, ...], status: np.nda
     from hpcfit.cubefit.batched_lm import MESSAGES, Termination
 
     out = np.empty(status.size, dtype=object)
-    integer = {"nfev", "njev", "status", "ierr", "numiter", "exit_mode"}
+    integer = {"nfev", "njev", "status", "ierr", "numiter", "exit_mode", "niter", "rank"}
     for i in range(status.size):
         if status[i] == 2:
             continue
