@@ -120,7 +120,7 @@ class ScanOptions:
 
 @dataclass(frozen=True)
 class ImageLayout:
-    """Where and how the primary image sits in its file: enough to memmap any band of rows."""
+    """Where and how the primary image sits in its file: enough to read any band of rows."""
 
     path: str
     data_offset: int  # bytes from the start of the file to the first pixel

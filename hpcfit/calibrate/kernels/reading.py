@@ -1,7 +1,9 @@
-"""Read a band of image rows of a raw FITS frame through a memmap, without reading the rest of the frame.
+"""Read a band of image rows of a raw FITS frame, without reading the rest of the frame.
 
-The primary image is memory-mapped at the offset found from its header (see ``frames.ImageLayout``); only the pages
-of the requested rows (plus overscan pixels) are touched. Values are returned as physical values
+The rows are read with one ``pread`` at the offset found from the header (see ``frames.ImageLayout``) into a
+per-thread buffer that is reused from call to call: only the bytes of the requested rows (plus overscan rows) are
+read, once, and — unlike page faults of a memory map — through a system call, so ``/proc/self/io`` (``rchar``)
+counts them (see ``hpcfit.runtime.iostats``). Values are returned as physical values
 ``BZERO + BSCALE * stored`` in float32 (default) or float64; integer pixels equal to BLANK become NaN.
 
 Sections use the FITS/IRAF convention ``[x1:x2,y1:y2]``: 1-based, inclusive, x = column (NAXIS1), y = row (NAXIS2);
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Sequence
 from typing import Literal
 
@@ -69,8 +72,30 @@ def output_shape(source: Source, trim: str | None = None) -> tuple[int, int]:
     return ys.stop - ys.start, xs.stop - xs.start
 
 
-def _memmap(layout: ImageLayout) -> np.memmap:
-    return np.memmap(layout.path, dtype=layout.dtype, mode="r", offset=layout.data_offset, shape=layout.shape)
+_BUFFERS = threading.local()  # each thread's reusable byte buffer (fresh memory would page-fault on every call)
+
+
+def _stored_rows(layout: ImageLayout, r0: int, r1: int) -> np.ndarray:
+    """Raw rows ``[r0, r1)`` of the stored image, full width, in the file's type: one ``pread`` into the thread's
+    buffer (valid until the thread's next call)."""
+    ny, nx = layout.shape
+    itemsize = layout.dtype.itemsize
+    nbytes = (r1 - r0) * nx * itemsize
+    buffer = getattr(_BUFFERS, "buffer", None)
+    if buffer is None or len(buffer) < nbytes:
+        buffer = _BUFFERS.buffer = bytearray(nbytes)
+    view = memoryview(buffer)[:nbytes]
+    fd = os.open(layout.path, os.O_RDONLY)
+    try:
+        got = 0
+        while got < nbytes:  # pread may return fewer bytes than asked (signals, some file systems)
+            n = os.preadv(fd, [view[got:]], layout.data_offset + r0 * nx * itemsize + got)
+            if n == 0:
+                raise OSError(f"{layout.path}: file ends inside the image (rows {r0 + 1}..{r1} of {ny})")
+            got += n
+    finally:
+        os.close(fd)
+    return np.frombuffer(buffer, dtype=layout.dtype, count=(r1 - r0) * nx).reshape(r1 - r0, nx)
 
 
 def _to_physical(stored: np.ndarray, layout: ImageLayout, out: np.ndarray) -> np.ndarray:
@@ -117,24 +142,27 @@ def read_rows(
     if overscan_method not in ("median", "mean"):
         raise ValueError(f"overscan_method must be 'median' or 'mean', not {overscan_method!r}")
     raw_rows = slice(ys.start + r0, ys.start + r1)
-    mm = _memmap(layout)
-    try:
-        _to_physical(mm[raw_rows, xs], layout, out)
-        if overscan and r1 > r0:
-            oys, oxs = parse_section(overscan, layout.shape)
-            if oys.stop - oys.start >= oxs.stop - oxs.start:  # columns beside the image: one level per row
-                if not (oys.start <= raw_rows.start and raw_rows.stop <= oys.stop):
-                    raise ValueError(f"overscan {overscan} does not cover image rows {raw_rows.start + 1}.."
-                                     f"{raw_rows.stop}")
-                strip = _to_physical(mm[raw_rows, oxs], layout, np.empty((r1 - r0, oxs.stop - oxs.start), out.dtype))
-                out -= _level(strip, 1, overscan_method)[:, None]
-            else:  # rows above/below the image: one level per column
-                if not (oxs.start <= xs.start and xs.stop <= oxs.stop):
-                    raise ValueError(f"overscan {overscan} does not cover image columns {xs.start + 1}..{xs.stop}")
-                strip = _to_physical(mm[oys, xs], layout, np.empty((oys.stop - oys.start, nx), out.dtype))
-                out -= _level(strip, 0, overscan_method)[None, :]
-    finally:
-        del mm  # unmap now rather than whenever the garbage collector gets to it
+    oys = oxs = None
+    if overscan and r1 > r0:  # checked before reading: a bad section is a ValueError whatever the file holds
+        oys, oxs = parse_section(overscan, layout.shape)
+        if oys.stop - oys.start >= oxs.stop - oxs.start:
+            if not (oys.start <= raw_rows.start and raw_rows.stop <= oys.stop):
+                raise ValueError(f"overscan {overscan} does not cover image rows {raw_rows.start + 1}.."
+                                 f"{raw_rows.stop}")
+        elif not (oxs.start <= xs.start and xs.stop <= oxs.stop):
+            raise ValueError(f"overscan {overscan} does not cover image columns {xs.start + 1}..{xs.stop}")
+    if r1 == r0:
+        return out
+    stored = _stored_rows(layout, raw_rows.start, raw_rows.stop)
+    _to_physical(stored[:, xs], layout, out)
+    if oys is not None:
+        if oys.stop - oys.start >= oxs.stop - oxs.start:  # columns beside the image: one level per row
+            strip = _to_physical(stored[:, oxs], layout, np.empty((r1 - r0, oxs.stop - oxs.start), out.dtype))
+            out -= _level(strip, 1, overscan_method)[:, None]
+        else:  # rows above/below the image: one level per column
+            strip = _to_physical(_stored_rows(layout, oys.start, oys.stop)[:, xs], layout,
+                                 np.empty((oys.stop - oys.start, nx), out.dtype))
+            out -= _level(strip, 0, overscan_method)[None, :]
     return out
 
 
