@@ -294,7 +294,12 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
                      lambda: job.between(ctx, s - 1, results))
         if not stage_todo:
             continue
-        results.update(_run_stage(job, ctx, stage, s, len(stages), stage_todo, store))
+        try:
+            results.update(_run_stage(job, ctx, stage, s, len(stages), stage_todo, store))
+        except BaseException:  # a serial run's failed item propagates (with ranks, errors.fatal has cleaned up)
+            if ctx.out is not None:
+                ctx.out.abandon()
+            raise
         stopped = comm.allreduce(signals.stop_requested.is_set(), op="lor")
         if stopped:
             break

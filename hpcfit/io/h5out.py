@@ -256,6 +256,19 @@ class OutputFile:
         self.comm.barrier()
         self._unregister()
 
+    def abandon(self) -> None:
+        """Close and remove the incomplete file on this rank alone (a serial run's failure: no rank to wait for;
+        with several ranks ``errors.fatal`` does this before aborting)."""
+        self._close_descriptor()
+        if self.h5 is not None:
+            try:
+                self.h5.close()
+            except Exception:  # noqa: BLE001 - removing the file matters more
+                pass
+            self.h5 = None
+        self._remove_incomplete()
+        self._unregister()
+
     def _close_descriptor(self) -> None:
         if self._fd is not None:
             os.fsync(self._fd)

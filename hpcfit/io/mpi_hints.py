@@ -55,12 +55,12 @@ def check_hints(hints: dict[str, Any], report: Callable[[str, str, Any], None], 
             report(where, f"must be true or false, not {value!r}", list(BOOL))
 
 
-def file_system_type(path: str | Path) -> str:
+def file_system_type(path: str | Path, mounts: str = "/proc/mounts") -> str:
     """The type of the file system holding ``path`` (from /proc/mounts: longest mount point above it), or ''."""
     target = os.path.realpath(path)
     best, kind = "", ""
     try:
-        with open("/proc/mounts") as fh:
+        with open(mounts) as fh:
             for line in fh:
                 parts = line.split()
                 if len(parts) < 3:
