@@ -14,7 +14,8 @@ calls the scaling model needs; every rank records into ``RECORD`` and ``dump(dir
   ``allgather``, ``bcast``, ``barrier``/``idle_barrier`` (waiting included), ``h5_write`` (bytes of this rank's
   pieces), ``h5_meta`` (create_dataset, write_small, set_attrs), ``h5_open``/``h5_commit``, ``checkpoint``
   (bytes of the pickles written), job-specific ones (gridfit ``fold`` on rank 0, calibrate ``header_scan``
-  on rank 0, ``masters``, ``scratch_write``, sample ``exchange_round``).
+  on rank 0, ``masters``, ``scratch_write``, sample ``exchange_round``), ``h5_plane`` (planes written during the
+  work, calibrate).
 
 Timers nest (``write`` contains ``h5_write``); the model reads each where it needs it.
 """
@@ -100,6 +101,7 @@ def install(job_name: str) -> None:
     _patch(out, "write", "h5_write", nbytes=_piece_bytes)
     for meta in ("create_dataset", "write_small", "set_attrs"):
         _patch(out, meta, "h5_meta")
+    _patch(out, "write_plane", "h5_plane", nbytes=lambda self, name, index, array: getattr(array, "nbytes", 0))
     _patch(out, "__init__", "h5_open")
     _patch(out, "commit", "h5_commit")
 

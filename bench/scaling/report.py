@@ -44,13 +44,15 @@ WHAT_IFS = [  # (job, label, model options, machine factory or None for stripe c
      {"catalogue_once": True, "distributed_fold": True}, None),
     ("cubefit", "as now", {}, None),
     ("cubefit", "maps created without fill (fill_time never)", {"fill": False}, None),
-    ("calibrate", "as now", {}, None),
-    ("calibrate", "/science/images created without fill", {"fill": False}, None),
-    ("calibrate", "... and no scratch files (frames written into the output during the work)",
-     {"fill": False, "scratch": False}, None),
+    ("calibrate", "before issue 14: scratch files and the fill value of /science/images", {"fill": True, "scratch": True},
+     None),
+    ("calibrate", "as now (frames written once, straight into the output), stripe count 8", {}, None),
+    ("calibrate", "as now, stripe count 1 (Lustre default, run.mpi_info: none)", {}, lambda p: model.cluster(p, stripes=1)),
+    ("calibrate", "as now, run.mpi_info auto on Lustre (striping_factor min(P, 16))", {},
+     lambda p: model.cluster(p, stripes=16)),
 ]
 UNIT_COST = {"sample": "row (draw + model)", "gridfit": "model (chunk build)", "cubefit": "fit (read + fit)",
-             "calibrate": "frame (read + calibrate + scratch)"}
+             "calibrate": "frame (read + calibrate + write)"}
 PRODUCTION_TEXT = {
     "sample": "10^8 rows (10.8 GB), batches of 10^5",
     "gridfit": "10^5 galaxies x 10^5 models (64 chunks)",

@@ -2,7 +2,7 @@
 
 - ``frames``: header-only scan of raw FITS frames: discovery, classification (IMAGETYP or folder), night, filter,
   exposure, corrupt/truncated detection, grouping by (kind, night, filter) and master selection per science frame.
-- ``reading``: read a band of image rows of one frame through a memmap (BZERO/BSCALE applied, overscan, trim).
+- ``reading``: read a band of image rows of one frame (one pread; BZERO/BSCALE applied, overscan, trim).
 - ``combine``: sigma-clipped median/mean of a stack band, per-kind preparation of darks and flats, and an exact
   median of a whole frame assembled from per-band pieces (for flat normalisation when frames are split by rows).
 - ``calibrate``: science = (raw - bias - dark_rate * t_exp) / flat, bad-pixel mask, optional uncertainty.
