@@ -23,7 +23,7 @@ call (read + combine + write of the master); per-rank peak RSS (``calibrate_peak
 growth during the combine.
 
 Science stage: K science frames with ready masters (no combine). hpcfit = the whole job under mpiexec -n R (read,
-check, calibrate in batches, scratch, collective write into /science/images); ccdproc = one script: Pool(R) of
+check, calibrate in batches, each frame written straight into its plane of /science/images); ccdproc = one script: Pool(R) of
 workers, per frame ``CCDData.read`` + ``subtract_bias`` + ``subtract_dark(scale=True)`` +
 ``flat_correct(norm_value=1)`` + write float32 FITS. Detail: hpcfit's phases (``work_seconds``,
 ``calibrate_write_seconds``), its kernel on frames in memory against ccdproc's arithmetic on frames in memory (one
@@ -101,7 +101,7 @@ def run_hpcfit(directory: Path, name: str, body: str, ranks: int, transfer: str 
     config = directory / f"{name}.yaml"
     config.write_text(f"job: calibrate\noutput: {name}.h5\n"
                       f"run: {{overwrite: true, progress: none, hdf5_transfer: {transfer}}}\ncalibrate:\n{body}")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=os.environ.get("HPCFIT_BENCH_TREE", str(REPO)))  # another tree: before/after
     launcher = shutil.which("mpiexec.mpich") or shutil.which("mpiexec")
     t0 = time.perf_counter()
     done = subprocess.run([launcher, "-n", str(ranks), sys.executable, "-m", "hpcfit", "run", config.name],
@@ -111,9 +111,11 @@ def run_hpcfit(directory: Path, name: str, body: str, ranks: int, transfer: str 
         raise RuntimeError(f"hpcfit failed:\n{done.stdout}\n{done.stderr}")
     with h5py.File(directory / f"{name}.h5") as h5:
         a = h5.attrs
+        science = h5["science"].attrs
         return {"wall": wall, "masters": float(a["calibrate_masters_seconds"]), "work": float(a["work_seconds"]),
                 "write": float(a["calibrate_write_seconds"]), "rss": [float(x) for x in a["calibrate_peak_rss_mb"]],
-                "n_science": int(h5["science/images"].shape[0])}
+                "n_science": int(h5["science/images"].shape[0]),
+                "io_ratio": float(science.get("io_science_ratio", np.nan))}  # nan: a version without accounting
 
 
 # ------------------------------------------------------------------------------------------------ ccdproc runs
@@ -286,8 +288,8 @@ def bench_science(root: Path, k: int, ranks: int, repeat: int, skip_ccdproc: boo
         runs[transfer] = ours
         print(f"hpcfit -n {ranks} (hdf5_transfer {transfer:11s}): whole job {ours['wall']:6.2f} s "
               f"({k / ours['wall']:5.1f} frames/s); detail: work {ours['work']:.2f} s (read, check, calibrate, "
-              f"scratch; {k / ours['work']:.0f} frames/s) + write {ours['write']:.2f} s; peak RSS/rank "
-              f"{max(ours['rss']):.0f} MiB", flush=True)
+              f"write into the output; {k / ours['work']:.0f} frames/s) + write {ours['write']:.2f} s; peak RSS/rank "
+              f"{max(ours['rss']):.0f} MiB; science-stage bytes moved / needed {ours['io_ratio']:.3f}", flush=True)
     ours = runs["auto"]  # the default transfer is the headline (not the better of the two)
     copy_s, kernel_s = kernel_vs_copy()
     print(f"kernel (one core, frames in memory): calibrate_batch {kernel_s * 1e3:.2f} ms/frame, np.copyto of a float32 "

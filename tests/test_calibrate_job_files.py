@@ -110,6 +110,10 @@ def test_compressed_frames_read_like_the_plain_ones(nights):
             assert (b.exptime, b.date_obs, b.filter, b.shape) == (a.exptime, a.date_obs, a.filter, a.shape)
             np.testing.assert_array_equal(R.read_rows(b, 5, 17, trim="[2:50,1:40]"),
                                           R.read_rows(a, 5, 17, trim="[2:50,1:40]"))
+            for overscan in ("[51:56,1:40]", "[1:56,36:40]"):  # columns beside, rows below: pread and section
+                np.testing.assert_array_equal(
+                    R.read_rows(b, 5, 17, trim="[2:50,1:30]", overscan=overscan),
+                    R.read_rows(a, 5, 17, trim="[2:50,1:30]", overscan=overscan))
 
 
 def test_mixed_night_calibrates_every_good_frame_identically(runs):
@@ -123,6 +127,24 @@ def test_mixed_night_calibrates_every_good_frame_identically(runs):
             np.testing.assert_array_equal(m[f"masters/{kind}"][()], p[f"masters/{kind}"][()])
             assert len(m[f"masters/{kind}_frames"]) == len(p[f"masters/{kind}_frames"])
         assert len(p["skipped"]) == 0 and len(p["rejected"]) == 0
+
+
+def test_science_traffic_counts_compressed_frames_as_their_files(runs):
+    """io_science_raw_bytes: a plain frame's pixels, a compressed frame's whole file (what astropy reads, not the
+    decompressed size); the bytes read through astropy are counted by /proc/self/io like the pread ones."""
+    from hpcfit.runtime import iostats
+
+    root = runs
+    with h5py.File(root / "mixed.h5") as m, h5py.File(root / "plain.h5") as p:
+        mixed, plain = dict(m["science"].attrs), dict(p["science"].attrs)
+    sci = root / "mixed" / "ScienceImages"
+    compressed = [q for q in sci.iterdir() if q.name.endswith((".fz", ".gz"))]  # truncated.fits.gz: planned too
+    assert len(compressed) == 3
+    pixels = SHAPE[0] * SHAPE[1] * 2  # uint16
+    assert plain["io_science_raw_bytes"] == 4 * pixels
+    assert mixed["io_science_raw_bytes"] == 2 * pixels + sum(q.stat().st_size for q in compressed)
+    if iostats.snapshot().available:
+        assert mixed["io_science_read_bytes"] >= mixed["io_science_raw_bytes"]
 
 
 def test_every_file_is_accounted_for(runs, capsys):

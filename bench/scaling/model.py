@@ -266,14 +266,14 @@ def cubefit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, wor
             "output: bytes (fill + data)": (2 if fill else 1) * f * datasets * 8 / m.file_bandwidth(ranks)}
 
 
-def calibrate(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *, fill: bool = True,
-              scratch: bool = True) -> dict[str, float]:
-    """n science frames (+ calibration frames): headers on rank 0, masters by row bands, frames dynamically,
-    scratch files, then collective writes.
+def calibrate(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *, fill: bool = False,
+              scratch: bool = False) -> dict[str, float]:
+    """n science frames (+ calibration frames): headers on rank 0, masters by row bands, frames dynamically, each
+    read once and written once straight into its plane of the output during the work (independent writes).
 
-    What-ifs (not the current code): ``fill=False``: /science/images created with fill_time never;
-    ``scratch=False``: calibrated frames written straight into the output (independent writes during the work),
-    no scratch files."""
+    What-ifs (the code before issue 14): ``scratch=True``: calibrated frames detour through per-item scratch files
+    (written during the work, read back in the write step and written into the output collectively);
+    ``fill=True``: /science/images created with its fill value written (parallel HDF5 allocates at creation)."""
     n, pixels = size["frames"], size.get("pixels", p["pixels"])
     n_cal = size.get("calibration", p["n_calibration"])
     scale = pixels / p["pixels"]
@@ -285,19 +285,32 @@ def calibrate(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *
                       + round_trip)
     write_local = (p["write_a"] + p["write_b"] * scale * n / ranks) * over
     cluster = m.shared_fs
-    io_work = n * pixels * (2 + (4 if scratch else 0)) / (ranks * m.rank_bandwidth(ranks)) if cluster else 0.0
-    io_write = ((n * pixels * 4 / (ranks * m.rank_bandwidth(ranks)) if scratch else 0.0)
-                + n * pixels * 4 / m.file_bandwidth(ranks) if cluster else 0.0)
+    raw, out = n * pixels * 2, n * pixels * 4
+    io_work = io_write = 0.0
+    if cluster and scratch:
+        io_work = (raw + out) / (ranks * m.rank_bandwidth(ranks))            # raw in, scratch out (own files)
+        io_write = out / (ranks * m.rank_bandwidth(ranks)) + out / m.file_bandwidth(ranks)  # scratch in, output
+    elif cluster:
+        io_work = science_io_bound(n, pixels, m, ranks)
     masters_io = n_cal * pixels * 2 / (ranks * m.rank_bandwidth(ranks)) if cluster else 0.0
     return {**_common(p, m, ranks),
             "prepare: headers (rank 0)": p["prepare"] - p["plan"] + p["t_header"] * (n + n_cal),
             "set-up: masters": (p["masters_a"] + p["masters_b"] * scale * n_cal / p["n_calibration"] / ranks) * over
             + masters_io,
-            "work: read + calibrate + scratch": max(work, io_work),
+            "work: read + calibrate + write": max(work, io_work),
             # parallel HDF5 allocates chunked datasets at creation and writes their fill value (one rank: no)
             "output: fill of /science/images": 0.0 if ranks == 1 or not fill else (
-                n * pixels * 4 / m.file_bandwidth(ranks) if cluster else p["t_create_frame"] * scale * n),
-            "output: scratch -> /science/images": max(write_local, io_write)}
+                out / m.file_bandwidth(ranks) if cluster else p["t_create_frame"] * scale * n),
+            "output: masters, tables (+ scratch -> /science/images)": max(write_local, io_write)}
+
+
+def science_io_bound(n: int, pixels: int, m: Machine, ranks: int) -> float:
+    """The least time the file system allows for what calibrate's science stage must move: every raw frame read
+    (2 bytes per pixel, ranks reading their own frames) and every calibrated frame written into the one output
+    (4 bytes per pixel, through the file's stripes), both through the nodes' file-system clients."""
+    raw, out = n * pixels * 2, n * pixels * 4
+    readers = ranks * m.rank_bandwidth(ranks)  # own files: min(rank, node share, file-system share) per rank
+    return max(raw / readers, out / m.file_bandwidth(ranks), (raw + out) / (m.nodes(ranks) * m.node_io_bandwidth))
 
 
 JOBS = {"sample": sample, "gridfit": gridfit, "cubefit": cubefit, "calibrate": calibrate}

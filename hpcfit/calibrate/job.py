@@ -3,13 +3,15 @@
 Plan (rank 0): read only the headers of every input frame, classify them (IMAGETYP or folder), group by night and
 filter, choose the masters of every science frame, report config problems (exit 2). Setup (all ranks): combine
 every master collectively, each rank one row band of every stack, into node-shared memory (one copy per node).
-Work (any rank, dynamic): a batch of science frames, calibrated against the shared masters and kept in a scratch
-file. Write (all ranks): masters by row band, science frames by rounds, tables. See docs/calibrate.md.
+Work (any rank, dynamic): a batch of science frames, calibrated against the shared masters and written straight into
+their planes of the output file (open since setup). Write (all ranks): gaps of rejected frames closed, masters by row
+band, tables. See docs/calibrate.md.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +131,9 @@ SCHEMA = Section({
                            "per-rank budget (MiB) for a stack's row band while combining and for write rounds; "
                            "larger stacks are processed in row blocks"),
         "scratch_dir": Field(Optional(PathT()), None,
-                             "where calibrated frames wait between work and write (default: <output>.parts/"
-                             "calibrated, beside the output; resume and merge need it on a shared file system)"),
+                             "job-array slices only (a whole run writes its frames straight into the output): "
+                             "where a slice's calibrated frames wait for the merge (default: <output>.parts/"
+                             "calibrated, beside the output; it must be on a shared file system)"),
     }, doc="CCD calibration: inputs, classification, combining, masters, outputs", required=True),
 })
 
@@ -140,6 +143,7 @@ class CalibrateJob(Job):
     title = ("CCD reduction: master bias/dark/flat combined by row bands and shared in node memory, science frames "
              "calibrated in parallel (eloy's multiprocessing pipeline, ccdproc)")
     schema = SCHEMA
+    writes_during_work = True  # science frames go straight into the output during the work (ctx.out)
 
     def warm_up(self) -> None:
         import astropy.io.fits  # noqa: F401
@@ -196,14 +200,15 @@ class CalibrateJob(Job):
     def setup(self, ctx: RunContext) -> None:
         from hpcfit.calibrate.kernels.cosmics import CosmicRayCleaner
         from hpcfit.calibrate.masters import build_masters
+        from hpcfit.calibrate.output import create_science_datasets
         from hpcfit.calibrate.planning import cosmic_rays_spec
         from hpcfit.calibrate.science import Calibrators
+        from hpcfit.runtime import iostats
 
         comm, c = ctx.comm, ctx.cfg.calibrate
         calib = ctx.plan.info["calib"]
         scratch = Path(c.scratch_dir) if c.scratch_dir else parts_directory(ctx.cfg.output) / "calibrated"
         if comm.is_root:
-            scratch.mkdir(parents=True, exist_ok=True)
             for line in _plan_lines(calib):
                 ctx.log(line)
         masters = build_masters(comm, calib, c, ctx.log)
@@ -213,8 +218,13 @@ class CalibrateJob(Job):
                 f"each of {masters.shared.n_nodes} node(s); {len(calib.science)} science frame(s) to calibrate")
         spec = cosmic_rays_spec(c)
         ctx.state.update(masters=masters, calibrators=Calibrators(calib, masters), scratch_dir=str(scratch),
-                         cleaner=CosmicRayCleaner(spec) if spec else None)
+                         cleaner=CosmicRayCleaner(spec) if spec else None,
+                         run_id=comm.bcast(uuid.uuid4().hex if comm.is_root else None))
+        if ctx.out is not None:  # the work writes each frame into its plane (no scratch files)
+            create_science_datasets(ctx.out, calib, c)
+            ctx.state.update(out=ctx.out, science_created=True)
         comm.barrier()
+        ctx.state["io_science_start"] = iostats.snapshot()
 
     def work(self, item: WorkItem, ctx: RunContext) -> Any:
         from hpcfit.calibrate.science import calibrate_item
@@ -224,12 +234,16 @@ class CalibrateJob(Job):
 
     def write(self, ctx: RunContext, results: dict[int, Any], out: OutputFile) -> dict[str, int]:
         from hpcfit.calibrate.inputs import SKIPPED_COLUMNS, skipped_rows
-        from hpcfit.calibrate.output import remove_scratch, table, write_output
+        from hpcfit.calibrate.output import remove_scratch, science_io_attrs, table, write_output
+        from hpcfit.runtime import iostats
 
         comm, c = ctx.comm, ctx.cfg.calibrate
         calib, masters = ctx.plan.info["calib"], ctx.state["masters"]
         t0 = time.monotonic()
-        counts, rejected = write_output(comm, calib, masters, results, out, c, ctx.state.get("buffers"))
+        work_io = iostats.snapshot() - ctx.state["io_science_start"]  # read, calibrate, write into the planes
+        counts, rejected = write_output(comm, calib, masters, results, out, c, ctx.state)
+        n_good = comm.allreduce(counts["science_written"])
+        out.set_attrs("science", science_io_attrs(comm, calib, c, n_good, work_io + ctx.state["io_science_write"]))
         out.write_small("skipped", table(skipped_rows(calib.skipped), SKIPPED_COLUMNS),
                         attrs={"meaning": "files under the inputs that are not used, and why"})
         comm.barrier()

@@ -2,8 +2,8 @@
 
 For each group, in build order (bias, dark, flat), with rank r owning rows ``bands[r]`` of the (trimmed) image:
 
-1. read rows [r0, r1) of every frame of the group (memmap, BZERO/BSCALE, overscan, trim), in row blocks under the
-   ``memory_mb`` budget: if the whole band of the stack fits, it is read once and kept; otherwise each pass
+1. read rows [r0, r1) of every frame of the group (one pread per frame, BZERO/BSCALE, overscan, trim), in row
+   blocks under the ``memory_mb`` budget: if the whole band of the stack fits, it is read once and kept; otherwise each pass
    re-reads its blocks, so memory stays O(budget) whatever the number of frames;
 2. pixel checks (:func:`hpcfit.calibrate.kernels.reading.band_stats`, summed / min / max over ranks): empty, constant or mostly
    saturated frames are rejected by every rank alike;

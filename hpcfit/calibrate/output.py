@@ -1,4 +1,5 @@
-"""The calibrate job's collective ``write`` step: masters by row band, science frames by rounds, then the tables.
+"""The calibrate job's output: the science datasets (created in setup, filled during the work), and the collective
+``write`` step: gaps of rejected frames closed, masters by row band, then the tables.
 
 Output layout (a contract; the docs in docs/calibrate.md describe it with units)::
 
@@ -18,8 +19,14 @@ Output layout (a contract; the docs in docs/calibrate.md describe it with units)
   /skipped               table: name, path, reason (files under the inputs not used: hpcfit.calibrate.inputs)
   /frames                table: every frame found: name, path, kind, night, filter, exptime, date_obs, status, notes
 
-Frames rejected while calibrating are left out of /science (never a hole): each rank learns every frame's outcome
-(allgather of a few bytes per frame) and so the final position of its own frames.
+Science frames are written during the work at their planned plane (their index among the planned science frames:
+``hpcfit.calibrate.science``), in datasets created at setup with one plane per planned frame, allocated at creation
+and never filled. Frames rejected while calibrating leave no hole in the final file: each rank learns every frame's
+outcome (allgather of a few bytes per frame), the frames after the first rejected one move down in collective
+rounds (read back and written once more — nothing moves when no frame was rejected while calibrating) and the
+datasets are cut to the good frames. Frames not in this output file — items from checkpoints (a resumed run,
+whose earlier output was discarded) or from job-array slices (scratch files) — are calibrated again, or copied from
+their scratch files, by the rank that holds their result.
 """
 
 from __future__ import annotations
@@ -37,9 +44,13 @@ from hpcfit.io.h5out import OutputFile
 from hpcfit.runtime.comm import Comm
 from hpcfit.calibrate.masters import Masters
 from hpcfit.calibrate.planning import KINDS, CalibPlan, Rejection, cosmic_rays_spec
-from hpcfit.calibrate.science import ItemResult, read_scratch
+from hpcfit.calibrate.science import ItemResult, calibrate_item, read_scratch
+from hpcfit.runtime import iostats
 
-_ROUND_FRAMES_IDLE = 8  # frames per write round on a rank that has no work buffers
+_ROUND_FRAMES_IDLE = 8  # frames per rank and round of the gap closing on a rank that has no work buffers
+SCIENCE = "science/images"
+UNCERTAINTY = "science/uncertainty"
+MASK = "science/mask"
 
 
 def table(rows: Sequence[Sequence[Any]], columns: Sequence[tuple[str, str]]) -> np.ndarray:
@@ -75,31 +86,76 @@ def science_outcomes(comm: Comm, plan: CalibPlan, results: dict[int, ItemResult]
     return position, rejected
 
 
+def science_streams(c: Any) -> list[str]:
+    """The per-frame datasets of /science the work fills, in order: images, then uncertainty and mask if asked."""
+    return ([SCIENCE] + ([UNCERTAINTY] if c.uncertainty else [])
+            + ([MASK] if cosmic_rays_spec(c) is not None else []))
+
+
+def create_science_datasets(out: OutputFile, plan: CalibPlan, c: Any) -> None:
+    """``/science/images`` (and ``/science/uncertainty``, ``/science/mask``) with one plane per planned science
+    frame, allocated now, never filled: the work writes each frame into its plane (collective)."""
+    ny, nx = plan.shape
+    n = len(plan.science)
+    attrs = {"unit": "adu", "formula": "(raw - bias - dark_rate * exptime) / flat", "bad_pixels": "NaN"}
+    out.create_dataset(SCIENCE, (n, ny, nx), "f4", attrs=attrs, early=True)
+    if c.uncertainty:
+        out.create_dataset(UNCERTAINTY, (n, ny, nx), "f4", early=True,
+                           attrs={"unit": "adu", "meaning": "1-sigma: read noise + Poisson, propagated"})
+    if MASK in science_streams(c):
+        out.create_dataset(MASK, (n, ny, nx), "u1", early=True, attrs={"meaning": MASK_BITS})
+
+
 def write_output(comm: Comm, plan: CalibPlan, masters: Masters, results: dict[int, ItemResult], out: OutputFile,
-                 c: Any, buffers: dict[str, np.ndarray] | None = None) -> tuple[dict[str, int], list[Rejection]]:
-    """Write everything (collective); return counters and the full list of rejected frames. ``buffers``: the
-    rank's frame buffers from the work step, reused for the write rounds."""
+                 c: Any, state: dict[str, Any]) -> tuple[dict[str, int], list[Rejection]]:
+    """Write everything (collective); return counters and the full list of rejected frames. ``state``: the rank's
+    job state (frame buffers from the work, reused; ``science_created``; the run id; I/O counters)."""
+    if not state.get("science_created"):  # the output was opened after the work (a merge of job-array slices)
+        create_science_datasets(out, plan, c)
+    io_start = iostats.snapshot()
+    state["out"] = out
+    _complete_science(out, plan, results, c, state)  # frames from checkpoints or scratch files
     position, late = science_outcomes(comm, plan, results)
     rejected = plan.rejected + masters.rejected + late
     good = [k for k in range(len(plan.science)) if position[k] >= 0]
-    ny, nx = plan.shape
-    attrs = {"unit": "adu", "formula": "(raw - bias - dark_rate * exptime) / flat", "bad_pixels": "NaN"}
-    out.create_dataset("science/images", (len(good), ny, nx), "f4", chunks=(1, ny, nx), attrs=attrs)
-    if c.uncertainty:
-        out.create_dataset("science/uncertainty", (len(good), ny, nx), "f4", chunks=(1, ny, nx),
-                           attrs={"unit": "adu", "meaning": "1-sigma: read noise + Poisson, propagated"})
-    with_mask = cosmic_rays_spec(c) is not None
-    if with_mask:
-        out.create_dataset("science/mask", (len(good), ny, nx), "u1", chunks=(1, ny, nx),
-                           attrs={"meaning": MASK_BITS})
+    names = science_streams(c)
+    _close_gaps(comm, out, names, position, plan.shape, state.get("buffers"))
+    for name in names:
+        out.shrink(name, len(good))
+    state["io_science_write"] = iostats.snapshot() - io_start
     _write_science_tables(out, plan, good)
     _write_masters(out, plan, masters)
-    _write_science_frames(comm, out, plan, results, position, c.uncertainty, buffers, with_mask)
     _write_inventory(out, plan, rejected)
     _name_dimensions(out, plan, good, c.uncertainty)
     counts = {"science_written": sum(r.n_good for r in results.values()),
               "science_rejected_here": sum(len(r.outcomes) - r.n_good for r in results.values())}
     return counts, rejected
+
+
+def science_io_attrs(comm: Comm, plan: CalibPlan, c: Any, n_good: int, mine: iostats.IoSnapshot) -> dict[str, Any]:
+    """The science stage's file-system traffic (``mine``: this rank's, work + gap closing) against what must move:
+    every planned raw science frame's pixels in, the calibrated planes out (collective)."""
+    deltas = comm.allgather(mine)
+    ny, nx = plan.shape
+    raw = sum(_raw_bytes(plan.frames[e.frame].layout) for e in plan.science if plan.frames[e.frame].layout)
+    per_pixel = sum(1 if name == MASK else 4 for name in science_streams(c))
+    written = n_good * ny * nx * per_pixel
+    attrs = iostats.traffic_attrs(deltas, prefix="io_science")
+    moved = attrs["io_science_read_bytes"] + attrs["io_science_written_bytes"]
+    attrs.update(io_science_raw_bytes=raw, io_science_output_bytes=written,
+                 io_science_ratio=moved / (raw + written) if raw + written else float("nan"),
+                 io_note=iostats.note(deltas) + "; science stage: from the end of the masters to the science "
+                         "frames complete in the output (FITS copies with fits_dir included)")
+    return attrs
+
+
+def _raw_bytes(layout: Any) -> int:
+    """The bytes a science frame must move in: its image's pixels (plain file), or the whole file on disk for a
+    compressed one (astropy reads its compressed bytes, headers included; the decompressed size never crosses the
+    file system)."""
+    if layout.compression:
+        return Path(layout.path).stat().st_size
+    return layout.shape[0] * layout.shape[1] * layout.dtype.itemsize
 
 
 def _write_science_tables(out: OutputFile, plan: CalibPlan, good: list[int]) -> None:
@@ -160,48 +216,57 @@ def _write_masters(out: OutputFile, plan: CalibPlan, masters: Masters) -> None:
                                                                      ("exptime", "f8"), ("date_obs", "S")]))
 
 
-def _write_science_frames(comm: Comm, out: OutputFile, plan: CalibPlan, results: dict[int, ItemResult],
-                          position: np.ndarray, uncertainty: bool, buffers: dict[str, np.ndarray] | None,
-                          mask: bool = False) -> None:
-    """Copy this rank's scratch files into /science in rounds of as many frames as ``buffers`` (the rank's work
-    buffers, reused: their pages are already mapped, and first-touch page faults of fresh memory are slower than
-    the copy itself) hold; every rank makes as many collective write calls as the busiest one."""
-    if buffers is None:  # this rank calibrated nothing: a small buffer for frames loaded from checkpoints
-        frames = min(_ROUND_FRAMES_IDLE, max([r.n_good for r in results.values()], default=0))
-        buffers = {"raw": np.empty((frames,) + plan.shape, np.float32)} if frames else {}
-        if uncertainty and frames:
-            buffers["sigma"] = np.empty_like(buffers["raw"])
-        if mask and frames:
-            buffers["mask"] = np.empty(buffers["raw"].shape, np.uint8)
-    buffer, sigma_buffer, mask_buffer = buffers.get("raw"), buffers.get("sigma"), buffers.get("mask")
-    per_round = max(1, len(buffer) if buffer is not None else 1)
-    # (item, first good frame in its scratch file, count) runs of at most per_round frames
-    runs: list[tuple[ItemResult, int, int]] = []
+def _complete_science(out: OutputFile, plan: CalibPlan, results: dict[int, ItemResult], c: Any,
+                      state: dict[str, Any]) -> None:
+    """Put the frames of this rank's results that are not in this output into their planes: copied from a
+    job-array slice's scratch files, or calibrated again (items from checkpoints of a run that was stopped)."""
+    run_id = state.get("run_id")
     for index in sorted(results):
         r = results[index]
-        for first in range(0, r.n_good, per_round):
-            runs.append((r, first, min(per_round, r.n_good - first)))
-    rounds: list[list[tuple[ItemResult, int, int]]] = []
-    for run in runs:
-        if not rounds or sum(k for _, _, k in rounds[-1]) + run[2] > per_round:
-            rounds.append([])
-        rounds[-1].append(run)
-    n_rounds = comm.allreduce(len(rounds), "max")
-    for i in range(n_rounds):
-        pieces = []
-        used = 0
-        for r, first, k in (rounds[i] if i < len(rounds) else []):
-            start = int(position[[o.science for o in r.outcomes if o.ok][first]])
-            images = read_scratch(r.images, first, buffer[used:used + k])
-            pieces.append(("science/images", (slice(start, start + k),), images))
-            if uncertainty:
-                sigmas = read_scratch(r.sigmas, first, sigma_buffer[used:used + k])
-                pieces.append(("science/uncertainty", (slice(start, start + k),), sigmas))
-            if mask:
-                masks = read_scratch(r.masks, first, mask_buffer[used:used + k])
-                pieces.append(("science/mask", (slice(start, start + k),), masks))
-            used += k
-        out.write(pieces)
+        if not r.n_good or (r.written is not None and r.written == run_id):
+            continue
+        if r.images is not None and Path(r.images).exists():
+            planes = [o.science for o in r.outcomes if o.ok]
+            buffer = np.empty((1,) + plan.shape, np.float32)
+            mask_buffer = np.empty((1,) + plan.shape, np.uint8)
+            for j, plane in enumerate(planes):
+                out.write_plane(SCIENCE, plane, read_scratch(r.images, j, buffer)[0])
+                if c.uncertainty:
+                    out.write_plane(UNCERTAINTY, plane, read_scratch(r.sigmas, j, buffer)[0])
+                if r.masks is not None:
+                    out.write_plane(MASK, plane, read_scratch(r.masks, j, mask_buffer)[0])
+        else:
+            again = calibrate_item(index, r.start, r.stop, plan, c, state)
+            if [o.ok for o in again.outcomes] != [o.ok for o in r.outcomes]:
+                raise RuntimeError(f"science frames {r.start}-{r.stop - 1} gave other outcomes when calibrated "
+                                   "again: were the raw files changed since the checkpoint?")
+
+
+def _close_gaps(comm: Comm, out: OutputFile, names: list[str], position: np.ndarray, shape: tuple[int, int],
+                buffers: dict[str, np.ndarray] | None) -> None:
+    """Move every good frame from its planned plane down to its final position (collective).
+
+    Moves go in rounds of up to ``k`` frames per rank, in increasing plane order, each round read completely
+    (barrier) before it is written: a destination is below its source, so it is either a rejected frame's plane
+    or the source of a move of this round or an earlier one, already read — never one still to be read. Every
+    dataset goes through the float32 buffer (uint8 masks too: exact, and cast back by ``write_plane``)."""
+    moves = [(int(s), int(p)) for s, p in enumerate(position) if p >= 0 and p != s]
+    if not moves:
+        return
+    buffer = buffers.get("raw") if buffers else None
+    if buffer is None:
+        buffer = np.empty((min(_ROUND_FRAMES_IDLE, len(moves)),) + shape, np.float32)
+    k = comm.allreduce(len(buffer), "min")
+    per_round = k * comm.size
+    for first in range(0, len(moves), per_round):
+        mine = moves[first:first + per_round][comm.rank * k:(comm.rank + 1) * k]
+        for name in names:
+            for j, (source, _) in enumerate(mine):
+                out.read_plane(name, source, buffer[j])
+            comm.barrier()
+            for j, (_, target) in enumerate(mine):
+                out.write_plane(name, target, buffer[j])
+            comm.barrier()
 
 
 def _write_inventory(out: OutputFile, plan: CalibPlan, rejected: list[Rejection]) -> None:

@@ -1,13 +1,17 @@
 """One work item of the calibrate job: a batch of science frames sharing masters and exposure time.
 
-For each frame: read it (memmap, BZERO/BSCALE, overscan, trim) into a per-rank buffer, check its pixels (unreadable,
-empty, constant, mostly saturated -> rejected by the ``on_bad_frame`` policy), then calibrate the good ones in one
-sweep over the node-shared masters (``ScienceCalibrator.calibrate_batch``, in place). The calibrated frames leave
-the rank's memory at once: they are appended to the item's scratch file (raw float32, read back by the ``write``
-step, which copies them into ``/science/images`` collectively) and, when asked, written as FITS files with the
-original header plus HISTORY. The item's result is small (outcomes and the scratch path), as the checkpoint needs.
+For each frame: read it (pread, or astropy for a compressed file; BZERO/BSCALE, overscan, trim) into a per-rank
+buffer, check its pixels (unreadable, empty, constant, mostly saturated -> rejected by the ``on_bad_frame``
+policy), then calibrate the good ones in one sweep over the node-shared masters
+(``ScienceCalibrator.calibrate_batch``, in place). The calibrated frames leave the rank's memory at once: each is written straight into its planned plane of ``/science/images`` in the output
+file, open since setup (``OutputFile.write_plane``: one independent write, no collective call; the ``write`` step
+later closes the gaps of rejected frames), and, when asked, as a FITS file with the original header plus HISTORY.
+So each raw byte is read once and each calibrated byte written once. Only a slice of a job array, which has no
+output file, appends its frames to a scratch file instead (raw float32, copied in by the merge). The item's result
+is small (outcomes, and where the frames went), as the checkpoint needs.
 With ``cosmic_rays`` (or FITS copies) each frame also gets its uint8 mask (``kernels.cosmics``: bad, saturated,
-cosmic ray), cosmic rays cleaned after calibration.
+cosmic ray), cosmic rays cleaned after calibration; with ``cosmic_rays`` the mask is written into its plane of
+``/science/mask`` beside the image (or a scratch file of its own in a slice).
 """
 
 from __future__ import annotations
@@ -40,14 +44,15 @@ class FrameOutcome:
 
 @dataclass
 class ItemResult:
-    """A work item's result: outcomes, and the scratch files holding its good frames in order."""
+    """A work item's result: outcomes, and where its good frames went (the output file, or scratch files)."""
 
     start: int
     stop: int
     outcomes: list[FrameOutcome] = field(default_factory=list)
-    images: str | None = None
+    images: str | None = None  # scratch files (a slice of a job array only)
     sigmas: str | None = None
     masks: str | None = None  # uint8 frame masks (with cosmic_rays)
+    written: str | None = None  # id of the run whose output file holds the good frames (planned planes)
 
     @property
     def n_good(self) -> int:
@@ -131,8 +136,18 @@ def calibrate_item(index: int, start: int, stop: int, plan: CalibPlan, c: Any, s
                 cleaner.clean(buffers["raw"][k], buffers["mask"][k], gain=entries[k].gain,
                               read_noise=entries[k].read_noise)
 
-    scratch = Path(state["scratch_dir"])
-    if good:
+    out = state.get("out")
+    if good and out is not None:  # straight into the output: plane = the frame's index in plan.science
+        for k in good:
+            out.write_plane("science/images", start + k, buffers["raw"][k])
+            if c.uncertainty:
+                out.write_plane("science/uncertainty", start + k, buffers["sigma"][k])
+            if cleaner is not None:
+                out.write_plane("science/mask", start + k, buffers["mask"][k])
+        result.written = state["run_id"]
+    elif good:
+        scratch = Path(state["scratch_dir"])
+        scratch.mkdir(parents=True, exist_ok=True)
         result.images = str(_write_scratch(scratch_path(scratch, index), [buffers["raw"][k] for k in good]))
         if c.uncertainty:
             result.sigmas = str(_write_scratch(scratch_path(scratch, index, "sigmas"),

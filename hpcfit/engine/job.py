@@ -120,6 +120,9 @@ class RunContext:
     config_path: str
     state: dict[str, Any] = field(default_factory=dict)  # per-rank objects built by setup()
     todo: list[int] = field(default_factory=list)  # the items this run computes (the others come from checkpoints)
+    # The output file, already open during setup and work for a job with ``writes_during_work`` in a whole run
+    # (None for a slice of a job array, which writes no output, and for every other job until ``write``).
+    out: OutputFile | None = None
 
     def log(self, message: str) -> None:
         """Print a message once (from rank 0)."""
@@ -137,6 +140,9 @@ class Job:
     # error that shows the new spelling.
     moved_keys: ClassVar[dict[str, str]] = {}
     n_ranks: int = 1  # set by the engine before check/plan, for checks that depend on the rank count
+    # True: the engine opens the output before ``setup`` (``ctx.out``), so that setup can create datasets and
+    # ``work`` can write its results straight into them (``OutputFile.write_plane``) instead of a scratch detour.
+    writes_during_work: ClassVar[bool] = False
 
     def warm_up(self) -> None:
         """Import heavy modules ahead of time (the other ranks do this while rank 0 plans)."""

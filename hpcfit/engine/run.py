@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from hpcfit.config.schema import (Bool, Choice, Field, Float, Int, PathT, Reporter, Section, Settings, lookup,
-                                  validate)
+from hpcfit.config.schema import (Bool, Choice, Field, Float, Int, MapOf, OneOf, PathT, Reporter, Section,
+                                  Settings, Str, lookup, validate)
 from hpcfit.config.yamlsource import YamlSource, load_yaml_file
 from hpcfit.io.h5out import OutputFile, incomplete_path
+from hpcfit.io.mpi_hints import check_hints, resolve_hints
 from hpcfit.engine.job import Job, JobCatalog, Plan, RunContext, Stage
 from hpcfit.engine.place import check_output_place, check_output_space
 from hpcfit.runtime.comm import Comm
@@ -34,6 +35,7 @@ from hpcfit.runtime import signals
 from hpcfit.runtime.checkpoint import (CheckpointMismatch, SliceStore, find_slices, fingerprint, load_item, parts_directory,
                          slice_items)
 from hpcfit.runtime.progress import Progress, format_duration
+from hpcfit.runtime import iostats
 from hpcfit.runtime.provenance import run_provenance, utc_now
 from hpcfit.runtime.schedule import run_items, static_assignment
 from hpcfit.runtime.threads import describe_thread_pools, pinned_threads
@@ -58,6 +60,12 @@ RUN_SECTION = Section(
                                "MPI-IO transfer mode of parallel HDF5 writes: `collective` (two-phase "
                                "I/O, best for large writes on parallel file systems), `independent`, "
                                "or `auto` (collective for writes of 64 MiB or more)."),
+        "mpi_info": Field(OneOf(Choice("auto", "none"), MapOf(OneOf(Int(min=0), Str()))), "auto",
+                          "MPI-IO hints for the parallel HDF5 output (`mpio` mode), e.g. {striping_factor: 8, "
+                          "striping_unit: 4194304, cb_nodes: 2, romio_cb_write: enable}: strings or integers, "
+                          "passed as an MPI.Info when the file is created. `auto`: none, except on Lustre "
+                          "(striping_factor = min(ranks, 16), striping_unit = 4 MiB); `none`: no hints. The hints "
+                          "used are recorded in the output (`mpi_info`). See docs/cluster.md."),
         "blas_threads": Field(Int(min=1), 1,
                               "Threads each rank's BLAS/OpenMP libraries may use during the job (setup, work, "
                               "write), pinned by the engine whoever loaded numpy first and restored afterwards. "
@@ -124,6 +132,8 @@ def load_config(path: str | os.PathLike[str] | YamlSource, overrides: list[str],
     _report_moved_keys(job, source, report)
     schema = engine_schema(known).merged(job.schema)
     cfg = validate(schema, source, report)
+    if isinstance(cfg.run.mpi_info, dict):
+        check_hints(cfg.run.mpi_info, report)
     job.check(cfg, report)
     check_output_place(cfg, report)
     report.raise_if_any()
@@ -242,7 +252,7 @@ def run_job(config: str | os.PathLike[str] | YamlSource, overrides: list[str], c
     ConfigError on every rank (a checkpoint of another config, on --resume: CheckpointMismatch); returns the exit
     code and the output file written."""
     mode = mode or RunMode()
-    start_time, t0 = utc_now(), time.monotonic()
+    start_time, t0, io0 = utc_now(), time.monotonic(), iostats.snapshot()
     prepared = prepare_job(config, overrides, comm, plan=True, jobs=jobs)
     config_path = prepared.config_path
     job = jobs.load(prepared.job_name)()
@@ -287,7 +297,8 @@ def run_job(config: str | os.PathLike[str] | YamlSource, overrides: list[str], c
         # The results must not depend on the BLAS threads the caller's process happens to have (see
         # hpcfit.runtime.threads): pinned for the job's whole life cycle, restored on return.
         with pinned_threads(cfg.run.blas_threads):
-            return _run(job, ctx, prepared, mode, checkpointing, output, todo, stored, argv, start_time, t0, store)
+            return _run(job, ctx, prepared, mode, checkpointing, output, todo, stored, argv, start_time, t0, io0,
+                        store)
     finally:
         signals.restore()
         for remove in unregister:
@@ -311,9 +322,18 @@ def _on_fatal_checkpoints(store: SliceStore | None, config_path: str, mode: RunM
 
 def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpointing: bool, output: Path,
          todo: list[int], stored: dict[int, Path], argv: list[str], start_time: str, t0: float,
-         store: SliceStore | None) -> RunOutcome:
+         io0: iostats.IoSnapshot, store: SliceStore | None) -> RunOutcome:
     """The run proper, from the job's setup to the output's final name (see ``execute``)."""
     comm, cfg, plan, config_path = ctx.comm, ctx.cfg, ctx.plan, ctx.config_path
+    temp = incomplete_path(output)
+    hints, hints_source = resolve_hints(cfg.run.mpi_info, output, comm.size) if comm.is_root else ({}, "")
+    hints, hints_source = comm.bcast((hints, hints_source))
+
+    def open_output() -> OutputFile:
+        return OutputFile(output, comm, transfer=cfg.run.hdf5_transfer, hints=hints)
+
+    if job.writes_during_work and mode.slice_n == 1:
+        ctx.out = _guarded(comm, "opening the output file", open_output, file=temp)
     _guarded(comm, "setup", lambda: job.setup(ctx))
     t_work = time.monotonic()
     stages = plan.stage_list()
@@ -330,7 +350,12 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
                      lambda: job.between(ctx, s - 1, results))
         if not stage_todo:
             continue
-        results.update(_run_stage(job, ctx, stage, s, len(stages), stage_todo, store))
+        try:
+            results.update(_run_stage(job, ctx, stage, s, len(stages), stage_todo, store))
+        except BaseException:  # a serial run's failed item propagates (with ranks, errors.fatal has cleaned up)
+            if ctx.out is not None:
+                ctx.out.abandon()
+            raise
         stopped = comm.allreduce(signals.stop_requested.is_set(), op="lor")
         if stopped:
             break
@@ -339,6 +364,8 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
     work_seconds = time.monotonic() - t_work
 
     if stopped:
+        if ctx.out is not None:  # a resumed run writes a new file (the job redoes what this one wrote)
+            _guarded(comm, "closing the output file", ctx.out.discard)
         if comm.is_root:
             done = len(store.completed()) if store else 0
             logger.info(f"stopped by a signal; {done} completed item(s) are checkpointed in {store.directory}; "
@@ -356,9 +383,7 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
 
     # Results computed in earlier runs or slices: each rank loads a balanced share, then writes as usual.
     _load_stored(comm, plan, stored, loaded, results)
-    temp = incomplete_path(output)
-    out = _guarded(comm, "opening the output file", lambda: OutputFile(output, comm, transfer=cfg.run.hdf5_transfer),
-                   file=temp)
+    out = ctx.out if ctx.out is not None else _guarded(comm, "opening the output file", open_output, file=temp)
     local = _guarded(comm, "writing the output", lambda: job.write(ctx, results, out) or {}, file=temp)
     keys = sorted(set().union(*comm.allgather(list(local))))
     totals = {key: comm.allreduce(int(local.get(key, 0))) for key in keys}
@@ -368,7 +393,12 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
     provenance.update(end_time=utc_now(), work_seconds=round(work_seconds, 3),
                       wall_seconds=round(time.monotonic() - t0, 3), output_mode=out.mode,
                       items_from_checkpoints=len(stored), merged_slices=mode.merge,
-                      blas_threads=cfg.run.blas_threads, blas_libraries=describe_thread_pools())
+                      blas_threads=cfg.run.blas_threads, blas_libraries=describe_thread_pools(),
+                      mpi_info=hints if out.mode == "mpio" else {}, mpi_info_source=hints_source
+                      if out.mode == "mpio" else f"not used (HDF5 mode '{out.mode}')")
+    # File-system traffic of every rank from the start of the run to here (see hpcfit.runtime.iostats).
+    deltas = comm.allgather(iostats.snapshot() - io0)
+    provenance.update(iostats.traffic_attrs(deltas), io_note=iostats.note(deltas))
     _guarded(comm, "provenance", lambda: out.set_attrs("/", provenance), file=temp)
     final = _guarded(comm, "closing the output file", out.commit, file=temp)
     if comm.is_root:

@@ -11,6 +11,16 @@ Modes, chosen automatically:
              each opening the file in turn (memory stays per rank: nothing is gathered on one rank).
 * ``single`` one rank: plain h5py.
 
+Planes written during the work (``create_dataset(..., early=True)``, then ``write_plane``/``read_plane`` from any
+rank at any time, no collective call): a job that writes its results straight into the final file while its items
+run (calibrate's science frames) creates such a dataset with one chunk per plane, allocated at creation and never
+filled. In ``mpio`` mode a plane is one independent HDF5 write; in ``serial`` mode — where only rank 0 has the file
+open through HDF5 — each rank writes the plane's bytes at its chunk's address with ``pwrite`` (the addresses are
+fixed at creation, the chunks unfiltered: the bytes are exactly what HDF5 would have written); in ``single`` mode a
+plain HDF5 write. Either way each byte is written once.
+
+MPI-IO hints (``hints``, see ``hpcfit.io.mpi_hints``) are passed to the ``mpio`` file as an ``MPI.Info``.
+
 The file is written as ``<name>.incomplete`` and renamed to its final name only by ``commit()``, after every rank
 has finished, so a crash never leaves a file that looks finished. A fatal error removes the incomplete file.
 """
@@ -51,9 +61,13 @@ def incomplete_path(final: str | Path) -> Path:
 class OutputFile:
     """One output file per run; every method is collective (all ranks call it, same arguments)."""
 
-    def __init__(self, path: str | Path, comm: Comm, *, mode: str | None = None, transfer: str = "auto"):
+    def __init__(self, path: str | Path, comm: Comm, *, mode: str | None = None, transfer: str = "auto",
+                 hints: dict[str, str] | None = None):
         self.comm = comm
         self.transfer = transfer
+        self.hints = dict(hints or {})
+        self._planes: dict[str, tuple[np.ndarray, np.dtype]] = {}  # serial mode: chunk addresses of plane datasets
+        self._fd: int | None = None
         self.final = Path(path)
         self.temp = incomplete_path(self.final)
         if mode is None:
@@ -66,7 +80,9 @@ class OutputFile:
         comm.barrier()
         self.h5: h5py.File | None
         if mode == "mpio":
-            self.h5 = h5py.File(self.temp, "w", driver="mpio", comm=comm.mpi)
+            from hpcfit.io.mpi_hints import mpi_info
+
+            self.h5 = h5py.File(self.temp, "w", driver="mpio", comm=comm.mpi, info=mpi_info(self.hints))
         else:
             self.h5 = h5py.File(self.temp, "w") if comm.is_root else None
         self.finish = FileFinish()
@@ -74,20 +90,33 @@ class OutputFile:
 
     # -- metadata -----------------------------------------------------------------------------------------------
     def create_dataset(self, name: str, shape: Sequence[int], dtype: Any, *, attrs: dict[str, Any] | None = None,
-                       chunks: Sequence[int] | bool | None = None, fillvalue: Any = None) -> None:
+                       chunks: Sequence[int] | bool | None = None, fillvalue: Any = None, early: bool = False) -> None:
         """Create a dataset (collective).
 
         Without a ``fillvalue`` the dataset is not pre-filled (``fill_time='never'``): parallel HDF5 allocates
         datasets at creation and would otherwise write every byte twice, once as fill and once as data, so the
-        job must write every element. Give a ``fillvalue`` for datasets that may be left partly unwritten."""
+        job must write every element. Give a ``fillvalue`` for datasets that may be left partly unwritten.
+
+        ``early=True``: a dataset of planes (one chunk per index of the first axis, little-endian, allocated now,
+        never filled) for ``write_plane``/``read_plane`` from any rank during the work; it may be shortened with
+        ``shrink``."""
         shape = tuple(int(s) for s in shape)
+        dcpl = None
+        if early:
+            dtype = np.dtype(dtype).newbyteorder("<")
+            chunks = (1,) + shape[1:] if all(shape) else None
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
         if chunks is not None and chunks is not True:
             chunks = tuple(max(1, min(int(c), s)) for c, s in zip(chunks, shape)) if all(shape) else None
         if self.h5 is not None:
             dset = self.h5.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, fillvalue=fillvalue,
-                                          fill_time="never" if fillvalue is None else "ifset")
+                                          fill_time="never" if fillvalue is None else "ifset", dcpl=dcpl,
+                                          maxshape=shape if early and chunks else None)
             for key, value in (attrs or {}).items():
                 dset.attrs[key] = _attr_value(value)
+        if early and self.mode == "serial":
+            self._planes[name] = self.comm.bcast(_plane_addresses(dset) if self.comm.is_root else None)
 
     def write_small(self, name: str, data: Any, *, attrs: dict[str, Any] | None = None) -> None:
         """Create a dataset holding rank 0's ``data`` (small arrays: names, axes, tables). Collective."""
@@ -175,9 +204,48 @@ class OutputFile:
             for sel, array in items:
                 _write_selection(dset, sel, array)
 
+    # -- planes written during the work (not collective) --------------------------------------------------------
+    def write_plane(self, name: str, index: int, array: np.ndarray) -> None:
+        """Write plane ``index`` of an ``early`` dataset from this rank alone (any time; not collective)."""
+        if self.mode == "serial":
+            offsets, dtype = self._planes[name]
+            data = np.ascontiguousarray(array, dtype=dtype)
+            _pwrite_all(self._file_descriptor(), memoryview(data.reshape(-1)).cast("B"), int(offsets[index]))
+            return
+        dset = self.h5[name]
+        _write_plane_h5(dset, index, np.ascontiguousarray(array, dtype=dset.dtype))
+
+    def read_plane(self, name: str, index: int, out: np.ndarray) -> np.ndarray:
+        """Read plane ``index`` of an ``early`` dataset into ``out`` (this rank alone; not collective)."""
+        if self.mode == "serial":
+            offsets, dtype = self._planes[name]
+            view = out.view(dtype) if out.dtype == dtype else np.empty(out.shape, dtype)
+            buf = memoryview(view.reshape(-1)).cast("B")
+            got = os.preadv(self._file_descriptor(), [buf], int(offsets[index]))
+            if got != buf.nbytes:
+                raise OSError(f"{self.temp}: short read of plane {index} of {name}")
+            if view is not out:
+                out[...] = view
+            return out
+        self.h5[name].read_direct(out, np.s_[index], np.s_[...])
+        return out
+
+    def shrink(self, name: str, length: int) -> None:
+        """Cut an ``early`` dataset to its first ``length`` planes (collective)."""
+        if self.mode == "serial":
+            self.comm.barrier()  # every rank's pwrite is done before HDF5 touches the dataset
+        if self.h5 is not None:
+            self.h5[name].resize(int(length), axis=0)
+
+    def _file_descriptor(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.temp, os.O_RDWR)
+        return self._fd
+
     # -- completion ---------------------------------------------------------------------------------------------
     def commit(self) -> Path:
         """Close the file on every rank and give it its final name. Collective."""
+        self._close_descriptor()
         if self.h5 is not None:
             self.h5.close()
             self.h5 = None
@@ -188,6 +256,37 @@ class OutputFile:
         self.comm.barrier()
         self._unregister()
         return self.final
+
+    def discard(self) -> None:
+        """Close and remove the incomplete file (collective): a run that stopped before writing everything."""
+        self._close_descriptor()
+        if self.h5 is not None:
+            self.h5.close()
+            self.h5 = None
+        self.comm.barrier()
+        if self.comm.is_root:
+            self._remove_incomplete()
+        self.comm.barrier()
+        self._unregister()
+
+    def abandon(self) -> None:
+        """Close and remove the incomplete file on this rank alone (a serial run's failure: no rank to wait for;
+        with several ranks ``errors.fatal`` does this before aborting)."""
+        self._close_descriptor()
+        if self.h5 is not None:
+            try:
+                self.h5.close()
+            except Exception:  # noqa: BLE001 - removing the file matters more
+                pass
+            self.h5 = None
+        self._remove_incomplete()
+        self._unregister()
+
+    def _close_descriptor(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
 
     def _remove_incomplete(self) -> None:
         try:
@@ -250,6 +349,29 @@ def _write_nothing(dset: h5py.Dataset) -> None:
     mem_space = h5py.h5s.create_simple((1,))
     mem_space.select_none()
     dset.id.write(mem_space, file_space, np.zeros(1, dtype=dset.dtype), dxpl=dset._dxpl)
+
+
+def _plane_addresses(dset: h5py.Dataset) -> tuple[np.ndarray, np.dtype]:
+    """File offsets of every plane's chunk of an early-allocated dataset, and its on-disk type."""
+    dset.file.flush()
+    offsets = np.empty(dset.shape[0] if dset.shape else 0, np.int64)
+    for i in range(dset.id.get_num_chunks()):
+        info = dset.id.get_chunk_info(i)
+        offsets[info.chunk_offset[0]] = info.byte_offset
+    return offsets, dset.dtype
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    done = 0
+    while done < data.nbytes:
+        done += os.pwrite(fd, data[done:], offset + done)
+
+
+def _write_plane_h5(dset: h5py.Dataset, index: int, array: np.ndarray) -> None:
+    file_space = dset.id.get_space()
+    file_space.select_hyperslab((index,) + (0,) * (len(dset.shape) - 1), (1,) + dset.shape[1:])
+    mem_space = h5py.h5s.create_simple((1,) + dset.shape[1:])
+    dset.id.write(mem_space, file_space, array.reshape((1,) + dset.shape[1:]))  # default dxpl: independent
 
 
 def _attr_value(value: Any) -> Any:

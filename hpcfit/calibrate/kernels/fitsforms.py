@@ -2,8 +2,8 @@
 
 calibrate reads what astropy reads:
 
-- plain ``.fits``, ``.fit``, ``.fts``: the image is memory-mapped at its byte offset (``reading.read_rows``), so a rank
-  touches only the pages of its rows. The image is the primary HDU, or (primary without data) the first image
+- plain ``.fits``, ``.fit``, ``.fts``: the image is read by ``pread`` at its byte offset (``reading.read_rows``), so a
+  rank reads only the bytes of its rows. The image is the primary HDU, or (primary without data) the first image
   extension with data;
 - gzip-compressed ``.fits.gz``, ``.fit.gz``, ``.fts.gz``: one gzip stream, which cannot be mapped or read by offset;
 - tile-compressed ``.fz`` (fpack; ``.fits.fz``): the first image HDU with data, a ``CompImageHDU`` (a binary table of

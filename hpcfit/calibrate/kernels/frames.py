@@ -123,8 +123,8 @@ class ScanOptions:
 
 @dataclass(frozen=True)
 class ImageLayout:
-    """Where and how the image sits in its file: enough to memmap any band of rows (plain files), or to find it
-    for astropy (``compression``: ``gzip`` or ``tile``, read through ``fitsforms.open_section``)."""
+    """Where and how the image sits in its file: enough to read any band of rows with one ``pread`` (plain files),
+    or to find it for astropy (``compression``: ``gzip`` or ``tile``, read through ``fitsforms.open_section``)."""
 
     path: str
     data_offset: int  # bytes from the start of the file to the first pixel
@@ -134,7 +134,7 @@ class ImageLayout:
     bscale: float = 1.0
     blank: int | None = None  # integer images only: raw value meaning "no data"
     hdu: int = 0  # index of the image HDU in the file
-    compression: str | None = None  # None (plain: memory-mapped), "gzip" or "tile"
+    compression: str | None = None  # None (plain: read by pread at data_offset), "gzip" or "tile"
 
     @property
     def dtype(self) -> np.dtype:

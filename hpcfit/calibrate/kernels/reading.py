@@ -1,10 +1,12 @@
-"""Read a band of image rows of a raw FITS frame through a memmap, without reading the rest of the frame.
+"""Read a band of image rows of a raw FITS frame, without reading the rest of the frame.
 
-Compressed frames (``.gz``, ``.fz``: ``ImageLayout.compression``) cannot be mapped: their rows come from astropy's
-``section`` (see ``fitsforms``), already physical; everything after (overscan, trim, float32) is the same.
-
-The primary image is memory-mapped at the offset found from its header (see ``frames.ImageLayout``); only the pages
-of the requested rows (plus overscan pixels) are touched. Values are returned as physical values
+Plain frames: the rows are read with one ``pread`` at the offset found from the header (see ``frames.ImageLayout``)
+into a per-thread buffer that is reused from call to call: only the bytes of the requested rows (plus overscan rows)
+are read, once, and — unlike page faults of a memory map — through a system call, so ``/proc/self/io`` (``rchar``)
+counts them (see ``hpcfit.runtime.iostats``). Compressed frames (``.gz``, ``.fz``: ``ImageLayout.compression``)
+cannot be read by offset: their rows come from astropy's ``section`` (see ``fitsforms``; astropy reads the
+compressed bytes with ``read`` calls, so they are counted too), already physical; everything after (overscan, trim,
+float32) is the same. Values are returned as physical values
 ``BZERO + BSCALE * stored`` in float32 (default) or float64; integer pixels equal to BLANK become NaN.
 
 Sections use the FITS/IRAF convention ``[x1:x2,y1:y2]``: 1-based, inclusive, x = column (NAXIS1), y = row (NAXIS2);
@@ -21,8 +23,9 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -73,8 +76,30 @@ def output_shape(source: Source, trim: str | None = None) -> tuple[int, int]:
     return ys.stop - ys.start, xs.stop - xs.start
 
 
-def _memmap(layout: ImageLayout) -> np.memmap:
-    return np.memmap(layout.path, dtype=layout.dtype, mode="r", offset=layout.data_offset, shape=layout.shape)
+_BUFFERS = threading.local()  # each thread's reusable byte buffer (fresh memory would page-fault on every call)
+
+
+def _stored_rows(layout: ImageLayout, r0: int, r1: int) -> np.ndarray:
+    """Raw rows ``[r0, r1)`` of the stored image, full width, in the file's type: one ``pread`` into the thread's
+    buffer (valid until the thread's next call)."""
+    ny, nx = layout.shape
+    itemsize = layout.dtype.itemsize
+    nbytes = (r1 - r0) * nx * itemsize
+    buffer = getattr(_BUFFERS, "buffer", None)
+    if buffer is None or len(buffer) < nbytes:
+        buffer = _BUFFERS.buffer = bytearray(nbytes)
+    view = memoryview(buffer)[:nbytes]
+    fd = os.open(layout.path, os.O_RDONLY)
+    try:
+        got = 0
+        while got < nbytes:  # pread may return fewer bytes than asked (signals, some file systems)
+            n = os.preadv(fd, [view[got:]], layout.data_offset + r0 * nx * itemsize + got)
+            if n == 0:
+                raise OSError(f"{layout.path}: file ends inside the image (rows {r0 + 1}..{r1} of {ny})")
+            got += n
+    finally:
+        os.close(fd)
+    return np.frombuffer(buffer, dtype=layout.dtype, count=(r1 - r0) * nx).reshape(r1 - r0, nx)
 
 
 def _to_physical(stored: np.ndarray, layout: ImageLayout, out: np.ndarray) -> np.ndarray:
@@ -121,42 +146,43 @@ def read_rows(
     if overscan_method not in ("median", "mean"):
         raise ValueError(f"overscan_method must be 'median' or 'mean', not {overscan_method!r}")
     raw_rows = slice(ys.start + r0, ys.start + r1)
+    oys = oxs = None
+    if overscan and r1 > r0:  # checked before reading: a bad section is a ValueError whatever the file holds
+        oys, oxs = parse_section(overscan, layout.shape)
+        if oys.stop - oys.start >= oxs.stop - oxs.start:
+            if not (oys.start <= raw_rows.start and raw_rows.stop <= oys.stop):
+                raise ValueError(f"overscan {overscan} does not cover image rows {raw_rows.start + 1}.."
+                                 f"{raw_rows.stop}")
+        elif not (oxs.start <= xs.start and xs.stop <= oxs.stop):
+            raise ValueError(f"overscan {overscan} does not cover image columns {xs.start + 1}..{xs.stop}")
+    if r1 == r0:
+        return out
     if layout.compression:
         blank = physical_blank(layout.bzero, layout.bscale, layout.blank)
         try:
             with open_section(layout.path, layout.hdu) as section:
-                return _read_band(section, layout, raw_rows, xs, overscan, overscan_method, out,
-                                  lambda v, o: copy_physical(v, o, blank))
+                return _read_band(lambda a, b: section[a:b, :], lambda v, o: copy_physical(v, o, blank),
+                                  raw_rows, xs, oys, oxs, overscan_method, out)
         except (OSError, EOFError, IndexError, KeyError, TypeError, ZeroDivisionError) as exc:  # short or damaged
             raise OSError(f"{layout.compression}-compressed data cannot be read (truncated?): {exc}") from exc
-    mm = _memmap(layout)
-    try:
-        return _read_band(mm, layout, raw_rows, xs, overscan, overscan_method, out,
-                          lambda v, o: _to_physical(v, layout, o))
-    finally:
-        del mm  # unmap now rather than whenever the garbage collector gets to it
+    return _read_band(lambda a, b: _stored_rows(layout, a, b), lambda v, o: _to_physical(v, layout, o),
+                      raw_rows, xs, oys, oxs, overscan_method, out)
 
 
-def _read_band(mm: Any, layout: ImageLayout, raw_rows: slice, xs: slice, overscan: str | None,
-               overscan_method: str, out: np.ndarray, physical: Callable[[np.ndarray, np.ndarray], np.ndarray]
-               ) -> np.ndarray:
-    """The rows of ``mm`` (a memmap, or a compressed HDU's section) as physical values in ``out``, overscan
-    subtracted."""
-    r0, r1 = 0, raw_rows.stop - raw_rows.start
-    nx = xs.stop - xs.start
-    physical(mm[raw_rows, xs], out)
-    if overscan and r1 > r0:
-        oys, oxs = parse_section(overscan, layout.shape)
+def _read_band(rows: Callable[[int, int], np.ndarray], physical: Callable[[np.ndarray, np.ndarray], np.ndarray],
+               raw_rows: slice, xs: slice, oys: slice | None, oxs: slice | None, overscan_method: str,
+               out: np.ndarray) -> np.ndarray:
+    """Stored rows ``raw_rows`` (``rows(a, b)``: full-width rows ``[a, b)`` of the stored image, from a ``pread``
+    or a compressed HDU's section) as physical values in ``out``, overscan (already checked) subtracted."""
+    n, nx = raw_rows.stop - raw_rows.start, xs.stop - xs.start
+    stored = rows(raw_rows.start, raw_rows.stop)
+    physical(stored[:, xs], out)
+    if oys is not None:
         if oys.stop - oys.start >= oxs.stop - oxs.start:  # columns beside the image: one level per row
-            if not (oys.start <= raw_rows.start and raw_rows.stop <= oys.stop):
-                raise ValueError(f"overscan {overscan} does not cover image rows {raw_rows.start + 1}.."
-                                 f"{raw_rows.stop}")
-            strip = physical(mm[raw_rows, oxs], np.empty((r1 - r0, oxs.stop - oxs.start), out.dtype))
+            strip = physical(stored[:, oxs], np.empty((n, oxs.stop - oxs.start), out.dtype))
             out -= _level(strip, 1, overscan_method)[:, None]
-        else:  # rows above/below the image: one level per column
-            if not (oxs.start <= xs.start and xs.stop <= oxs.stop):
-                raise ValueError(f"overscan {overscan} does not cover image columns {xs.start + 1}..{xs.stop}")
-            strip = physical(mm[oys, xs], np.empty((oys.stop - oys.start, nx), out.dtype))
+        else:  # rows above/below the image: one level per column (a second read: ``stored`` is not used after)
+            strip = physical(rows(oys.start, oys.stop)[:, xs], np.empty((oys.stop - oys.start, nx), out.dtype))
             out -= _level(strip, 0, overscan_method)[None, :]
     return out
 
