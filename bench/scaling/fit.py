@@ -212,11 +212,36 @@ def calibrate_parameters(runs: list[dict[str, Any]], pixels: int, batch: int) ->
             "checkpoint_seconds": ckpt_s, "checkpoint_bytes": ckpt_b, **common(runs)}
 
 
+def startup_calls(startup: dict[str, Any] | None) -> dict[str, int]:
+    """File-metadata system calls of one rank's start-up per job (``startup.py``: ``hpcfit run`` of each job's
+    demo config, as hpcfit runs now); the older file's single import-everything count for every job otherwise."""
+    if not startup:
+        return {}
+    if "jobs" in startup:
+        return {job: int(v["after"]["metadata_syscalls"]) for job, v in startup["jobs"].items()}
+    total = int(startup.get("startup", {}).get("metadata_syscalls_total", 0))
+    return {job: total for job in ("sample", "gridfit", "cubefit", "calibrate")}
+
+
+def claim_seconds(claims: dict[int, dict[str, Any]] | None) -> dict[str, Any]:
+    """Median claim latency of the dynamic schedule's counter by rank-0 workload (``claim_latency.py``), at the
+    largest rank count measured, and the figures per rank count."""
+    if not claims:
+        return {}
+    ranks = max(claims)
+    return {"by_workload": {k: v["median_us"] * 1e-6 for k, v in claims[ranks]["workloads"].items()},
+            "ranks": ranks,
+            "table": {str(p): {k: v["median_us"] * 1e-6 for k, v in c["workloads"].items()}
+                      for p, c in sorted(claims.items())}}
+
+
 def component_parameters(components: dict[str, Any], scheduler4: dict[str, Any] | None,
-                         startup: dict[str, Any] | None) -> dict[str, Any]:
+                         startup: dict[str, Any] | None,
+                         claims: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The micro-benchmarks' figures the model uses (this machine)."""
     h5 = components["hdf5"]
     sched = (scheduler4 or components)["scheduler"]
+    calls = startup_calls(startup)
     return {
         "alltoallv_alpha": components["alltoallv"]["alpha_seconds"],
         "alltoallv_bandwidth": components["alltoallv"]["bandwidth_bytes_per_s"],
@@ -232,19 +257,22 @@ def component_parameters(components: dict[str, Any], scheduler4: dict[str, Any] 
         "h5_chunked_fill_bandwidth": h5.get("chunked_create", {}).get("bandwidth_bytes_per_s", float("nan")),
         "checkpoint_seconds": components["checkpoint"]["seconds_per_save"],
         "checkpoint_bandwidth": components["checkpoint"]["bandwidth_bytes_per_s"],
-        "startup_metadata_calls": (startup or {}).get("startup", {}).get("metadata_syscalls_total", 0),
+        "startup_metadata_calls": max(calls.values(), default=0),
+        "startup_metadata_calls_by_job": calls,
+        "claim": claim_seconds(claims),
     }
 
 
 def parameters(measurements: dict[str, Any], components: dict[str, Any], scheduler4: dict[str, Any] | None = None,
-               startup: dict[str, Any] | None = None) -> dict[str, Any]:
+               startup: dict[str, Any] | None = None,
+               claims: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Every job's parameters plus the components', from the JSON files."""
     import inputs
 
     by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in measurements["runs"]:
         by_job[run["job"]].append(run)
-    out: dict[str, Any] = {"components": component_parameters(components, scheduler4, startup)}
+    out: dict[str, Any] = {"components": component_parameters(components, scheduler4, startup, claims)}
     if by_job.get("sample"):
         out["sample"] = sample_parameters(by_job["sample"], inputs.SAMPLE_BATCH)
     if by_job.get("gridfit"):

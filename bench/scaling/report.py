@@ -1,10 +1,16 @@
 """Fit the scaling model to the measurements, draw docs/img/scaling.png and write the tables of docs/scaling.md.
 
     python bench/scaling/report.py [--dir bench/scaling] [--plot docs/img/scaling.png] [--tables bench/scaling/report.md]
+    python bench/scaling/report.py --json
 
-Reads ``measurements.json`` (run_jobs.py), ``components.json`` (components.py on 2 ranks), ``scheduler4.json``
-(components.py --scheduler-only on 4 ranks) and ``startup.json`` (components.py --startup) from ``--dir``; writes
-``parameters.json`` there (the fitted parameters), the plot, and the markdown tables.
+Reads from ``--dir``: ``measurements.json`` (run_jobs.py), overlaid by ``measurements/*.json`` (later run_jobs.py
+runs of some jobs: they replace those jobs' runs), ``components.json`` (components.py on 2 ranks),
+``scheduler4.json`` (components.py --scheduler-only on 4 ranks: the earlier helper-thread scheduler),
+``claim_latency_<P>.json`` (claim_latency.py on P ranks: the shared counter) and ``startup.json`` (startup.py);
+writes ``parameters.json`` there (the fitted parameters), the plot, and the markdown tables. ``--json`` writes
+nothing and prints, per job, the cluster model's strong speed-up and weak efficiency at 64 ranks (production size,
+output striped over 8 storage targets) and the first bottleneck: the term that loses the most time against
+perfect scaling at 64 ranks.
 """
 
 from __future__ import annotations
@@ -42,8 +48,10 @@ WHAT_IFS = [  # (job, label, model options, machine factory or None for stripe c
     ("gridfit", "catalogue parsed once (rank 0) and broadcast", {"catalogue_once": True}, None),
     ("gridfit", "... and partials exchanged by galaxy ranges, folded and written by every rank",
      {"catalogue_once": True, "distributed_fold": True}, None),
-    ("cubefit", "as now", {}, None),
-    ("cubefit", "maps created without fill (fill_time never)", {"fill": False}, None),
+    ("cubefit", "as before: helper-thread scheduler, maps written with their fill value", {"server": True,
+                                                                                           "fill": True}, None),
+    ("cubefit", "... with the shared counter", {"fill": True}, None),
+    ("cubefit", "as now: shared counter, maps without fill (fill_time never)", {}, None),
     ("calibrate", "as now", {}, None),
     ("calibrate", "/science/images created without fill", {"fill": False}, None),
     ("calibrate", "... and no scratch files (frames written into the output during the work)",
@@ -283,16 +291,24 @@ def tables(params: dict[str, Any], meas: dict[tuple[str, str, int], dict[str, An
         add(f"| {job} | {label} | {fmt(sixty_four)} | {one / sixty_four:.1f} |")
     add("")
     for job, ranks_list in (("cubefit", (64, 128, 256)),):
-        add("Dynamic scheduler, cubefit production size, stripe count 8 (seconds; `excess` = time lost to the "
-            "saturated rank-0 helper thread):\n")
-        add("| rank-0 workload | " + " | ".join(f"P={p}: total / excess" for p in ranks_list) + " |")
-        add("|---|" + "---|" * len(ranks_list))
-        for workload in ("cubefit", "python"):
-            cells = []
-            for p in ranks_list:
-                terms = model.predict(job, p, PRODUCTION[job], params, c8, workload=workload)
-                cells.append(f"{fmt(model.total(terms))} / {fmt(terms['work: scheduler saturated (excess)'])}")
-            add(f"| {workload} | " + " | ".join(cells) + " |")
+        add("Dynamic scheduler, cubefit production size, stripe count 8: total seconds / seconds lost to "
+            "the scheduler (claims, or the earlier helper thread's round trips and saturation):\n")
+        add("| rank-0 workload | scheduler | " + " | ".join(f"P={p}" for p in ranks_list) + " |")
+        add("|---|---|" + "---|" * len(ranks_list))
+        for workload in ("cubefit", "numpy", "python"):
+            for server, name in ((True, "helper thread (before)"), (False, "shared counter (now)")):
+                cells = []
+                for p in ranks_list:
+                    terms = model.predict(job, p, PRODUCTION[job], params, c8, workload=workload, server=server)
+                    ideal = model.predict(job, p, PRODUCTION[job], params, c8, workload=workload, server=False)
+                    lost = terms["work: scheduler saturated (excess)"] + (
+                        terms["work: fits (+ checkpoints, requests)"]
+                        - ideal["work: fits (+ checkpoints, requests)"] if server else 0.0)
+                    claims = math.ceil(math.ceil(PRODUCTION[job]["fits"] / PRODUCTION[job]["chunk"]) / p)
+                    if not server:
+                        lost = claims * (c8.claim or {}).get(workload, 0.0)
+                    cells.append(f"{fmt(model.total(terms))} / {fmt(lost)}")
+                add(f"| {workload} | {name} | " + " | ".join(cells) + " |")
         add("")
 
     add("### Terms at 64 ranks, production size, strong scaling (seconds)\n")
@@ -309,15 +325,60 @@ def tables(params: dict[str, Any], meas: dict[tuple[str, str, int], dict[str, An
     return "\n".join(lines)
 
 
+def load_measurements(directory: Path) -> dict[str, Any]:
+    """``measurements.json`` with the runs of the jobs in ``measurements/*.json`` replaced by those files' runs."""
+    measurements = json.loads((directory / "measurements.json").read_text())
+    for path in sorted((directory / "measurements").glob("*.json")):
+        newer = json.loads(path.read_text())
+        jobs = {run["job"] for run in newer["runs"]}
+        measurements["runs"] = [r for r in measurements["runs"] if r["job"] not in jobs] + newer["runs"]
+    return measurements
+
+
+def load_claims(directory: Path) -> dict[int, dict[str, Any]]:
+    """claim_latency.py's files by rank count."""
+    return {int(path.stem.rsplit("_", 1)[1]): json.loads(path.read_text())
+            for path in directory.glob("claim_latency_*.json")}
+
+
+def first_bottleneck(job: str, params: dict[str, Any], machine: model.Machine, ranks: int = 64) -> str:
+    """The term that loses the most time at ``ranks`` against perfect scaling of the same term from 1 rank."""
+    one = model.predict(job, 1, PRODUCTION[job], params, machine)
+    many = model.predict(job, ranks, PRODUCTION[job], params, machine)
+    return max(many, key=lambda term: many[term] - one.get(term, 0.0) / ranks)
+
+
+def summary(params: dict[str, Any], ranks: int = 64) -> dict[str, dict[str, Any]]:
+    """Per job: strong speed-up and weak efficiency at ``ranks`` (cluster, production size, stripe count 8) and
+    the first bottleneck."""
+    machine = model.cluster(params, stripes=8)
+    out = {}
+    for job in JOBS:
+        if job not in params:
+            continue
+        strong = curves(job, params, machine, {p: PRODUCTION[job] for p in (1, ranks)}, [1, ranks])
+        weak = curves(job, params, machine, {p: production_weak(job, p) for p in (1, ranks)}, [1, ranks])
+        out[job] = {f"speedup_{ranks}": round(strong[0] / strong[1], 2),
+                    f"weak_efficiency_{ranks}": round(weak[0] / weak[1], 3),
+                    "first_bottleneck": first_bottleneck(job, params, machine, ranks)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, default=HERE)
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "img" / "scaling.png")
     parser.add_argument("--tables", type=Path, default=HERE / "report.md")
+    parser.add_argument("--json", action="store_true",
+                        help="print the per-job summary at 64 ranks as JSON (and write nothing)")
     args = parser.parse_args(argv)
     read = lambda name: json.loads((args.dir / name).read_text()) if (args.dir / name).exists() else None  # noqa: E731
-    measurements = read("measurements.json")
-    params = fit.parameters(measurements, read("components.json"), read("scheduler4.json"), read("startup.json"))
+    measurements = load_measurements(args.dir)
+    params = fit.parameters(measurements, read("components.json"), read("scheduler4.json"), read("startup.json"),
+                            load_claims(args.dir))
+    if args.json:
+        print(json.dumps(summary(params), indent=1))
+        return 0
     (args.dir / "parameters.json").write_text(json.dumps(params, indent=1, default=float))
     meas = measured(measurements)
     draw(params, meas, measurements["strong"], measurements["weak"], args.plot)
