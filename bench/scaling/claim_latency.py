@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     comm = world_comm()
     workloads = {"sleep": time.sleep, "numpy": _busy_numpy, "python": _busy_python}
-    result: dict = {"ranks": comm.size, "load_average": os.getloadavg()[0],
+    result: dict = {"ranks": comm.size, "cores": os.cpu_count(), "load_average": os.getloadavg()[0],
                     "environment": {k: v for k, v in os.environ.items() if k.startswith(("MPIR_CVAR_", "UCX_"))},
                     "workloads": {}}
     for name, busy in workloads.items():
