@@ -45,6 +45,7 @@ def test_every_item_claimed_exactly_once(n):
     assert sorted(claimed) == list(range(N_ITEMS))  # none twice, none missing
     assert lines[0]["progress"] == sizes(range(N_ITEMS))  # rank 0 counted the other ranks' units too
     assert sum(1 for line in lines if line["items"]) >= 2  # rank 0's pure-Python items did not keep it to itself
+    assert all(line["switch_interval"] == 0.005 for line in lines)  # rank 0's lowered interval is given back
 
 
 @pytest.mark.mpi

@@ -135,6 +135,10 @@ def run_items(comm: Comm, items: Sequence[Any], work: Callable[[Any], Any], *, s
                     counter.note(sizes[index])
     except WorkItemError as exc:
         fatal(comm, exc)
+    except BaseException:  # e.g. KeyboardInterrupt in a serial-looking caller: no collective clean-up possible
+        if driver is not None:
+            driver.stop(count_last=False)
+        raise
     channel.idle_barrier()  # ranks that finish early wait here without spinning (and rank 0 serves claims)
     if driver is not None:
         driver.stop()
@@ -246,12 +250,14 @@ class _Progress:
             self._progress.advance(finished - self._seen)
         self._seen = max(self._seen, finished)
 
-    def stop(self) -> None:
-        """End the thread (after every rank has finished) and count the last units."""
+    def stop(self, count_last: bool = True) -> None:
+        """End the thread and restore the switch interval; then (after every rank has finished) count the last
+        units."""
         self._halt.set()
         self._thread.join()
         sys.setswitchinterval(self._switch)
-        self._advance(self._counter.read()[1])
+        if count_last:
+            self._advance(self._counter.read()[1])
 
 
 def _run_dynamic(comm: Comm, counter: WorkCounter, sizes: dict[int, int], costs: dict[int, float],

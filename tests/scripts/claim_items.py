@@ -38,6 +38,6 @@ progress = Progress(sum(i.size for i in items), mode="none") if comm.is_root els
 results = run_items(comm, items, work, schedule=schedule, progress=progress, label=lambda i: i.label)
 assert all(results[i] == i * 10 for i in results)
 line = {"rank": comm.rank, "items": sorted(results), "progress": progress.done if progress else None,
-        "stopped": stop_requested.is_set()}
+        "stopped": stop_requested.is_set(), "switch_interval": sys.getswitchinterval()}
 sys.stdout.write("CLAIMED " + json.dumps(line) + "\n")
 sys.stdout.flush()
