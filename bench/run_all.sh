@@ -13,11 +13,8 @@ run() {  # name, command...
     "$@" 2>&1 | tee "bench/results/$name.txt"
 }
 run cubefit_vs_astropy   "$PY" bench/cubefit_vs_astropy.py --ranks 2 --workers 2
-<<<<<<< HEAD
 run cubefit_solver_agreement "$PY" bench/cubefit_solver_agreement.py
-=======
 run cubefit_mosaic_vs_dask "$PY" bench/cubefit_mosaic_vs_dask.py --ranks 2 --workers 2
->>>>>>> sched
 run gridfit_chi2_kernel  "$PY" bench/gridfit_chi2_kernel.py
 run gridfit_vs_pool      "$PY" bench/gridfit_vs_pool.py
 run sed_model_throughput "$PY" bench/sed_model_throughput.py
