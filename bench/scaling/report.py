@@ -51,7 +51,8 @@ def NODE_LOCAL(params: dict[str, Any]) -> model.Machine:
 WHAT_IFS = [  # (job, label, model options, machine factory or None for stripe count 8)
     ("sample", "as now, stripe count 1 (Lustre default)", {}, lambda p: model.cluster(p, stripes=1)),
     ("sample", "as now, stripe count 8", {}, None),
-    ("sample", "run.mpi_info auto on Lustre (striping_factor min(P, 16))", {}, lambda p: model.cluster(p, stripes=16)),
+    ("sample", "run.mpi_info auto on Lustre (striping_factor min(P, 16))", {},
+     lambda p: model.cluster(p, stripes=16)),
     ("sample", "... Python environment node-local or in a container image (docs/cluster.md)", {}, NODE_LOCAL),
     ("gridfit", "as now (ECSV catalogue)", {}, None),
     ("gridfit", "the same catalogue as FITS (parsed ~14x faster on rank 0)", {"catalogue": "fits"}, None),
@@ -60,15 +61,16 @@ WHAT_IFS = [  # (job, label, model options, machine factory or None for stripe c
     ("cubefit", "... with the shared counter", {"fill": True}, None),
     ("cubefit", "as now: shared counter, maps without fill (fill_time never)", {}, None),
     ("cubefit", "... Python environment node-local or in a container image (docs/cluster.md)", {}, NODE_LOCAL),
-    ("calibrate", "before issue 14: scratch files and the fill value of /science/images", {"fill": True, "scratch": True},
-     None),
+    ("calibrate", "before issue 14: scratch files and the fill value of /science/images",
+     {"fill": True, "scratch": True}, None),
     ("calibrate", "as now (frames written once, straight into the output), stripe count 8", {}, None),
-    ("calibrate", "as now, stripe count 1 (Lustre default, run.mpi_info: none)", {}, lambda p: model.cluster(p, stripes=1)),
+    ("calibrate", "as now, stripe count 1 (Lustre default, run.mpi_info: none)", {},
+     lambda p: model.cluster(p, stripes=1)),
     ("calibrate", "as now, run.mpi_info auto on Lustre (striping_factor min(P, 16))", {},
      lambda p: model.cluster(p, stripes=16)),
 ]
-UNIT_COST = {"sample": "row (draw + model)", "gridfit": "pair (chi2 items; grid items counted in)", "cubefit": "fit (read + fit)",
-             "calibrate": "frame (read + calibrate + write)"}
+UNIT_COST = {"sample": "row (draw + model)", "gridfit": "pair (chi2 items; grid items counted in)",
+             "cubefit": "fit (read + fit)", "calibrate": "frame (read + calibrate + write)"}
 PRODUCTION_TEXT = {
     "sample": "10^8 rows (10.8 GB), batches of 10^5",
     "gridfit": "10^5 galaxies x 10^5 models (64 chunks x 10 blocks)",
