@@ -14,6 +14,7 @@ run() {  # name, command...
 }
 run cubefit_vs_astropy   "$PY" bench/cubefit_vs_astropy.py --ranks 2 --workers 2
 run cubefit_solver_agreement "$PY" bench/cubefit_solver_agreement.py
+run cubefit_mosaic_vs_dask "$PY" bench/cubefit_mosaic_vs_dask.py --ranks 2 --workers 2
 run gridfit_chi2_kernel  "$PY" bench/gridfit_chi2_kernel.py
 run gridfit_vs_pool      "$PY" bench/gridfit_vs_pool.py
 run sed_model_throughput "$PY" bench/sed_model_throughput.py

@@ -7,7 +7,9 @@ two ranks; the rest runs on rank 0). Every figure is the median of ``R`` repetit
   several bytes per rank; fitted as t = alpha + bytes / bandwidth;
 * ``gather``: ``MPIComm.gather`` of pickled numpy partials to rank 0 (gridfit's per-block gather), as the bytes
   per second rank 0 takes in (all parts, its own included);
-* ``scheduler``: the dynamic scheduler (``schedule.run_items``): the other ranks take no-op items as fast as rank
+* ``scheduler``: the dynamic scheduler (``schedule.run_items``; the figures stored in ``components.json`` and
+  ``scheduler4.json`` are the earlier helper-thread scheduler's: today's shared counter is measured by
+  ``claim_latency.py``): the other ranks take no-op items as fast as rank
   0's helper thread serves them while rank 0's main thread works through items of 20 ms that (a) sleep (the GIL is
   free), (b) run Python bytecode (the GIL is held), (c) run small numpy operations, (d) fit chunks of 256
   spectra of a synthetic cube with cubefit's own ``work`` (the batched solver: numpy with Python glue);
@@ -20,7 +22,8 @@ two ranks; the rest runs on rank 0). Every figure is the median of ``R`` repetit
 
 ``python bench/scaling/components.py --startup OUT.json`` (no mpiexec) counts, with strace, the file-metadata system
 calls (stat, open, ...) one rank makes to start Python and import a job: the load a rank start puts on a shared
-file system's metadata server.
+file system's metadata server. (The first study's figure; ``startup.py`` now measures ``hpcfit run`` of each
+job, which the model uses.)
 """
 
 from __future__ import annotations

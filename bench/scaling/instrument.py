@@ -13,9 +13,9 @@ calls the scaling model needs; every rank records into ``RECORD`` and ``dump(dir
 * ``calls``: for each wrapped call, its count, seconds and bytes — ``alltoallv`` (bytes sent), ``gather``,
   ``allgather``, ``bcast``, ``barrier``/``idle_barrier`` (waiting included), ``h5_write`` (bytes of this rank's
   pieces), ``h5_meta`` (create_dataset, write_small, set_attrs), ``h5_open``/``h5_commit``, ``checkpoint``
-  (bytes of the pickles written), job-specific ones (gridfit ``catalogue_read``, ``catalogue_share``,
-  ``exchange_fold``, ``fold``, ``finalise``, ``table_gather``, ``results_table``; calibrate ``header_scan``
-  on rank 0, ``masters``, ``scratch_write``, sample ``exchange_round``).
+  (bytes of the pickles written), job-specific ones (gridfit ``fold`` on rank 0, calibrate ``header_scan``
+  on rank 0, ``masters``, ``scratch_write``, sample ``exchange_round``), ``h5_plane`` (planes written during the
+  work, calibrate).
 
 Timers nest (``write`` contains ``h5_write``); the model reads each where it needs it.
 """
@@ -101,6 +101,7 @@ def install(job_name: str) -> None:
     _patch(out, "write", "h5_write", nbytes=_piece_bytes)
     for meta in ("create_dataset", "write_small", "set_attrs"):
         _patch(out, meta, "h5_meta")
+    _patch(out, "write_plane", "h5_plane", nbytes=lambda self, name, index, array: getattr(array, "nbytes", 0))
     _patch(out, "__init__", "h5_open")
     _patch(out, "commit", "h5_commit")
 
@@ -116,19 +117,8 @@ def _install_job_specific(job_name: str) -> None:
     if job_name == "gridfit":
         from hpcfit.gridfit import job as gridfit
 
+        _patch(gridfit._Collected, "add", "fold")
         _patch(gridfit, "_photometry", "photometry")
-        if hasattr(gridfit, "_fold_owned"):  # partials folded by their galaxies' owner ranks
-            from hpcfit.gridfit import partials
-
-            _patch(partials, "fold_rows", "fold")
-            _patch(gridfit._Collected, "add", "finalise")
-            _patch(gridfit._Collected, "write_table", "results_table")
-            _patch(gridfit, "_fold_owned", "exchange_fold")
-            _patch(gridfit, "_gather_rows", "table_gather")
-            _patch(gridfit, "_share_catalog", "catalogue_share")
-            _patch(gridfit, "_read_catalog", "catalogue_read")
-        else:  # earlier versions: partials gathered to rank 0 and folded there
-            _patch(gridfit._Collected, "add", "fold")
     elif job_name == "calibrate":
         from hpcfit.calibrate import masters
         from hpcfit.calibrate import planning

@@ -21,6 +21,7 @@ from typing import Any
 
 COLLECTIVE_MIN_BYTES = 64 << 20  # hpcfit.io.h5out: "auto" writes collectively from this many bytes per dataset
 Z_MAX = 6.0
+T_REQUEST_THREAD = 2.9e-3  # the helper-thread scheduler's round trip, measured in the earlier cubefit 2-rank runs
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Machine:
     metadata_latency: float | None   # one metadata round trip to the shared file system's server (None: local)
     metadata_rate: float | None      # metadata operations per second that server gives the job
     cpu_share: float | None = None   # measured share of a core a rank got while computing (this shared machine)
+    claim: dict[str, float] | None = None  # the dynamic schedule's claim latency by rank-0 workload (shared counter)
+    metadata_calls_by_job: dict[str, int] | None = None  # start-up metadata calls per job (else the one figure)
 
     def nodes(self, ranks: int) -> int:
         return -(-ranks // self.cores_per_node)
@@ -78,14 +81,15 @@ class Machine:
     def checkpoint(self, nbytes: float, ranks: int) -> float:
         return self.file_op + nbytes / self.rank_bandwidth(ranks)
 
-    def start(self, ranks: int) -> float:
+    def start(self, ranks: int, job: str | None = None) -> float:
         """Start-up: this machine's, plus the metadata calls of Python's imports from a shared file system. The
         ranks of a node share its client cache, so each node pays the calls once (a round trip each), until the
         nodes together exceed the metadata server's rate."""
         if not self.metadata_rate or not self.metadata_latency:
             return self.startup
+        calls = (self.metadata_calls_by_job or {}).get(job or "", self.startup_metadata_calls)
         per_call = max(self.metadata_latency, self.nodes(ranks) / self.metadata_rate)
-        return self.startup + self.startup_metadata_calls * per_call
+        return self.startup + calls * per_call
 
     @property
     def shared_fs(self) -> bool:
@@ -95,7 +99,8 @@ class Machine:
 def local_machine(params: dict[str, Any], cores: int = 2) -> Machine:
     """This machine, from the micro-benchmarks (one node, ``cores`` cores, a local disk)."""
     c = params["components"]
-    startup = min(p["startup"] for k, p in params.items() if k != "components")
+    # launch to engine start: stored from quiet runs when the latest runs were made on a crowded machine
+    startup = c.get("machine_startup_seconds") or min(p["startup"] for k, p in params.items() if k != "components")
     disk = c["h5_independent_bandwidth"]
     return Machine(
         name="this machine (2 cores)", cores_per_node=10**6, oversubscribe_cores=cores,
@@ -104,7 +109,8 @@ def local_machine(params: dict[str, Any], cores: int = 2) -> Machine:
         node_io_bandwidth=disk, fs_bandwidth=c["checkpoint_bandwidth"], file_op=c["checkpoint_seconds"],
         small_write=c["h5_small_piece"], collective_round=c["h5_collective_round"],
         create_dataset=c["h5_create_dataset"], service_time=c["service_time"], startup=startup,
-        startup_metadata_calls=c["startup_metadata_calls"], metadata_latency=None, metadata_rate=None)
+        startup_metadata_calls=c["startup_metadata_calls"], metadata_latency=None, metadata_rate=None,
+        claim=(c.get("claim") or {}).get("by_workload"), metadata_calls_by_job=c.get("startup_metadata_calls_by_job"))
 
 
 # The reference cluster (docs/scaling.md, "Assumptions"): 32 cores per node, 100 Gb/s network, Lustre.
@@ -143,13 +149,13 @@ def cluster(params: dict[str, Any], stripes: int | None = None, **changes: Any) 
         collective_round=a["collective_round"], create_dataset=a["create_dataset"],
         service_time=c["service_time"], startup=base.startup,
         startup_metadata_calls=c["startup_metadata_calls"], metadata_latency=a["metadata_latency"],
-        metadata_rate=a["metadata_rate"])
+        metadata_rate=a["metadata_rate"], claim=base.claim, metadata_calls_by_job=base.metadata_calls_by_job)
     return replace(machine, **changes)
 
 
 # ---------------------------------------------------------------------------------------------------- the jobs
-def _common(p: dict[str, Any], m: Machine, ranks: int) -> dict[str, float]:
-    return {"start-up": m.start(ranks), "engine fixed": max(p["other"], 0.0)}
+def _common(p: dict[str, Any], m: Machine, ranks: int, job: str) -> dict[str, float]:
+    return {"start-up": m.start(ranks, job), "engine fixed": max(p["other"], 0.0)}
 
 
 def sample(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine) -> dict[str, float]:
@@ -164,7 +170,7 @@ def sample(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine) -> d
                                               + (ranks - c) / ranks * c / m.net_bandwidth)
     latency = rounds * 2 * (m.intra_latency + (ranks > c) * ranks * m.net_latency) if ranks > 1 else 0.0
     band = math.log1p(Z_MAX / ranks) / math.log1p(Z_MAX)
-    return {**_common(p, m, ranks),
+    return {**_common(p, m, ranks, "sample"),
             "prepare (rank 0)": p["prepare"],
             "set-up: model tables of the lowest band": (p["setup_s0"] + p["setup_s1"] * band) * over,
             "work: draws + model": share * p["t_row"] * over,
@@ -197,8 +203,11 @@ def gridfit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *,
     bcast = g * p["broadcast_bytes"] * steps / (m.net_bandwidth / c if ranks > c else m.intra_bandwidth)
     grid_bytes = n * 8 * (6 + 2 + 1)  # every chunk to every rank: band fluxes, parameters, luminosity
     ckpt_bytes = block * p["record_bytes"] * 1.05  # a chi2 item's checkpoint: its partial records (+ pickle)
-    # a worker's wait for its next item: measured in the runs (2 ranks), else the cubefit runs' 2.9 ms
-    request = (p["t_request"] if not math.isnan(p["t_request"]) else 2.9e-3) if ranks > 1 else 0.0
+    # a worker's wait for its next item: a claim on the shared counter with rank 0 busy in numpy (claim_latency.py;
+    # the chi2 kernel is numpy), else the helper-thread round trip measured in the gridfit runs (or cubefit's)
+    claim = (m.claim or {}).get("numpy")
+    thread = p["t_request"] if not math.isnan(p["t_request"]) else T_REQUEST_THREAD
+    request = (claim if claim is not None else thread) if ranks > 1 else 0.0
     # exchange: each rank sends the records of its items' galaxies owned elsewhere, (P - 1) / P of them
     exchanged = g * n_chunks * p["record_bytes"] / ranks * (ranks - 1) / ranks
     exchange = exchanged * ((c - 1) / max(ranks - 1, 1) / m.intra_bandwidth
@@ -208,7 +217,7 @@ def gridfit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *,
     galaxy_bytes = 8 * (4 + 4 * 6 + 10 + 6 + 2 * 4)  # per-galaxy output columns, each rank its own rows
     output = (g / ranks * p["t_output_galaxy"] * over if not m.shared_fs
               else g * galaxy_bytes / m.file_bandwidth(ranks))
-    return {**_common(p, m, ranks),
+    return {**_common(p, m, ranks, "gridfit"),
             "prepare: catalogue read once, filters (rank 0)": p["prepare"] - p["plan"] + p["plan_a"]
             + per_galaxy_plan * g,
             "set-up: catalogue broadcast, filters, model (every rank)": p["setup_a"] * over + bcast,
@@ -226,13 +235,15 @@ def gridfit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *,
 
 
 def cubefit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, workload: str = "cubefit", *,
-            fill: bool = True, server: bool = True) -> dict[str, float]:
+            fill: bool = False, server: bool = False) -> dict[str, float]:
     """F fits in items of ``chunk``; dynamic self-scheduling; every rank writes its items' pieces of 12 maps.
 
-    ``workload``: what rank 0's own items do while its helper thread serves requests (``cubefit``: the batched
-    solver, measured; ``python``: pure Python, as a per-spectrum fitter). What-ifs (not the current code):
-    ``fill=False``: the maps created without a fill value written (fill_time never); ``server=False``: items handed
-    out by an atomic counter in an MPI window (no helper thread, no GIL)."""
+    ``workload``: what rank 0's own items do meanwhile (``cubefit``: the batched solver; ``numpy``; ``python``:
+    pure Python, as a per-spectrum fitter). Items are claimed from the shared counter (one claim per item, its
+    latency measured by claim_latency.py with rank 0 busy in that workload; no rank serves requests, so there is
+    no saturation term). ``server=True``: the earlier scheduler, a helper thread on rank 0 answering requests
+    (its measured round trip per item, and its service time per request as a capacity: ``scheduler4.json``).
+    ``fill=True``: the maps created with their fill value written first (before ``fill_time='never'``)."""
     from hpcfit.cubefit.boxes import flat_range_boxes
 
     f, chunk = size["fits"], size.get("chunk", p["chunk"])
@@ -244,10 +255,16 @@ def cubefit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, wor
     boxes = sum(len(flat_range_boxes(shape, a, min(a + chunk, f))) for a in sample_items) / len(sample_items)
     datasets = p["datasets"]
     per_item = chunk * p["t_fit"] * over + m.checkpoint(p["checkpoint_bytes"] / p["chunk"] * chunk, ranks)
-    workload = workload if workload in m.service_time else "numpy"
-    round_trip = p["t_request"] if ranks > 1 else 0.0  # a worker's wait for its next item, measured in the runs
+    if server:
+        served_by = workload if workload in m.service_time else "numpy"
+        round_trip = T_REQUEST_THREAD if ranks > 1 else 0.0
+        served = items * m.service_time[served_by] if ranks > 2 else 0.0
+    else:
+        claims = m.claim or {}
+        claim = claims.get(workload, claims.get("numpy", p["t_request"]))
+        round_trip = claim if ranks > 1 else 0.0  # a claim: one atomic operation on rank 0's window
+        served = 0.0
     work = busiest * (per_item + round_trip)
-    served = items * m.service_time[workload] if ranks > 2 and server else 0.0
     collective = f * 8 >= COLLECTIVE_MIN_BYTES
     if not m.shared_fs:
         piece = p["t_piece"]  # measured here
@@ -255,7 +272,7 @@ def cubefit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, wor
         piece = chunk * 8 / m.rank_io_bandwidth  # one process, plain HDF5: no locks to share
     else:
         piece = m.collective_round if collective else m.small_write
-    return {**_common(p, m, ranks),
+    return {**_common(p, m, ranks, "cubefit"),
             "prepare (rank 0)": p["prepare"],
             "set-up": p["setup"] * over,
             "work: fits (+ checkpoints, requests)": work,
@@ -280,7 +297,8 @@ def calibrate(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *
     over = m.over(ranks)
     items = math.ceil(n / p["batch"])
     busiest = math.ceil(items / ranks)
-    round_trip = p["t_request"] if ranks > 1 else 0.0
+    # a claim on the shared counter with rank 0 busy in numpy (claim_latency.py), else the runs' round trip
+    round_trip = (m.claim or {}).get("numpy", p["t_request"]) if ranks > 1 else 0.0
     work = busiest * (p["batch"] * p["t_frame"] * scale * over + m.checkpoint(p["checkpoint_bytes"], ranks)
                       + round_trip)
     write_local = (p["write_a"] + p["write_b"] * scale * n / ranks) * over
@@ -293,7 +311,7 @@ def calibrate(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *
     elif cluster:
         io_work = science_io_bound(n, pixels, m, ranks)
     masters_io = n_cal * pixels * 2 / (ranks * m.rank_bandwidth(ranks)) if cluster else 0.0
-    return {**_common(p, m, ranks),
+    return {**_common(p, m, ranks, "calibrate"),
             "prepare: headers (rank 0)": p["prepare"] - p["plan"] + p["t_header"] * (n + n_cal),
             "set-up: masters": (p["masters_a"] + p["masters_b"] * scale * n_cal / p["n_calibration"] / ranks) * over
             + masters_io,

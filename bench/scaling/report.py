@@ -1,12 +1,18 @@
 """Fit the scaling model to the measurements, draw docs/img/scaling.png and write the tables of docs/scaling.md.
 
     python bench/scaling/report.py [--dir bench/scaling] [--plot docs/img/scaling.png] [--tables bench/scaling/report.md]
+    python bench/scaling/report.py --json
 
-Reads ``measurements.json`` (run_jobs.py), ``components.json`` (components.py on 2 ranks), ``scheduler4.json``
-(components.py --scheduler-only on 4 ranks) and ``startup.json`` (components.py --startup) from ``--dir``, and
-gridfit's own ``measurements_gridfit.json`` (run_jobs.py --jobs gridfit --out ...; it replaces gridfit's runs of
-measurements.json) and ``gridfit_components.json`` (gridfit_components.py); writes
-``parameters.json`` there (the fitted parameters), the plot, and the markdown tables.
+Reads from ``--dir``: ``measurements.json`` (run_jobs.py), overlaid by ``measurements_gridfit.json`` (gridfit's
+runs of its current design: run_jobs.py --jobs gridfit --out ...) and ``measurements/*.json`` (later run_jobs.py
+runs of some jobs): an overlay replaces those jobs' runs; ``components.json`` (components.py on 2 ranks),
+``scheduler4.json`` (components.py --scheduler-only on 4 ranks: the earlier helper-thread scheduler),
+``claim_latency_<P>.json`` (claim_latency.py on P ranks: the shared counter), ``startup.json`` (startup.py) and
+``gridfit_components.json`` (gridfit_components.py); writes ``parameters.json`` there (the fitted parameters), the
+plot, and the markdown tables. ``--json`` writes nothing and prints, per job, the cluster model's strong speed-up
+and weak efficiency at 64 ranks at the production size and setting (``PRODUCTION_STRIPES``,
+``PRODUCTION_OPTIONS``), the first bottleneck (the term that loses the most time against perfect scaling at 64
+ranks) and, for calibrate, the share of the file system's limit reached.
 """
 
 from __future__ import annotations
@@ -37,20 +43,34 @@ PRODUCTION = {
     "cubefit": {"fits": 2048 * 2048, "chunk": 2048, "shape": (2048, 2048)},
     "calibrate": {"frames": 10_000, "pixels": 2048 * 2048, "calibration": 100},
 }
+def NODE_LOCAL(params: dict[str, Any]) -> model.Machine:
+    """Stripe count 8, and start-up's metadata calls served locally (a local stat: ~1 µs; docs/cluster.md)."""
+    return model.cluster(params, stripes=8, metadata_latency=1e-6, metadata_rate=1e9)
+
+
 WHAT_IFS = [  # (job, label, model options, machine factory or None for stripe count 8)
     ("sample", "as now, stripe count 1 (Lustre default)", {}, lambda p: model.cluster(p, stripes=1)),
     ("sample", "as now, stripe count 8", {}, None),
+    ("sample", "run.mpi_info auto on Lustre (striping_factor min(P, 16))", {},
+     lambda p: model.cluster(p, stripes=16)),
+    ("sample", "... Python environment node-local or in a container image (docs/cluster.md)", {}, NODE_LOCAL),
     ("gridfit", "as now (ECSV catalogue)", {}, None),
     ("gridfit", "the same catalogue as FITS (parsed ~14x faster on rank 0)", {"catalogue": "fits"}, None),
-    ("cubefit", "as now", {}, None),
-    ("cubefit", "maps created without fill (fill_time never)", {"fill": False}, None),
-    ("calibrate", "as now", {}, None),
-    ("calibrate", "/science/images created without fill", {"fill": False}, None),
-    ("calibrate", "... and no scratch files (frames written into the output during the work)",
-     {"fill": False, "scratch": False}, None),
+    ("cubefit", "as before: helper-thread scheduler, maps written with their fill value", {"server": True,
+                                                                                           "fill": True}, None),
+    ("cubefit", "... with the shared counter", {"fill": True}, None),
+    ("cubefit", "as now: shared counter, maps without fill (fill_time never)", {}, None),
+    ("cubefit", "... Python environment node-local or in a container image (docs/cluster.md)", {}, NODE_LOCAL),
+    ("calibrate", "before issue 14: scratch files and the fill value of /science/images",
+     {"fill": True, "scratch": True}, None),
+    ("calibrate", "as now (frames written once, straight into the output), stripe count 8", {}, None),
+    ("calibrate", "as now, stripe count 1 (Lustre default, run.mpi_info: none)", {},
+     lambda p: model.cluster(p, stripes=1)),
+    ("calibrate", "as now, run.mpi_info auto on Lustre (striping_factor min(P, 16))", {},
+     lambda p: model.cluster(p, stripes=16)),
 ]
-UNIT_COST = {"sample": "row (draw + model)", "gridfit": "pair (chi2 items; grid items counted in)", "cubefit": "fit (read + fit)",
-             "calibrate": "frame (read + calibrate + scratch)"}
+UNIT_COST = {"sample": "row (draw + model)", "gridfit": "pair (chi2 items; grid items counted in)",
+             "cubefit": "fit (read + fit)", "calibrate": "frame (read + calibrate + write)"}
 PRODUCTION_TEXT = {
     "sample": "10^8 rows (10.8 GB), batches of 10^5",
     "gridfit": "10^5 galaxies x 10^5 models (64 chunks x 10 blocks)",
@@ -117,8 +137,8 @@ def with_share(machine: model.Machine, group: dict[str, Any]) -> model.Machine:
 
 
 def curves(job: str, params: dict[str, Any], machine: model.Machine, sizes: dict[int, dict[str, Any]],
-           ranks: list[int]) -> list[float]:
-    return [model.total(model.predict(job, p, sizes[p], params, machine)) for p in ranks]
+           ranks: list[int], **options: Any) -> list[float]:
+    return [model.total(model.predict(job, p, sizes[p], params, machine, **options)) for p in ranks]
 
 
 def draw(params: dict[str, Any], meas: dict[tuple[str, str, int], dict[str, Any]], strong: dict[str, int],
@@ -283,16 +303,24 @@ def tables(params: dict[str, Any], meas: dict[tuple[str, str, int], dict[str, An
         add(f"| {job} | {label} | {fmt(sixty_four)} | {one / sixty_four:.1f} |")
     add("")
     for job, ranks_list in (("cubefit", (64, 128, 256)),):
-        add("Dynamic scheduler, cubefit production size, stripe count 8 (seconds; `excess` = time lost to the "
-            "saturated rank-0 helper thread):\n")
-        add("| rank-0 workload | " + " | ".join(f"P={p}: total / excess" for p in ranks_list) + " |")
-        add("|---|" + "---|" * len(ranks_list))
-        for workload in ("cubefit", "python"):
-            cells = []
-            for p in ranks_list:
-                terms = model.predict(job, p, PRODUCTION[job], params, c8, workload=workload)
-                cells.append(f"{fmt(model.total(terms))} / {fmt(terms['work: scheduler saturated (excess)'])}")
-            add(f"| {workload} | " + " | ".join(cells) + " |")
+        add("Dynamic scheduler, cubefit production size, stripe count 8: total seconds / seconds lost to "
+            "the scheduler (claims, or the earlier helper thread's round trips and saturation):\n")
+        add("| rank-0 workload | scheduler | " + " | ".join(f"P={p}" for p in ranks_list) + " |")
+        add("|---|---|" + "---|" * len(ranks_list))
+        for workload in ("cubefit", "numpy", "python"):
+            for server, name in ((True, "helper thread (before)"), (False, "shared counter (now)")):
+                cells = []
+                for p in ranks_list:
+                    terms = model.predict(job, p, PRODUCTION[job], params, c8, workload=workload, server=server)
+                    ideal = model.predict(job, p, PRODUCTION[job], params, c8, workload=workload, server=False)
+                    lost = terms["work: scheduler saturated (excess)"] + (
+                        terms["work: fits (+ checkpoints, requests)"]
+                        - ideal["work: fits (+ checkpoints, requests)"] if server else 0.0)
+                    claims = math.ceil(math.ceil(PRODUCTION[job]["fits"] / PRODUCTION[job]["chunk"]) / p)
+                    if not server:
+                        lost = claims * (c8.claim or {}).get(workload, (c8.claim or {}).get("numpy", 0.0))
+                    cells.append(f"{fmt(model.total(terms))} / {fmt(lost)}")
+                add(f"| {workload} | {name} | " + " | ".join(cells) + " |")
         add("")
 
     add("### Terms at 64 ranks, production size, strong scaling (seconds)\n")
@@ -309,19 +337,77 @@ def tables(params: dict[str, Any], meas: dict[tuple[str, str, int], dict[str, An
     return "\n".join(lines)
 
 
+def load_measurements(directory: Path) -> dict[str, Any]:
+    """``measurements.json`` with the runs of the jobs in ``measurements_gridfit.json`` and ``measurements/*.json``
+    replaced by those files' runs."""
+    measurements = json.loads((directory / "measurements.json").read_text())
+    gridfit = [directory / "measurements_gridfit.json"] if (directory / "measurements_gridfit.json").exists() else []
+    for path in gridfit + sorted((directory / "measurements").glob("*.json")):
+        newer = json.loads(path.read_text())
+        jobs = {run["job"] for run in newer["runs"]}
+        measurements["runs"] = [r for r in measurements["runs"] if r["job"] not in jobs] + newer["runs"]
+    return measurements
+
+
+def load_claims(directory: Path) -> dict[int, dict[str, Any]]:
+    """claim_latency.py's files by rank count."""
+    return {int(path.stem.rsplit("_", 1)[1]): json.loads(path.read_text())
+            for path in directory.glob("claim_latency_*.json")}
+
+
+# The production setting of the summary (--json): the output striped as run.mpi_info's default does on Lustre
+# (hpcfit.io.mpi_hints, "auto": striping_factor = min(ranks, 16), 4 MiB; every job's output), so 16 stripes at 64
+# ranks (and, conservatively, at 1 rank too: the baseline gets the faster file); gridfit's catalogue as FITS, as
+# docs/gridfit.md recommends for large catalogues (parsed ~14x faster on rank 0, measured).
+PRODUCTION_STRIPES = 16
+PRODUCTION_OPTIONS: dict[str, dict[str, Any]] = {"gridfit": {"catalogue": "fits"}}
+
+
+def first_bottleneck(job: str, params: dict[str, Any], machine: model.Machine, ranks: int = 64,
+                     **options: Any) -> str:
+    """The term that loses the most time at ``ranks`` against perfect scaling of the same term from 1 rank."""
+    one = model.predict(job, 1, PRODUCTION[job], params, machine, **options)
+    many = model.predict(job, ranks, PRODUCTION[job], params, machine, **options)
+    return max(many, key=lambda term: many[term] - one.get(term, 0.0) / ranks)
+
+
+def summary(params: dict[str, Any], ranks: int = 64) -> dict[str, dict[str, Any]]:
+    """Per job: strong speed-up and weak efficiency at ``ranks`` (cluster, production size and setting: stripe count
+    ``PRODUCTION_STRIPES``, ``PRODUCTION_OPTIONS``) and the first bottleneck; for calibrate also the share of the
+    file system's limit reached (``fs_fraction``: T_fs over the predicted time at ``ranks``)."""
+    machine = model.cluster(params, stripes=PRODUCTION_STRIPES)
+    out = {}
+    for job in JOBS:
+        if job not in params:
+            continue
+        options = PRODUCTION_OPTIONS.get(job, {})
+        strong = curves(job, params, machine, {p: PRODUCTION[job] for p in (1, ranks)}, [1, ranks], **options)
+        weak = curves(job, params, machine, {p: production_weak(job, p) for p in (1, ranks)}, [1, ranks], **options)
+        out[job] = {f"speedup_{ranks}": round(strong[0] / strong[1], 2),
+                    f"weak_efficiency_{ranks}": round(weak[0] / weak[1], 3),
+                    "first_bottleneck": first_bottleneck(job, params, machine, ranks, **options)}
+        if job == "calibrate":
+            size = PRODUCTION[job]
+            bound = model.science_io_bound(size["frames"], size["pixels"], machine, ranks)
+            out[job][f"fs_fraction_{ranks}"] = round(bound / strong[1], 3)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, default=HERE)
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "img" / "scaling.png")
     parser.add_argument("--tables", type=Path, default=HERE / "report.md")
+    parser.add_argument("--json", action="store_true",
+                        help="print the per-job summary at 64 ranks as JSON (and write nothing)")
     args = parser.parse_args(argv)
     read = lambda name: json.loads((args.dir / name).read_text()) if (args.dir / name).exists() else None  # noqa: E731
-    measurements = read("measurements.json")
-    gridfit_runs = read("measurements_gridfit.json")  # gridfit's runs of its current design, kept apart
-    if gridfit_runs:
-        measurements["runs"] = [r for r in measurements["runs"] if r["job"] != "gridfit"] + gridfit_runs["runs"]
+    measurements = load_measurements(args.dir)
     params = fit.parameters(measurements, read("components.json"), read("scheduler4.json"), read("startup.json"),
-                            read("gridfit_components.json"))
+                            read("gridfit_components.json"), load_claims(args.dir))
+    if args.json:
+        print(json.dumps(summary(params), indent=1))
+        return 0
     (args.dir / "parameters.json").write_text(json.dumps(params, indent=1, default=float))
     meas = measured(measurements)
     draw(params, meas, measurements["strong"], measurements["weak"], args.plot)

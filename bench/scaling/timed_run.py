@@ -22,6 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def main(argv: list[str]) -> int:
     timings, job, config, *rest = argv
+    from hpcfit.process import configure_process
+
+    configure_process()  # as the ``hpcfit`` command does first (hpcfit.cli.entry)
     import instrument
     from hpcfit import cli
     from hpcfit.runtime.comm import world_comm

@@ -44,9 +44,10 @@ from hpcfit.runtime.log import logger
 RUN_SECTION = Section(
     {
         "schedule": Field(Choice("dynamic", "static"), "dynamic",
-                          "How work items are handed to ranks: `dynamic` self-scheduling (rank 0 hands "
-                          "out the next item to whichever rank is free, rank 0 works too) or `static` "
-                          "(a fixed balanced assignment, no messages)."),
+                          "How work items are handed to ranks: `dynamic` self-scheduling (each rank, rank 0 "
+                          "too, claims the next item, largest first, from a shared counter on rank 0: one "
+                          "atomic MPI one-sided operation, nobody serves requests) or `static` (a fixed "
+                          "balanced assignment)."),
         "progress": Field(Choice("auto", "bar", "log", "none"), "auto",
                           "Progress on rank 0: `bar` redraws a line (terminals), `log` prints a line "
                           "every `progress_interval` seconds (batch logs); `auto` picks by terminal."),

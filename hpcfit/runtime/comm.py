@@ -77,7 +77,7 @@ class Comm:
     def dup(self) -> "Comm": ...
     def free(self) -> None: ...
     def thread_safe(self) -> bool:
-        """True when a helper thread may make MPI calls while the main thread computes."""
+        """True when a helper thread may make MPI calls while the main thread makes its own."""
         return True
     def split_shared(self) -> "Comm": ...
 
@@ -202,24 +202,7 @@ class MPIComm(Comm):
         self._comm.Free()
 
     def thread_safe(self) -> bool:
-        return self._MPI.Query_thread() >= self._MPI.THREAD_SERIALIZED
-
-    def iprobe(self) -> tuple[int, int] | None:
-        """(source, tag) of a pending message from any rank, or None."""
-        status = self._MPI.Status()
-        if self._comm.Iprobe(source=self._MPI.ANY_SOURCE, tag=self._MPI.ANY_TAG, status=status):
-            return status.Get_source(), status.Get_tag()
-        return None
-
-    def send(self, obj: Any, dest: int, tag: int) -> None:
-        self._comm.send(obj, dest=dest, tag=tag)
-
-    def recv(self, source: int, tag: int) -> Any:
-        """Receive, sleeping between polls: MPICH's blocking receive spins, which starves the ranks that are
-        computing when a laptop or a test runs more ranks than cores."""
-        while not self._comm.Iprobe(source=source, tag=tag):
-            time.sleep(_NAP_SECONDS)
-        return self._comm.recv(source=source, tag=tag)
+        return self._MPI.Query_thread() >= self._MPI.THREAD_MULTIPLE
 
     def idle_barrier(self) -> None:
         """A barrier that sleeps while waiting (used where ranks may wait long, e.g. for the slowest rank)."""
