@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import h5py
 import numpy as np
@@ -245,27 +245,26 @@ class OutputFile:
     # -- completion ---------------------------------------------------------------------------------------------
     def commit(self) -> Path:
         """Close the file on every rank and give it its final name. Collective."""
-        self._close_descriptor()
-        if self.h5 is not None:
-            self.h5.close()
-            self.h5 = None
-        self.comm.barrier()
-        if self.comm.is_root:
+        def finish_and_rename() -> None:
             finish_file(self.temp, self.finish)
             os.replace(self.temp, self.final)
-        self.comm.barrier()
-        self._unregister()
+
+        self._close_everywhere(then_on_root=finish_and_rename)
         return self.final
 
     def discard(self) -> None:
         """Close and remove the incomplete file (collective): a run that stopped before writing everything."""
+        self._close_everywhere(then_on_root=self._remove_incomplete)
+
+    def _close_everywhere(self, then_on_root: Callable[[], None]) -> None:
+        """Close the file on every rank, let rank 0 alone act on the closed file, and wait for it. Collective."""
         self._close_descriptor()
         if self.h5 is not None:
             self.h5.close()
             self.h5 = None
         self.comm.barrier()
         if self.comm.is_root:
-            self._remove_incomplete()
+            then_on_root()
         self.comm.barrier()
         self._unregister()
 
