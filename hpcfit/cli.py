@@ -333,8 +333,8 @@ def _job_of(path: Path, doing: str) -> str | None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    """Write FILE's maps to a FITS file through the job's reader (``hpcfit.<job>.result.RESULT(...).to_fits``)."""
-    import importlib
+    """Write FILE's maps to a FITS file through the job's reader (``hpcfit.open(FILE).to_fits``)."""
+    from hpcfit.api.open import open as open_result
 
     path = _existing_file(args.file)
     if path is None:
@@ -342,11 +342,8 @@ def _export(args: argparse.Namespace) -> int:
     job = _job_of(path, "export")
     if job is None:
         return EXIT_CONFIG
-    try:
-        reader = getattr(importlib.import_module(f"hpcfit.{job}.result"), "RESULT", None)
-    except ModuleNotFoundError:
-        reader = None
-    if reader is None or not hasattr(reader, "to_fits"):
+    result = open_result(path)  # the job's reader, found as hpcfit.open finds it
+    if not hasattr(result, "to_fits"):
         logger.error(f"cannot export {path}: {job} outputs have no FITS export (hpcfit export takes cubefit "
                      "outputs: their parameter maps)")
         return EXIT_CONFIG
@@ -355,7 +352,7 @@ def _export(args: argparse.Namespace) -> int:
         logger.error(f"-o {output}: the output must be a FITS file name (.fits, .fit or .fts)")
         return EXIT_CONFIG
     try:
-        written = reader(path).to_fits(output, overwrite=args.overwrite)
+        written = result.to_fits(output, overwrite=args.overwrite)
     except FileExistsError as exc:
         logger.error(str(exc))
         return EXIT_CONFIG
