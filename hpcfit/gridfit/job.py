@@ -206,7 +206,7 @@ class GridfitJob(Job):
     def plan(self, cfg: Settings, report: Report) -> Plan:
         catalog = _read_catalog(cfg, report)
         filters = _load_filters(cfg, report)
-        spec = _grid_spec(cfg, report)
+        spec = _grid_spec(cfg, report, filters)
         if catalog is None or filters is None or spec is None:
             return Plan([])
         if catalog.n_galaxies == 0:
@@ -290,7 +290,7 @@ class GridfitJob(Job):
 
     def write(self, ctx: RunContext, results: dict[int, Any], out: OutputFile) -> dict[str, int]:
         t0 = time.perf_counter()
-        state, info, comm, items = ctx.state, ctx.plan.info, ctx.comm, ctx.plan.items
+        state, comm, items = ctx.state, ctx.comm, ctx.plan.items
         for scratch in ("chunks", "buffers", "phot"):  # the chi2 stage's, not needed any more
             state.pop(scratch, None)
         chunks = [results[k] for k in sorted(results) if items[k].stage == GRID_STAGE]
@@ -455,12 +455,12 @@ def _load_filters(cfg: Settings, report: Report) -> Any:
     return FilterSet(tuple(found), name="gridfit") if ok else None
 
 
-def _grid_spec(cfg: Settings, report: Report) -> Any:
+def _grid_spec(cfg: Settings, report: Report, filters: Any) -> Any:
     from hpcfit.gridfit.grid import AxisErrors, dl07_spec, load_templates, modified_blackbody_spec
 
     g = cfg.gridfit.grid
     if g.model not in MODELS:
-        return _user_spec(cfg, report)
+        return _user_spec(cfg, report, filters)
     if g.model == "dl07":
         d = g.dl07
         options = {"source": d.source, "templates": d.templates}
@@ -489,8 +489,9 @@ def _grid_spec(cfg: Settings, report: Report) -> Any:
         return None
 
 
-def _user_spec(cfg: Settings, report: Report) -> Any:
-    """A user model's grid, its callable imported and tried on the first few models (shape, finite values, unit)."""
+def _user_spec(cfg: Settings, report: Report, filters: Any) -> Any:
+    """A user model's grid, its callable imported and tried on the first few models (shape, finite values, unit)
+    through the bands' ``filters`` plan loaded (None when they have problems of their own)."""
     from hpcfit.gridfit.fit_block import SCALE_QUANTITIES
     from hpcfit.gridfit.grid import AxisErrors, UserModel, user_spec
 
@@ -501,7 +502,6 @@ def _user_spec(cfg: Settings, report: Report) -> Any:
         for error in exc.errors:
             report(f"gridfit.grid.parameters.{error.key}", error.message, error.allowed)
         return None
-    filters = _load_filters(cfg, lambda *args: None)
     if filters is None:
         return spec  # the filters' own errors are reported by plan
     try:
