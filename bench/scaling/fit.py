@@ -235,7 +235,7 @@ def gridfit_gather_parameters(runs: list[dict[str, Any]]) -> dict[str, Any]:
     a = ok[0]["attributes"]
     n_models, chunk = int(a["gridfit_n_models"]), int(a["gridfit_chunk_models"])
     n_chunks = -(-n_models // chunk)
-    fold, gather, gather_bytes = [], [], []
+    fold, gather = [], []
     for r in ok:
         g = r["size"]
         root = r["per_rank"][0]
