@@ -5,17 +5,16 @@ run resumed and job-array slices merged give the same file."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from astropy.io import fits
 from h5compare import assert_ran_with, assert_same_datasets
+from calibrate_helpers import add_saturated_frame
 from launch import hpcfit
 
-from hpcfit.calibrate.kernels.synthetic import make_night, write_raw_frame
+from hpcfit.calibrate.kernels.synthetic import make_night
 from hpcfit.cli import main
 from hpcfit.runtime import iostats
 
@@ -43,12 +42,7 @@ def night(tmp_path_factory) -> Path:
     (headers only) and is rejected while calibrating, so the frames after it must move down one plane."""
     root = tmp_path_factory.mktemp("calibio")
     truth = make_night(root / "night", shape=SHAPE, n_bias=5, n_dark=3, n_flat=3, n_science=6)
-    first = sorted(truth.paths["science"])[1]
-    header = fits.getheader(first)
-    when = dt.datetime.fromisoformat(header["DATE-OBS"]) + dt.timedelta(seconds=1)
-    write_raw_frame(root / "night" / "ScienceImages" / "saturated.fits", np.full(SHAPE, 65535.0),
-                    IMAGETYP="Light Frame", EXPTIME=header["EXPTIME"], FILTER=header["FILTER"],
-                    GAIN=header["GAIN"], RDNOISE=header["RDNOISE"], DATE_OBS=when.isoformat())
+    add_saturated_frame(root / "night", after=sorted(truth.paths["science"])[1], shape=SHAPE)
     return root
 
 

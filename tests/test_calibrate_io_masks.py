@@ -5,7 +5,6 @@ the masks' bytes and, for compressed frames, the compressed bytes astropy reads.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import h5py
@@ -13,9 +12,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from h5compare import assert_same_datasets
+from calibrate_helpers import add_saturated_frame
 from launch import hpcfit
 
-from hpcfit.calibrate.kernels.synthetic import make_night, write_raw_frame
+from hpcfit.calibrate.kernels.synthetic import make_night
 from hpcfit.cli import main
 from hpcfit.runtime import iostats
 
@@ -46,12 +46,7 @@ def night(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("calibmasks")
     truth = make_night(root / "night", shape=SHAPE, n_bias=5, n_dark=3, n_flat=3, n_science=5,
                        cosmic_rays_per_frame=15)
-    first = sorted(truth.paths["science"])[1]
-    header = fits.getheader(first)
-    when = dt.datetime.fromisoformat(header["DATE-OBS"]) + dt.timedelta(seconds=1)
-    write_raw_frame(root / "night" / "ScienceImages" / "saturated.fits", np.full(SHAPE, 65535.0),
-                    IMAGETYP="Light Frame", EXPTIME=header["EXPTIME"], FILTER=header["FILTER"],
-                    GAIN=header["GAIN"], RDNOISE=header["RDNOISE"], DATE_OBS=when.isoformat())
+    add_saturated_frame(root / "night", after=sorted(truth.paths["science"])[1], shape=SHAPE)
     assert main(["run", str(write_config(root, "serial"))]) == 0
     return root
 
