@@ -47,6 +47,11 @@ def test_lustre_default_only_when_none_given(tmp_path, monkeypatch):
     hints, source = resolve_hints("auto", tmp_path / "out.h5", 64)
     assert hints == {"striping_factor": "16", "striping_unit": str(LUSTRE_STRIPE_UNIT)} and "Lustre" in source
     assert resolve_hints("auto", tmp_path / "out.h5", 4)[0]["striping_factor"] == "4"
+    # larger outputs get more stripes: one per 512 MiB beyond 8 GiB, at most 64, never more than the ranks
+    stripes = lambda ranks, size: int(resolve_hints("auto", tmp_path / "out.h5", ranks, size)[0]["striping_factor"])  # noqa: E731
+    assert stripes(64, 1 << 30) == 16 and stripes(64, 8 << 30) == 16 and stripes(64, (8 << 30) + 1) == 17
+    assert stripes(64, 10_800_000_000) == 21 and stripes(64, 1 << 40) == 64 and stripes(128, 1 << 40) == 64
+    assert stripes(8, 1 << 40) == 8 and stripes(1, None) == 1
     assert resolve_hints({"cb_nodes": 2}, tmp_path / "out.h5", 64) == ({"cb_nodes": "2"}, "run.mpi_info")
     assert resolve_hints("none", tmp_path / "out.h5", 64)[0] == {}
     monkeypatch.setattr(mpi_hints, "file_system_type", lambda path, mounts="/proc/mounts": "ext4")
@@ -74,6 +79,22 @@ def _config(root: Path, name: str, run: str) -> Path:
     path = root / f"{name}.yaml"
     path.write_text(f"job: calibrate\noutput: {name}.h5\nrun:\n{run}\ncalibrate:\n  inputs: [night]\n")
     return path
+
+
+def test_run_hands_the_jobs_output_estimate_to_the_stripe_count(small_night, monkeypatch):
+    import hpcfit.engine.run as engine_run
+    from hpcfit.calibrate.job import CalibrateJob
+
+    seen, estimates = [], []
+    real, estimate = engine_run.resolve_hints, CalibrateJob.estimate_output_bytes
+    monkeypatch.setattr(engine_run, "resolve_hints", lambda *a: seen.append(a) or real(*a))
+    monkeypatch.setattr(CalibrateJob, "estimate_output_bytes",
+                        lambda self, cfg, plan: estimates.append(estimate(self, cfg, plan)) or estimates[-1])
+    config = _config(small_night, "est", "  overwrite: true")
+    assert main(["run", str(config), "-q"]) == 0
+    assert len(seen) == 1 and seen[0][2] == 1
+    assert seen[0][3] and seen[0][3] > 0  # the calibrate job's estimate of its output, not None
+    assert seen[0][3] == estimates[-1]
 
 
 def test_bad_hint_in_a_config_exits_2_naming_key_and_line(small_night, capsys):

@@ -65,7 +65,8 @@ RUN_SECTION = Section(
                           "MPI-IO hints for the parallel HDF5 output (`mpio` mode), e.g. {striping_factor: 8, "
                           "striping_unit: 4194304, cb_nodes: 2, romio_cb_write: enable}: strings or integers, "
                           "passed as an MPI.Info when the file is created. `auto`: none, except on Lustre "
-                          "(striping_factor = min(ranks, 16), striping_unit = 4 MiB); `none`: no hints. The hints "
+                          "(striping_factor = min(ranks, max(16, output size / 512 MiB), 64), striping_unit = 4 MiB); "
+                          "`none`: no hints. The hints "
                           "used are recorded in the output (`mpi_info`). See docs/cluster.md."),
         "blas_threads": Field(Int(min=1), 1,
                               "Threads each rank's BLAS/OpenMP libraries may use during the job (setup, work, "
@@ -327,7 +328,9 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
     """The run proper, from the job's setup to the output's final name (see ``execute``)."""
     comm, cfg, plan, config_path = ctx.comm, ctx.cfg, ctx.plan, ctx.config_path
     temp = incomplete_path(output)
-    hints, hints_source = resolve_hints(cfg.run.mpi_info, output, comm.size) if comm.is_root else ({}, "")
+    hints, hints_source = ({}, "")
+    if comm.is_root:
+        hints, hints_source = resolve_hints(cfg.run.mpi_info, output, comm.size, job.estimate_output_bytes(cfg, plan))
     hints, hints_source = comm.bcast((hints, hints_source))
 
     def open_output() -> OutputFile:

@@ -7,8 +7,12 @@ MPI-IO driver for Lustre (ROMIO's ``ad_lustre``, OMPIO's ``fs/lustre``); elsewhe
 docs/cluster.md.
 
 ``run.mpi_info: auto`` (the default) gives no hints, except on Lustre, where a file of one stripe (Lustre's
-default) would make one storage target the bottleneck of every job: there ``striping_factor = min(ranks, 16)`` and
-``striping_unit = 4 MiB``. A mapping is used as given (no defaults added); ``none`` passes no hints anywhere.
+default) would make one storage target the bottleneck of every job: there ``striping_unit = 4 MiB`` and
+``striping_factor = min(ranks, max(16, ceil(size / 512 MiB)), 64)``, with ``size`` the job's estimate of its
+output (``Job.estimate_output_bytes``): 16 storage targets for files up to 8 GiB, one more per 512 MiB beyond, at
+most 64 — in the spirit of the sites' guidance of more stripes for larger shared files (NERSC: 8 for 1–10 GB,
+24 for 10–100 GB, 72 above), never more stripes than ranks writing. A mapping is used as given (no defaults added);
+``none`` passes no hints anywhere.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ KNOWN_HINTS: dict[str, str] = {
 }
 SWITCH = ("enable", "disable", "automatic")
 BOOL = ("true", "false")
-LUSTRE_MAX_STRIPES = 16
+LUSTRE_MIN_STRIPES = 16  # what auto asks for (at most one per rank) whatever the size
+LUSTRE_MAX_STRIPES = 64
+LUSTRE_BYTES_PER_STRIPE = 512 << 20  # beyond 16 stripes, one more per this many bytes of output
 LUSTRE_STRIPE_UNIT = 4 << 20
 
 
@@ -74,8 +80,16 @@ def file_system_type(path: str | Path, mounts: str = "/proc/mounts") -> str:
     return kind
 
 
-def resolve_hints(setting: Any, output: str | Path, ranks: int) -> tuple[dict[str, str], str]:
-    """(hints to pass, where they came from) for ``run.mpi_info``: a mapping as given, ``none``, or ``auto``."""
+def lustre_stripes(ranks: int, expected_bytes: int | None = None) -> int:
+    """The stripe count ``auto`` asks for on Lustre: min(ranks, max(16, ceil(bytes / 512 MiB)), 64)."""
+    by_size = -(-int(expected_bytes or 0) // LUSTRE_BYTES_PER_STRIPE)
+    return max(1, min(ranks, max(LUSTRE_MIN_STRIPES, min(by_size, LUSTRE_MAX_STRIPES))))
+
+
+def resolve_hints(setting: Any, output: str | Path, ranks: int,
+                  expected_bytes: int | None = None) -> tuple[dict[str, str], str]:
+    """(hints to pass, where they came from) for ``run.mpi_info``: a mapping as given, ``none``, or ``auto``
+    (``expected_bytes``: the job's estimate of its output size, which sets the stripe count on Lustre)."""
     if isinstance(setting, dict):
         return {k: str(v) for k, v in setting.items()}, "run.mpi_info"
     if setting == "none" or setting is None:
@@ -85,8 +99,8 @@ def resolve_hints(setting: Any, output: str | Path, ranks: int) -> tuple[dict[st
         folder = folder.parent
     fs_type = file_system_type(folder)
     if fs_type == "lustre":
-        return ({"striping_factor": str(min(ranks, LUSTRE_MAX_STRIPES)), "striping_unit": str(LUSTRE_STRIPE_UNIT)},
-                "auto: Lustre default")
+        return ({"striping_factor": str(lustre_stripes(ranks, expected_bytes)),
+                 "striping_unit": str(LUSTRE_STRIPE_UNIT)}, "auto: Lustre default")
     return {}, f"auto: none ({fs_type or 'unknown'} file system)"
 
 
