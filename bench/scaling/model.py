@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+GRIDFIT_GALAXY_BYTES = 8 * (4 + 4 * 6 + 10 + 6 + 2 * 4)  # gridfit's per-galaxy output columns
 COLLECTIVE_MIN_BYTES = 64 << 20  # hpcfit.io.h5out: "auto" writes collectively from this many bytes per dataset
 Z_MAX = 6.0
 T_REQUEST_THREAD = 2.9e-3  # the helper-thread scheduler's round trip, measured in the earlier cubefit 2-rank runs
@@ -214,7 +215,7 @@ def gridfit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *,
                             + (ranks - c) / max(ranks - 1, 1) * c / m.net_bandwidth) if ranks > 1 else 0.0
     rounds = math.ceil(math.ceil(g / ranks) * n_chunks * p["record_bytes"] / (256 * 2**20))
     latency = rounds * (m.intra_latency + (ranks > c) * ranks * m.net_latency) if ranks > 1 else 0.0
-    galaxy_bytes = 8 * (4 + 4 * 6 + 10 + 6 + 2 * 4)  # per-galaxy output columns, each rank its own rows
+    galaxy_bytes = GRIDFIT_GALAXY_BYTES
     output = (g / ranks * p["t_output_galaxy"] * over if not m.shared_fs
               else g * galaxy_bytes / m.file_bandwidth(ranks))
     return {**_common(p, m, ranks, "gridfit"),

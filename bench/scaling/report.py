@@ -10,7 +10,7 @@ runs of some jobs): an overlay replaces those jobs' runs; ``components.json`` (c
 ``claim_latency_<P>.json`` (claim_latency.py on P ranks: the shared counter), ``startup.json`` (startup.py) and
 ``gridfit_components.json`` (gridfit_components.py); writes ``parameters.json`` there (the fitted parameters), the
 plot, and the markdown tables. ``--json`` writes nothing and prints, per job, the cluster model's strong speed-up
-and weak efficiency at 64 ranks at the production size and setting (``PRODUCTION_STRIPES``,
+and weak efficiency at 64 ranks at the production size and setting (``production_machine``,
 ``PRODUCTION_OPTIONS``), the first bottleneck (the term that loses the most time against perfect scaling at 64
 ranks) and, for calibrate, the share of the file system's limit reached.
 """
@@ -51,8 +51,10 @@ def NODE_LOCAL(params: dict[str, Any]) -> model.Machine:
 WHAT_IFS = [  # (job, label, model options, machine factory or None for stripe count 8)
     ("sample", "as now, stripe count 1 (Lustre default)", {}, lambda p: model.cluster(p, stripes=1)),
     ("sample", "as now, stripe count 8", {}, None),
-    ("sample", "run.mpi_info auto on Lustre (striping_factor min(P, 16))", {},
+    ("sample", "run.mpi_info auto on Lustre (16 stripes: the rule before sizes counted)", {},
      lambda p: model.cluster(p, stripes=16)),
+    ("sample", "run.mpi_info auto on Lustre (stripes by output size: 21 for 10.8 GB)", {},
+     lambda p: production_machine("sample", p)),
     ("sample", "... Python environment node-local or in a container image (docs/cluster.md)", {}, NODE_LOCAL),
     ("gridfit", "as now (ECSV catalogue)", {}, None),
     ("gridfit", "the same catalogue as FITS (parsed ~14x faster on rank 0)", {"catalogue": "fits"}, None),
@@ -66,8 +68,10 @@ WHAT_IFS = [  # (job, label, model options, machine factory or None for stripe c
     ("calibrate", "as now (frames written once, straight into the output), stripe count 8", {}, None),
     ("calibrate", "as now, stripe count 1 (Lustre default, run.mpi_info: none)", {},
      lambda p: model.cluster(p, stripes=1)),
-    ("calibrate", "as now, run.mpi_info auto on Lustre (striping_factor min(P, 16))", {},
+    ("calibrate", "as now, run.mpi_info auto on Lustre, 16 stripes", {},
      lambda p: model.cluster(p, stripes=16)),
+    ("calibrate", "as now, run.mpi_info auto on Lustre (stripes by output size: 64 for 168 GB)", {},
+     lambda p: production_machine("calibrate", p)),
 ]
 UNIT_COST = {"sample": "row (draw + model)", "gridfit": "pair (chi2 items; grid items counted in)",
              "cubefit": "fit (read + fit)", "calibrate": "frame (read + calibrate + write)"}
@@ -325,15 +329,19 @@ def tables(params: dict[str, Any], meas: dict[tuple[str, str, int], dict[str, An
 
     add("### Terms at 64 ranks, production size, strong scaling (seconds)\n")
     for job in JOBS:
-        one = model.predict(job, 1, PRODUCTION[job], params, c8)
-        add(f"**{job}** ({PRODUCTION_TEXT[job]}) — stripe count 1 / 8; at 1 rank (stripe count 8) for comparison\n")
-        add("| term | P=1 | P=64, stripe 1 | P=64, stripe 8 |")
+        prod = production_machine(job, params)
+        options = PRODUCTION_OPTIONS.get(job, {})
+        one = model.predict(job, 1, PRODUCTION[job], params, prod, **options)
+        add(f"**{job}** ({PRODUCTION_TEXT[job]}) — the production setting ({prod.stripes} stripes, as "
+            f"`run.mpi_info: auto` asks on Lustre{'; ' + ', '.join(f'{k} {v}' for k, v in options.items()) if options else ''}) "
+            "at 1 and 64 ranks, and 64 ranks on Lustre's default single stripe\n")
+        add("| term | P=1 | P=64 | P=64, stripe 1 |")
         add("|---|---|---|---|")
-        t1 = model.predict(job, 64, PRODUCTION[job], params, c1)
-        t8 = model.predict(job, 64, PRODUCTION[job], params, c8)
-        for name in t8:
-            add(f"| {name} | {fmt(one[name])} | {fmt(t1[name])} | {fmt(t8[name])} |")
-        add(f"| **total** | **{fmt(model.total(one))}** | **{fmt(model.total(t1))}** | **{fmt(model.total(t8))}** |\n")
+        t64 = model.predict(job, 64, PRODUCTION[job], params, prod, **options)
+        t1 = model.predict(job, 64, PRODUCTION[job], params, c1, **options)
+        for name in t64:
+            add(f"| {name} | {fmt(one[name])} | {fmt(t64[name])} | {fmt(t1[name])} |")
+        add(f"| **total** | **{fmt(model.total(one))}** | **{fmt(model.total(t64))}** | **{fmt(model.total(t1))}** |\n")
     return "\n".join(lines)
 
 
@@ -356,11 +364,30 @@ def load_claims(directory: Path) -> dict[int, dict[str, Any]]:
 
 
 # The production setting of the summary (--json): the output striped as run.mpi_info's default does on Lustre
-# (hpcfit.io.mpi_hints, "auto": striping_factor = min(ranks, 16), 4 MiB; every job's output), so 16 stripes at 64
-# ranks (and, conservatively, at 1 rank too: the baseline gets the faster file); gridfit's catalogue as FITS, as
+# (hpcfit.io.mpi_hints.lustre_stripes, "auto": striping_unit 4 MiB, striping_factor = min(ranks, max(16,
+# ceil(output bytes / 512 MiB)), 64): 21 stripes for sample's 10.8 GB at 64 ranks, 64 for calibrate's 168 GB, 16 for
+# the others; the 1-rank baseline, conservatively, is given the same file); gridfit's catalogue as FITS, as
 # docs/gridfit.md recommends for large catalogues (parsed ~14x faster on rank 0, measured).
-PRODUCTION_STRIPES = 16
 PRODUCTION_OPTIONS: dict[str, dict[str, Any]] = {"gridfit": {"catalogue": "fits"}}
+
+
+def production_output_bytes(job: str, size: dict[str, Any], params: dict[str, Any]) -> float:
+    """The output size the model writes at ``size`` (what Job.estimate_output_bytes tells run.mpi_info)."""
+    if job == "sample":
+        return size["n"] * params["sample"]["row_bytes"]
+    if job == "gridfit":
+        return size["galaxies"] * model.GRIDFIT_GALAXY_BYTES
+    if job == "cubefit":
+        return size["fits"] * params["cubefit"]["datasets"] * 8
+    return size["frames"] * size.get("pixels", params["calibrate"]["pixels"]) * 4
+
+
+def production_machine(job: str, params: dict[str, Any], ranks: int = 64) -> model.Machine:
+    """The reference cluster with the stripe count run.mpi_info auto asks for at ``ranks`` for the job's output."""
+    from hpcfit.io.mpi_hints import lustre_stripes
+
+    stripes = lustre_stripes(ranks, int(production_output_bytes(job, PRODUCTION[job], params)))
+    return model.cluster(params, stripes=stripes)
 
 
 def first_bottleneck(job: str, params: dict[str, Any], machine: model.Machine, ranks: int = 64,
@@ -373,13 +400,13 @@ def first_bottleneck(job: str, params: dict[str, Any], machine: model.Machine, r
 
 def summary(params: dict[str, Any], ranks: int = 64) -> dict[str, dict[str, Any]]:
     """Per job: strong speed-up and weak efficiency at ``ranks`` (cluster, production size and setting: stripe count
-    ``PRODUCTION_STRIPES``, ``PRODUCTION_OPTIONS``) and the first bottleneck; for calibrate also the share of the
+    ``production_machine``, ``PRODUCTION_OPTIONS``) and the first bottleneck; for calibrate also the share of the
     file system's limit reached (``fs_fraction``: T_fs over the predicted time at ``ranks``)."""
-    machine = model.cluster(params, stripes=PRODUCTION_STRIPES)
     out = {}
     for job in JOBS:
         if job not in params:
             continue
+        machine = production_machine(job, params, ranks)
         options = PRODUCTION_OPTIONS.get(job, {})
         strong = curves(job, params, machine, {p: PRODUCTION[job] for p in (1, ranks)}, [1, ranks], **options)
         weak = curves(job, params, machine, {p: production_weak(job, p) for p in (1, ranks)}, [1, ranks], **options)
