@@ -23,8 +23,8 @@ def test_report_json_shape():
     import report
 
     params = json.loads((SCALING / "parameters.json").read_text())
-    machine = model.cluster(params, stripes=report.PRODUCTION_STRIPES)
     for job, row in summary.items():
+        machine = report.production_machine(job, params)
         assert set(row) == {"speedup_64", "weak_efficiency_64", "first_bottleneck"} | (
             {"fs_fraction_64"} if job == "calibrate" else set())
         assert 1.0 < row["speedup_64"] <= 64.0
@@ -37,20 +37,28 @@ def test_report_json_shape():
 
 
 def test_summary_uses_the_production_setting():
-    """--json models the output striped as run.mpi_info's Lustre default (16 stripes at 64 ranks) and gridfit's
-    catalogue as FITS: its figures are those of that machine and those options, not of stripe count 8 / ECSV."""
+    """--json models the output striped as run.mpi_info auto asks for on Lustre at 64 ranks (the stripe count grows
+    with the job's output size: 21 for sample's 10.8 GB, 64 for calibrate, 16 for the others) and gridfit's catalogue
+    as FITS: its figures are those of that machine and those options, not of one stripe count / ECSV."""
     sys.path.insert(0, str(SCALING))
     import model
     import report
+    from hpcfit.io.mpi_hints import lustre_stripes
 
     params = json.loads((SCALING / "parameters.json").read_text())
     summary = report.summary(params)
-    machine = model.cluster(params, stripes=16)
+    stripes = {job: report.production_machine(job, params).stripes for job in summary}
+    assert stripes["sample"] == lustre_stripes(64, int(report.PRODUCTION["sample"]["n"]
+                                                       * params["sample"]["row_bytes"]))
+    assert stripes["sample"] > 16 and stripes["calibrate"] == 64
+    assert stripes["gridfit"] == stripes["cubefit"] == 16
     for job in ("sample", "gridfit"):
+        machine = model.cluster(params, stripes=stripes[job])
         options = {"catalogue": "fits"} if job == "gridfit" else {}
         times = [model.total(model.predict(job, p, report.PRODUCTION[job], params, machine, **options))
                  for p in (1, 64)]
         assert summary[job]["speedup_64"] == round(times[0] / times[1], 2)
+    machine = model.cluster(params, stripes=64)
     size = report.PRODUCTION["calibrate"]
     total = model.total(model.predict("calibrate", 64, size, params, machine))
     bound = model.science_io_bound(size["frames"], size["pixels"], machine, 64)
