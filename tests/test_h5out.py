@@ -39,7 +39,8 @@ def run_script(path: Path, n: int | None, *, serial_h5py: bool = False, env: dic
 def content(path: Path) -> dict:
     with h5py.File(path, "r") as h5:
         return {"value": h5["maps/value"][()], "table": h5["table"][()], "names": h5["names"][()].tolist(),
-                "unit": h5["maps/value"].attrs["unit"], "answer": int(h5.attrs["answer"])}
+                "unit": h5["maps/value"].attrs["unit"], "answer": int(h5.attrs["answer"]),
+                "tiles": h5["maps/tiles"][()]}
 
 
 def expected_map() -> np.ndarray:
@@ -71,6 +72,7 @@ def test_same_content_in_every_mode(tmp_path, n, serial, env, mode, transfer):
     got = content(out)
     np.testing.assert_array_equal(got["value"], expected_map())
     np.testing.assert_array_equal(got["table"][:, 1], np.arange(50) * 2)
+    np.testing.assert_array_equal(got["tiles"], np.arange(48, dtype="f4").reshape(6, 8))
     assert got["names"] == [b"alpha", b"beta", b"gamma"] and got["unit"] == "m / s" and got["answer"] == 42
     assert not list(tmp_path.glob("*.incomplete"))
 

@@ -16,7 +16,8 @@ two ranks; the rest runs on rank 0). Every figure is the median of ``R`` repetit
   the time per request is 1 / (items served per second): the round trip with 2 ranks, the helper thread's
   capacity with more (``--scheduler-only`` under ``mpiexec -n 4``);
 * ``hdf5``: ``OutputFile.write`` with the mpio driver on two ranks: contiguous blocks (collective and
-  independent transfers), many small independent hyperslab writes (cubefit's per-item pieces), and metadata
+  independent transfers), many small independent hyperslab writes (cubefit's per-item pieces; one write per piece,
+  and merged into one union write per rank as ``OutputFile`` does by default), and metadata
   calls (``create_dataset`` with attributes);
 * ``checkpoint``: ``SliceStore.save`` (pickle, fsync, rename) for item results of several sizes (rank 0 alone).
 
@@ -174,7 +175,10 @@ def bench_scheduler(comm: Any, item_seconds: float, duration: float, repeat: int
 
 # --------------------------------------------------------------------------------------------------------- HDF5
 def bench_hdf5(comm: Any, repeat: int, directory: Path) -> dict[str, Any]:
+    import h5py
+
     from hpcfit.io.h5out import OutputFile
+    from hpcfit.io.piece_union import merge_pieces
 
     result: dict[str, Any] = {}
     block = 32 << 20
@@ -194,20 +198,35 @@ def bench_hdf5(comm: Any, repeat: int, directory: Path) -> dict[str, Any]:
 
     n_pieces, piece = 400, 2048  # cubefit: one (box, dataset) piece per item per output map, here 16 KiB each
 
-    def small_writes() -> None:
-        out = OutputFile(directory / "small.h5", comm, transfer="auto")
+    def small_writes(merge: bool) -> None:
+        out = OutputFile(directory / "small.h5", comm, transfer="auto", merge=merge)
         out.create_dataset("m", (n_pieces * comm.size * piece,), "f8")
         pieces = [("m", (slice((k * comm.size + comm.rank) * piece, (k * comm.size + comm.rank + 1) * piece),),
                    np.ones(piece)) for k in range(n_pieces)]
         out.write(pieces)
         out.commit()
 
-    seconds = median_time(small_writes, repeat, comm)
+    seconds = median_time(lambda: small_writes(False), repeat, comm)
     result["small_independent"] = {"pieces_per_rank": n_pieces, "piece_bytes": piece * 8, "seconds": seconds,
                                    "seconds_per_piece": seconds / n_pieces}
+    # the same pieces merged into one union write per rank (OutputFile's default): the per-piece part is the
+    # selection's CPU cost (plus the bytes), the call itself is one small write
+    seconds = median_time(lambda: small_writes(True), repeat, comm)
+    result["small_merged"] = {"pieces_per_rank": n_pieces, "piece_bytes": piece * 8, "seconds": seconds,
+                              "seconds_per_piece": seconds / n_pieces}
+
+    def union_selection() -> None:  # the CPU part of a merged write: the buffer in file order and the selection
+        shape = (n_pieces * comm.size * piece,)
+        pieces = [((slice((k * comm.size + comm.rank) * piece, (k * comm.size + comm.rank + 1) * piece),),
+                   np.ones(piece)) for k in range(n_pieces)]
+        union = merge_pieces(shape, np.dtype("f8"), pieces)[0]
+        union.select(h5py.h5s.create_simple(shape))
+
+    seconds = median_time(union_selection, repeat)
+    result["union_selection"] = {"pieces": n_pieces, "seconds": seconds, "seconds_per_piece": seconds / n_pieces}
 
     def small_collective() -> None:  # the same pieces when the dataset is large enough for "auto" to go collective
-        out = OutputFile(directory / "small_coll.h5", comm, transfer="collective")
+        out = OutputFile(directory / "small_coll.h5", comm, transfer="collective", merge=False)
         out.create_dataset("m", (n_pieces * comm.size * piece,), "f8")
         pieces = [("m", (slice((k * comm.size + comm.rank) * piece, (k * comm.size + comm.rank + 1) * piece),),
                    np.ones(piece)) for k in range(n_pieces)]

@@ -333,6 +333,8 @@ def component_parameters(components: dict[str, Any], scheduler4: dict[str, Any] 
         "h5_independent_bandwidth": h5["contiguous_independent"]["bandwidth_bytes_per_s"],
         "h5_small_piece": h5["small_independent"]["seconds_per_piece"],
         "h5_collective_round": h5.get("small_collective", {}).get("seconds_per_round", float("nan")),
+        # the CPU part of a merged (union of hyperslabs) write, per piece; 0 in components.json of before the merge
+        "h5_union_piece": h5.get("union_selection", {}).get("seconds_per_piece", 0.0),
         "h5_create_dataset": h5["metadata"]["seconds_per_dataset"],
         "h5_chunked_fill_bandwidth": h5.get("chunked_create", {}).get("bandwidth_bytes_per_s", float("nan")),
         "checkpoint_seconds": components["checkpoint"]["seconds_per_save"],

@@ -53,6 +53,7 @@ class Machine:
     cpu_share: float | None = None   # measured share of a core a rank got while computing (this shared machine)
     claim: dict[str, float] | None = None  # the dynamic schedule's claim latency by rank-0 workload (shared counter)
     metadata_calls_by_job: dict[str, int] | None = None  # start-up metadata calls per job (else the one figure)
+    union_piece: float = 0.0         # CPU per piece of a rank's pieces merged into one union write (measured)
 
     def nodes(self, ranks: int) -> int:
         return -(-ranks // self.cores_per_node)
@@ -111,7 +112,8 @@ def local_machine(params: dict[str, Any], cores: int = 2) -> Machine:
         small_write=c["h5_small_piece"], collective_round=c["h5_collective_round"],
         create_dataset=c["h5_create_dataset"], service_time=c["service_time"], startup=startup,
         startup_metadata_calls=c["startup_metadata_calls"], metadata_latency=None, metadata_rate=None,
-        claim=(c.get("claim") or {}).get("by_workload"), metadata_calls_by_job=c.get("startup_metadata_calls_by_job"))
+        claim=(c.get("claim") or {}).get("by_workload"), metadata_calls_by_job=c.get("startup_metadata_calls_by_job"),
+        union_piece=c.get("h5_union_piece", 0.0))
 
 
 # The reference cluster (docs/scaling.md, "Assumptions"): 32 cores per node, 100 Gb/s network, Lustre.
@@ -150,7 +152,8 @@ def cluster(params: dict[str, Any], stripes: int | None = None, **changes: Any) 
         collective_round=a["collective_round"], create_dataset=a["create_dataset"],
         service_time=c["service_time"], startup=base.startup,
         startup_metadata_calls=c["startup_metadata_calls"], metadata_latency=a["metadata_latency"],
-        metadata_rate=a["metadata_rate"], claim=base.claim, metadata_calls_by_job=base.metadata_calls_by_job)
+        metadata_rate=a["metadata_rate"], claim=base.claim, metadata_calls_by_job=base.metadata_calls_by_job,
+        union_piece=base.union_piece)
     return replace(machine, **changes)
 
 
@@ -236,8 +239,10 @@ def gridfit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *,
 
 
 def cubefit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, workload: str = "cubefit", *,
-            fill: bool = False, server: bool = False) -> dict[str, float]:
-    """F fits in items of ``chunk``; dynamic self-scheduling; every rank writes its items' pieces of 12 maps.
+            fill: bool = False, server: bool = False, separate: bool = False) -> dict[str, float]:
+    """F fits in items of ``chunk``; dynamic self-scheduling; every rank writes its items' pieces of 12 maps, each
+    map's pieces as one union-of-hyperslabs write (``hpcfit.io.piece_union``: one call, plus the selection's CPU per
+    piece); ``separate=True``: one write per piece, as before.
 
     ``workload``: what rank 0's own items do meanwhile (``cubefit``: the batched solver; ``numpy``; ``python``:
     pure Python, as a per-spectrum fitter). Items are claimed from the shared counter (one claim per item, its
@@ -267,19 +272,21 @@ def cubefit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, wor
         served = 0.0
     work = busiest * (per_item + round_trip)
     collective = f * 8 >= COLLECTIVE_MIN_BYTES
+    pieces = busiest * boxes  # one rank's pieces of one map
     if not m.shared_fs:
-        piece = p["t_piece"]  # measured here
+        per_map = pieces * p["t_piece"]  # measured here (per piece, of whichever writes the runs made)
     elif ranks == 1:
-        piece = chunk * 8 / m.rank_io_bandwidth  # one process, plain HDF5: no locks to share
+        per_map = pieces * chunk * 8 / m.rank_io_bandwidth  # one process, plain HDF5: no locks to share
     else:
-        piece = m.collective_round if collective else m.small_write
+        call = m.collective_round if collective else m.small_write
+        per_map = pieces * call if separate else call + pieces * m.union_piece
     return {**_common(p, m, ranks, "cubefit"),
             "prepare (rank 0)": p["prepare"],
             "set-up": p["setup"] * over,
             "work: fits (+ checkpoints, requests)": work,
             "work: scheduler saturated (excess)": max(0.0, served - work),
             "output: create 12 maps": datasets * m.create_dataset,
-            "output: per-item pieces": busiest * boxes * datasets * piece,
+            "output: per-item pieces": datasets * per_map,
             # the maps have a fill value (NaN, status 2): HDF5 writes it over the whole dataset, then the data
             "output: bytes (fill + data)": (2 if fill else 1) * f * datasets * 8 / m.file_bandwidth(ranks)}
 

@@ -6,7 +6,9 @@ Modes, chosen automatically:
              operations (create dataset, attributes) are made by all ranks with identical arguments; each rank
              writes its own pieces. Large writes use collective transfers (ranks with fewer pieces take part with
              empty selections, since a collective transfer needs everyone); small ones are written independently,
-             which avoids a synchronisation per piece (``transfer``: auto | collective | independent).
+             which avoids a synchronisation per piece (``transfer``: auto | collective | independent). A rank's
+             pieces of one dataset go as one write of the union of their hyperslabs where they can
+             (``hpcfit.io.piece_union``): one MPI-IO call per dataset, not one per piece.
 * ``serial`` several ranks but h5py without MPI: rank 0 makes the metadata; data is written rank after rank,
              each opening the file in turn (memory stays per rank: nothing is gathered on one rank).
 * ``single`` one rank: plain h5py.
@@ -35,11 +37,13 @@ import h5py
 import numpy as np
 
 from hpcfit.io.dims import FileFinish, finish_file
+from hpcfit.io.piece_union import PieceUnion, merge_pieces
 from hpcfit.runtime.comm import Comm
 from hpcfit.runtime.errors import on_fatal
 
 Selection = tuple[slice, ...]
 Piece = tuple[str, Selection, np.ndarray]
+Entry = tuple[Selection, np.ndarray] | PieceUnion  # a piece, or a rank's pieces of one dataset merged
 
 INCOMPLETE_SUFFIX = ".incomplete"
 _MAX_PIECE_BYTES = 1 << 30
@@ -62,9 +66,10 @@ class OutputFile:
     """One output file per run; every method is collective (all ranks call it, same arguments)."""
 
     def __init__(self, path: str | Path, comm: Comm, *, mode: str | None = None, transfer: str = "auto",
-                 hints: dict[str, str] | None = None):
+                 hints: dict[str, str] | None = None, merge: bool = True):
         self.comm = comm
         self.transfer = transfer
+        self.merge = merge  # a rank's pieces of one dataset as one union write (False: one write per piece)
         self.hints = dict(hints or {})
         self._planes: dict[str, tuple[np.ndarray, np.dtype]] = {}  # serial mode: chunk addresses of plane datasets
         self._fd: int | None = None
@@ -166,23 +171,23 @@ class OutputFile:
             self._write_direct(self.h5, local)
 
     def _write_collective(self, local: dict[str, list[tuple[Selection, np.ndarray]]]) -> None:
-        counts = self.comm.allgather({name: (len(items), sum(a.nbytes for _, a in items))
-                                      for name, items in local.items()})
+        merged = {name: self._merged(self.h5[name], items) for name, items in local.items()}
+        counts = self.comm.allgather({name: (len(entries), sum(_entry_bytes(e) for e in entries))
+                                      for name, entries in merged.items()})
         names = sorted(set().union(*counts))
         for name in names:
             dset = self.h5[name]
             rounds = max(c.get(name, (0, 0))[0] for c in counts)
             total = sum(c.get(name, (0, 0))[1] for c in counts)
-            mine = local.get(name, [])
+            mine = merged.get(name, [])
             if not _use_collective(self.transfer, total, self.comm.size):
-                for sel, array in mine:
-                    _write_selection(dset, sel, array)
+                for entry in mine:
+                    _write_entry(dset, entry)
                 continue
             with dset.collective:
                 for r in range(rounds):
                     if r < len(mine):
-                        sel, array = mine[r]
-                        _write_selection(dset, sel, array)
+                        _write_entry(dset, mine[r])
                     else:
                         _write_nothing(dset)
 
@@ -197,12 +202,16 @@ class OutputFile:
         if self.comm.is_root:
             self.h5 = h5py.File(self.temp, "r+")
 
-    @staticmethod
-    def _write_direct(h5: h5py.File, local: dict[str, list[tuple[Selection, np.ndarray]]]) -> None:
+    def _write_direct(self, h5: h5py.File, local: dict[str, list[tuple[Selection, np.ndarray]]]) -> None:
         for name, items in local.items():
             dset = h5[name]
-            for sel, array in items:
-                _write_selection(dset, sel, array)
+            for entry in self._merged(dset, items):
+                _write_entry(dset, entry)
+
+    def _merged(self, dset: h5py.Dataset, items: list[tuple[Selection, np.ndarray]]) -> list[Entry]:
+        """A rank's pieces of one dataset as one union write where they can be merged (``hpcfit.io.piece_union``):
+        one MPI-IO call (one collective round) per dataset instead of one per piece."""
+        return merge_pieces(dset.shape, dset.dtype, items) if self.merge else items
 
     # -- planes written during the work (not collective) --------------------------------------------------------
     def write_plane(self, name: str, index: int, array: np.ndarray) -> None:
@@ -330,6 +339,17 @@ def _split_piece(sel: Selection, array: np.ndarray) -> list[tuple[Selection, np.
     first = sel[0]
     return [((slice(first.start + r, first.start + min(r + rows, shape[0])),) + sel[1:], array[r:r + rows])
             for r in range(0, shape[0], rows)]
+
+
+def _entry_bytes(entry: Entry) -> int:
+    return entry.values.nbytes if isinstance(entry, PieceUnion) else entry[1].nbytes
+
+
+def _write_entry(dset: h5py.Dataset, entry: Entry) -> None:
+    if isinstance(entry, PieceUnion):
+        entry.write(dset)
+    else:
+        _write_selection(dset, *entry)
 
 
 def _write_selection(dset: h5py.Dataset, sel: Selection, array: np.ndarray) -> None:

@@ -16,6 +16,7 @@ transfer = sys.argv[2] if len(sys.argv) > 2 else "auto"
 out = OutputFile(path, comm, transfer=transfer)
 out.create_dataset("maps/value", shape, "f8", attrs={"unit": "m / s"}, chunks=(4, 4), fillvalue=np.nan)
 out.create_dataset("table", (50, 3), "i4")
+out.create_dataset("maps/tiles", (6, 8), "f4")
 out.write_small("names", np.array(["alpha", "beta", "gamma"]))
 pieces = []
 # uneven, interleaved flat ranges of the map: rank r takes every size-th range (some ranks get more pieces)
@@ -25,6 +26,11 @@ for k, (a, b) in enumerate(ranges):
         values = np.arange(a, b, dtype=float) * 1.5
         for box, lo, hi in flat_range_boxes(shape, a, b):
             pieces.append(("maps/value", box, values[lo - a:hi - a].reshape([s.stop - s.start for s in box])))
+# column tiles side by side: a rank's tiles interleave in the file's row-major order (merged element by element)
+tiles = np.arange(48, dtype="f4").reshape(6, 8)
+for c in range(comm.rank, 8, comm.size):
+    for r in (slice(0, 3), slice(3, 6)):
+        pieces.append(("maps/tiles", (r, slice(c, c + 1)), tiles[r, c:c + 1]))
 rows = np.array_split(np.arange(50), comm.size)[comm.rank]
 if rows.size:
     pieces.append(("table", (slice(int(rows[0]), int(rows[-1]) + 1),), np.stack([rows, rows * 2, rows * 3], 1)))
