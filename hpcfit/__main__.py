@@ -2,6 +2,10 @@
 
 import sys
 
-from hpcfit.cli import entry
+from hpcfit.steady_imports import install
+
+install()  # first: the command's own imports already look up modules in cached directory listings
+
+from hpcfit.cli import entry  # noqa: E402 - after the finder on purpose
 
 sys.exit(entry())

@@ -152,13 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def entry() -> int:
-    """The ``hpcfit`` command: the process settings (``hpcfit.process``: one BLAS thread per rank, malloc tuning),
-    ``main``, then ignore stop signals for the process's last moments (MPI finalise, interpreter shutdown, when
-    Python has reset its handlers): a late SIGUSR1 must not fail a finished run."""
+    """The ``hpcfit`` command: imports from cached directory listings (``hpcfit.steady_imports``, for the command's
+    run only), the process settings (``hpcfit.process``: one BLAS thread per rank, malloc tuning), ``main``, then
+    ignore stop signals for the process's last moments (MPI finalise, interpreter shutdown, when Python has reset
+    its handlers): a late SIGUSR1 must not fail a finished run."""
+    from hpcfit import steady_imports
     from hpcfit.process import configure_process
 
-    configure_process()
-    code = main()
+    installed = steady_imports.install()
+    try:
+        configure_process()
+        code = main()
+    finally:
+        if installed:  # an in-process caller gets its standard finders back
+            steady_imports.uninstall()
     from hpcfit.runtime.signals import ignore_at_exit
 
     ignore_at_exit()

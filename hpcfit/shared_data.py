@@ -6,10 +6,17 @@ or wherever ``HPCFIT_SHARED_DATA`` points.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 ENV_VAR = "HPCFIT_SHARED_DATA"
+
+
+@functools.cache
+def _project_root() -> Path:
+    """The folder holding the hpcfit package (resolved once: each ``resolve`` is an ``lstat`` per path component)."""
+    return Path(__file__).resolve().parent.parent
 
 
 def shared_data_dir() -> Path | None:
@@ -18,8 +25,7 @@ def shared_data_dir() -> Path | None:
     if env:
         path = Path(env).expanduser()
         return path if path.is_dir() else None
-    repo_root = Path(__file__).resolve().parent.parent
-    for candidate in (repo_root.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"):
+    for candidate in (_project_root().parent / "shared" / "data", Path.cwd().parent / "shared" / "data"):
         if candidate.is_dir():
             return candidate
     return None

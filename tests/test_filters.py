@@ -273,3 +273,15 @@ def test_mips_quoted_flux_matches_draine_li_band_values(shared_path):
     if F._sedpy_names():
         for name, wavelength in (("spitzer_mips_70", 71.42), ("spitzer_mips_160", 155.9)):
             assert F.load_filter(name).quoted_flux(grid, template.jnu) == pytest.approx(bands[wavelength], rel=0.01)
+
+
+def test_a_name_looks_on_disk_only_for_its_own_shared_curve(shared_path, monkeypatch):
+    """Start-up cost: resolving a package filter checks no shared file, a shared far-IR name only its own."""
+    shared_path("filters_ir/PSW.dat")
+    looked: list[str] = []
+    original = F.shared_file
+    monkeypatch.setattr(F, "shared_file", lambda relative: looked.append(relative) or original(relative))
+    F._load_shared_ir.cache_clear()
+    assert F.load_filter("decam_g").name == "decam_g" and looked == []
+    assert F.load_filter("PSW").name == "PSW"
+    assert looked == [f"{F.IR_SHARED_DIR}/PSW.dat"] * 2  # the lookup, then the (cached) load

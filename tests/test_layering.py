@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "hpcfit"
 
 LAYERS: list[set[str]] = [
-    {"_version", "config", "shared_data", "process"},
+    {"_version", "config", "shared_data", "process", "steady_imports"},
     {"runtime", "models"},
     {"io"},
     {"engine"},

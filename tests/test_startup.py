@@ -99,3 +99,27 @@ def test_quick_lookup_falls_back_for_frames_it_cannot_place():
         assert inspect.getmodule(json) is json
     finally:
         inspect.getmodule = original
+
+
+def test_startup_script_counts_path_and_fd_calls_and_the_model_takes_path_calls():
+    """bench/scaling/startup.py splits strace's calls into calls on a path (metadata-server round trips on Lustre)
+    and fstat of open files; bench/scaling/fit.py gives the model the path calls, or an older file's total."""
+    sys.path.insert(0, str(REPO / "bench" / "scaling"))
+    import fit
+    import startup
+
+    trace = "\n".join([
+        '12 newfstatat(AT_FDCWD, "/a/b.py", {st_mode=S_IFREG|0644, st_size=1, ...}, 0) = 0',
+        '12 openat(AT_FDCWD, "/a/__pycache__/b.cpython-311.pyc", O_RDONLY|O_CLOEXEC) = 3',
+        '12 newfstatat(3, "", {st_mode=S_IFREG|0644, st_size=9, ...}, AT_EMPTY_PATH) = 0',
+        '12 fstat(3, {st_mode=S_IFREG|0644, st_size=9, ...}) = 0',
+        '13 newfstatat(5, "x.py", <unfinished ...>',
+        '13 <... newfstatat resumed>{st_mode=S_IFREG|0644, st_size=1, ...}, 0) = 0',
+        '12 getcwd("/tmp", 4096) = 5',
+        "+++ exited with 0 +++"])
+    calls = startup.count_calls(trace)
+    assert (calls["path_calls"], calls["fd_calls"], calls["metadata_syscalls"]) == (4, 2, 5)
+    assert calls["path_by_call"] == {"newfstatat": 2, "openat": 1, "getcwd": 1}
+    new = {"jobs": {"sample": {"after": {"metadata_syscalls": 9, "path_calls": 4}}}}
+    old = {"jobs": {"sample": {"after": {"metadata_syscalls": 9}}}}
+    assert fit.startup_calls(new) == {"sample": 4} and fit.startup_calls(old) == {"sample": 9}

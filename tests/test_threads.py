@@ -124,3 +124,26 @@ def test_pinned_threads_restores_limits_and_environment(monkeypatch):
     with pytest.raises(ValueError):
         with pinned_threads(0):
             pass
+
+
+def test_steady_realpath_is_realpath(tmp_path):
+    """threadpoolctl's per-library path resolution (``steady_realpath``): the same answers as os.path.realpath
+    through links, relative links, ``..`` after a link, missing parts; and it is the one threadpoolctl uses."""
+    import threadpoolctl
+
+    from hpcfit.runtime.threads import steady_realpath
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "f.so").write_text("")
+    (tmp_path / "link").symlink_to(tmp_path / "a" / "b")
+    (tmp_path / "a" / "b" / "up").symlink_to("..")
+    (tmp_path / "a" / "rel.so").symlink_to("b/up/f.so")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    cases = [tmp_path / "link" / "up" / "f.so", tmp_path / "link" / ".." / "f.so", tmp_path / "a" / "rel.so",
+             tmp_path / "a" / "b" / "up" / "b" / "up" / "." / "f.so", tmp_path / "missing" / ".." / "x.so",
+             tmp_path / "loop" / "x", Path("/"), Path("relative/x.so")]
+    for case in map(str, cases):
+        assert steady_realpath(case) == os.path.realpath(case), case
+    assert steady_realpath(str(tmp_path / "link" / "f")) == str(tmp_path / "a" / "b" / "f")
+    if os.environ.get("HPCFIT_STEADY_IMPORTS") != "0":
+        assert threadpoolctl._realpath is steady_realpath

@@ -291,11 +291,14 @@ def calibrate_parameters(runs: list[dict[str, Any]], pixels: int, batch: int) ->
 
 def startup_calls(startup: dict[str, Any] | None) -> dict[str, int]:
     """File-metadata system calls of one rank's start-up per job (``startup.py``: ``hpcfit run`` of each job's
-    demo config, as hpcfit runs now); the older file's single import-everything count for every job otherwise."""
+    demo config, as hpcfit runs now): the calls on a path (``path_calls``), each a metadata-server round trip on
+    Lustre, not the fstat of files already open; the older files' ``metadata_syscalls`` (both kinds) when that is
+    all they have, or the oldest file's single import-everything count for every job."""
     if not startup:
         return {}
     if "jobs" in startup:
-        return {job: int(v["after"]["metadata_syscalls"]) for job, v in startup["jobs"].items()}
+        return {job: int(v["after"].get("path_calls", v["after"]["metadata_syscalls"]))
+                for job, v in startup["jobs"].items()}
     total = int(startup.get("startup", {}).get("metadata_syscalls_total", 0))
     return {job: total for job in ("sample", "gridfit", "cubefit", "calibrate")}
 

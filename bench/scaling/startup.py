@@ -5,14 +5,21 @@
 Each job's demo config (``hpcfit demo JOB``, at a tiny size) is run once to create its inputs, then for every job
 ``python -m hpcfit run CONFIG`` (one process, no mpiexec: a rank's start-up is the same) is measured
 
-* under ``strace -f -c -e trace=%file`` (every system call that takes a file name: stat, openat, readlink, ...;
-  each one a round trip to the metadata server when the Python environment sits on a parallel file system),
+* under ``strace -f -e trace=%file,%fstat`` (every system call that takes a file name: stat, openat, readlink, ...,
+  and the fstat family), counted in two kinds: ``path_calls``, the calls that name a path (stat/newfstatat of a
+  path, openat, access, readlink, getcwd, execve, ...), each a round trip to the metadata server when the Python
+  environment sits on a parallel file system; and ``fd_calls``, fstat of a file already open (``fstat``,
+  ``newfstatat(fd, "", AT_EMPTY_PATH)``), answered by the client from the open file. ``metadata_syscalls`` is
+  the ``%file`` count of earlier versions of this script (path calls plus newfstatat on an fd),
 * with ``python -X importtime`` (the number of modules imported and the import seconds),
 * by wall time, best of ``--repeat``,
 
-both as hpcfit runs now and with ``HPCFIT_QUICK_GETMODULE=0`` (without ``hpcfit.process.quick_frame_modules``,
-i.e. as before it: astropy's configuration items made ``inspect.getmodule`` resolve every loaded module's file).
-The figures of ``hpcfit --help`` and of the old study's import-everything command are added for reference.
+both as hpcfit runs now ("after") and with the start-up savings turned off ("before": ``HPCFIT_QUICK_GETMODULE=0``,
+astropy's configuration items made ``inspect.getmodule`` resolve every loaded module's file; and
+``HPCFIT_STEADY_IMPORTS=0``, Python's own module finder, a ``stat`` of every directory searched and every
+candidate file on each import, and ``os.path.realpath`` of every library by threadpoolctl). The figures of
+``hpcfit --help`` and of the bare interpreter (``python -c pass``, the floor no hpcfit change reaches) are added
+for reference.
 """
 
 from __future__ import annotations
@@ -42,23 +49,42 @@ TINY = {"sample": ["--set", "sample.sampling.n_samples=2000", "--set", "sample.s
         "gridfit": [], "cubefit": [], "calibrate": []}
 
 
-def environment(quick: bool) -> dict[str, str]:
+def environment(savings: bool) -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(":"))
-    env["HPCFIT_QUICK_GETMODULE"] = "1" if quick else "0"
+    env["HPCFIT_QUICK_GETMODULE"] = "1" if savings else "0"
+    env["HPCFIT_STEADY_IMPORTS"] = "1" if savings else "0"
     return env
 
 
-def strace_count(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, int]:
+_CALL = re.compile(r"(?:\d+\s+)?(\w+)\((.*)")
+_FD_ONLY = ("fstat", "fstat64")  # in %fstat, not in %file: not part of the older metadata_syscalls count
+
+
+def count_calls(trace: str) -> dict[str, Any]:
+    """Count one ``strace -f -e trace=%file,%fstat`` log: calls on a path and calls on an open file descriptor."""
+    path_calls: dict[str, int] = {}
+    fd_calls: dict[str, int] = {}
+    for line in trace.splitlines():
+        m = _CALL.match(line)
+        if not m or "resumed>" in line:  # a call interrupted by another thread is counted at its start
+            continue
+        name, args = m.groups()
+        on_fd = name in _FD_ONLY or re.match(r'\d+, ""', args) is not None
+        kind = fd_calls if on_fd else path_calls
+        kind[name] = kind.get(name, 0) + 1
+    by_call = dict(path_calls)
+    for name, n in fd_calls.items():
+        if name not in _FD_ONLY:
+            by_call[name] = by_call.get(name, 0) + n
+    return {"metadata_syscalls": sum(by_call.values()), "path_calls": sum(path_calls.values()),
+            "fd_calls": sum(fd_calls.values()), "by_call": by_call, "path_by_call": path_calls}
+
+
+def strace_calls(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("r", suffix=".strace") as log:
-        subprocess.run(["strace", "-f", "-c", "-o", log.name, "-e", "trace=%file", *command], env=env, cwd=cwd,
+        subprocess.run(["strace", "-f", "-o", log.name, "-e", "trace=%file,%fstat", *command], env=env, cwd=cwd,
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        text = Path(log.name).read_text()
-    counts = {}
-    for line in text.splitlines():
-        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(\d+)?\s*(\w+)$", line)
-        if m and m.group(3) != "total":
-            counts[m.group(3)] = int(m.group(1))
-    return counts
+        return count_calls(Path(log.name).read_text())
 
 
 def modules_and_import_seconds(command: list[str], env: dict[str, str], cwd: Path) -> tuple[int, float]:
@@ -81,14 +107,14 @@ def wall(command: list[str], env: dict[str, str], cwd: Path, repeat: int) -> flo
 
 def measure(command: list[str], cwd: Path, repeat: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for label, quick in (("before", False), ("after", True)):
-        env = environment(quick)
-        counts = strace_count(command, env, cwd)
+    for label, savings in (("before", False), ("after", True)):
+        env = environment(savings)
+        calls = strace_calls(command, env, cwd)
         modules, seconds = modules_and_import_seconds(command, env, cwd)
-        out[label] = {"metadata_syscalls": sum(counts.values()), "by_call": counts, "modules": modules,
-                      "import_seconds": round(seconds, 3), "wall_seconds_best": round(wall(command, env, cwd,
-                                                                                              repeat), 3)}
+        out[label] = {**calls, "modules": modules, "import_seconds": round(seconds, 3),
+                      "wall_seconds_best": round(wall(command, env, cwd, repeat), 3)}
     out["ratio"] = round(out["after"]["metadata_syscalls"] / out["before"]["metadata_syscalls"], 3)
+    out["path_ratio"] = round(out["after"]["path_calls"] / out["before"]["path_calls"], 3)
     return out
 
 
@@ -113,9 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         config = sorted(directory.glob("*.yaml"))[0]
         command = [python, "-m", "hpcfit", "run", config.name, "--set", "run.overwrite=true", "-q", *TINY[job]]
         result["jobs"][job] = measure(command, directory, args.repeat)
-        print(job, json.dumps({k: (v["metadata_syscalls"], v["modules"], v["wall_seconds_best"])
+        print(job, json.dumps({k: (v["path_calls"], v["fd_calls"], v["modules"], v["wall_seconds_best"])
                                if isinstance(v, dict) else v for k, v in result["jobs"][job].items()}), flush=True)
     result["help"] = measure([python, "-m", "hpcfit", "--help"], workdir, args.repeat)
+    result["interpreter"] = strace_calls([python, "-c", "pass"], environment(True), workdir)
     result["load_average_end"] = os.getloadavg()[0]
     args.output.write_text(json.dumps(result, indent=1))
     if args.workdir is None:

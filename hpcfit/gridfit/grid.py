@@ -29,6 +29,7 @@ value for a reference spectrum; other filters give the band average of their own
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -389,10 +390,18 @@ def _template_cache(directory: Path) -> Path | None:
     if setting.lower() in ("off", "0", "none"):
         return None
     base = Path(setting) if setting else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hpcfit"
+    return _keyed_cache(directory, base)
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed_cache(directory: Path, base: Path) -> Path | None:
+    """The cache file of ``directory`` in ``base``, named by its files' sizes and times: worked out once per process
+    (the job asks three times; each time a ``stat`` of all 322 files, per rank, on the shared file system), as the
+    templates themselves are loaded once per process (``load_dl07``)."""
     try:
         base.mkdir(parents=True, exist_ok=True)
-        stats = sorted((str(p.relative_to(directory)), p.stat().st_size, p.stat().st_mtime_ns)
-                       for p in directory.glob("U*/U*.txt"))
+        stats = sorted((str(p.relative_to(directory)), st.st_size, st.st_mtime_ns)
+                       for p in directory.glob("U*/U*.txt") for st in (p.stat(),))
     except OSError:
         return None
     key = hashlib.sha1(repr((str(directory), stats)).encode()).hexdigest()[:16]

@@ -780,7 +780,8 @@ def _resolve_filter(spec: str | Path | Filter) -> Filter:
         if bare in _speclite_names():
             return _load_speclite(bare)
         raise UnknownFilterError(spec, [f"speclite:{n}" for n in _speclite_names()], _missing_packages_hint())
-    if spec in _ir_names():
+    # only a shared far-IR name is looked for on disk (``_ir_names()`` would check all seven curves' files)
+    if spec in IR_FILTER_NAMES and shared_file(f"{IR_SHARED_DIR}/{spec}.dat") is not None:
         return _load_shared_ir(spec)
     if spec in _sedpy_names():
         return _load_sedpy(spec)

@@ -16,11 +16,45 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import threadpoolctl
 from threadpoolctl import threadpool_info, threadpool_limits
 
 # Read by OpenBLAS, the OpenMP runtimes and MKL when they are loaded: libraries first loaded inside the job
 # (a module imported lazily by a job's setup or work) start with the pinned count too.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+# path -> its real path when it is a symbolic link, None when it is not; only for paths whose directory has no link
+_links: dict[str, str | None] = {}
+
+
+def steady_realpath(path: str) -> str:
+    """``os.path.realpath`` that checks each directory of a path once per process, not once per path.
+
+    threadpoolctl resolves the file of every loaded library (150-300 with numpy, scipy, h5py and their extension
+    modules), and ``os.path.realpath`` ``lstat``s every component of each: eight calls for a file in a venv's
+    site-packages, the same few directories over and over, each a metadata-server round trip on Lustre. The
+    installed libraries do not change during a run, so whether a path is a link is remembered (as threadpoolctl
+    already remembers whole paths). Relative paths and other systems go to ``os.path.realpath``.
+    """
+    if os.name != "posix" or not isinstance(path, str) or not path.startswith("/"):
+        return os.path.realpath(path)
+    resolved = "/"
+    for name in path.split("/"):
+        if name in ("", "."):
+            continue
+        if name == "..":  # ``resolved`` holds no link, so its parent is its real parent (as realpath does)
+            resolved = os.path.dirname(resolved)
+            continue
+        candidate = os.path.join(resolved, name)
+        if candidate not in _links:
+            _links[candidate] = os.path.realpath(candidate) if os.path.islink(candidate) else None
+        resolved = _links[candidate] or candidate
+    return resolved
+
+
+if os.environ.get("HPCFIT_STEADY_IMPORTS") != "0" and hasattr(threadpoolctl, "_realpath"):
+    # threadpoolctl's own cached realpath, called on every library file it inspects (threadpoolctl 3.x)
+    threadpoolctl._realpath = steady_realpath
 
 
 @contextmanager
