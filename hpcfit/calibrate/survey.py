@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpcfit.calibrate.planning import Survey, list_inputs, scan, scan_options
+from hpcfit.calibrate import planning
+from hpcfit.calibrate.planning import Survey
 from hpcfit.runtime.checkpoint import slice_items
 from hpcfit.runtime.comm import Comm
 
@@ -21,10 +22,11 @@ from hpcfit.runtime.comm import Comm
 def survey(cfg: Any, comm: Comm) -> Survey | None:
     """Every rank (collective): the survey on rank 0, None on the other ranks."""
     c = cfg.calibrate
-    listing = list_inputs(c) if comm.is_root else None
+    listing = planning.list_inputs(c) if comm.is_root else None
     paths: list[str] = comm.bcast(listing[0] if listing is not None else None)
     share = slice_items(len(paths), comm.rank, comm.size)
-    frames = scan(paths[share.start:share.stop], scan_options(c)) if len(share) else []
+    # (through the module, so that the scaling study's timers on planning.scan see every rank's share)
+    frames = planning.scan(paths[share.start:share.stop], planning.scan_options(c)) if len(share) else []
     parts = comm.gather(frames)
     if listing is None:
         return None
