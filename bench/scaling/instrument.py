@@ -92,7 +92,7 @@ def install(job_name: str) -> None:
     for step in ("plan", "setup", "write") + (("survey",) if job.has_survey() else ()):
         _patch(job, step, step, phase=True)
     job.work = _work_wrapper(job.work)
-    _patch(engine, "prepare", "prepare", phase=True)
+    _patch(engine, "prepare_job", "prepare", phase=True)  # what run_job calls (prepare wraps it for validate)
     _patch(engine, "run_items", "run_items", phase=True)
 
     _patch(comm.MPIComm, "alltoallv", "alltoallv", nbytes=lambda self, send, counts: getattr(send, "nbytes", 0))

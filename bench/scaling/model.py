@@ -331,7 +331,7 @@ def calibrate_prepare(ranks: int, files: int, p: dict[str, Any], m: Machine, sur
     its metadata server serving at most ``metadata_rate`` opens a second to all ranks together), rank 0 gathers
     the frame records (pickled on the ranks, over the network, unpickled on rank 0) and plans from them. Without
     (before issue 14): rank 0 reads every header with astropy (``t_header``, as measured in the runs)."""
-    fixed = p["prepare"] - p["plan"] - p.get("survey", 0.0)  # validation, broadcasts: what is not scan or plan
+    fixed = max(p["prepare"] - p["plan"] - p.get("survey", 0.0), 0.0)  # validation, broadcasts: not scan or plan
     if not survey or "t_survey_file" not in p:
         return {"prepare: headers (rank 0)": fixed + p["t_header"] * files}
     share = math.ceil(files / ranks)
