@@ -146,8 +146,14 @@ def test_frames_planned_through_either_parse_are_equal(tmp_path):
     odd.header["HIERARCH ESO DET GAIN"] = 2.0
     odd.writeto(tmp_path / "ScienceImages" / "odd.fits")
     paths.append(tmp_path / "ScienceImages" / "odd.fits")
+    huge = bytearray((tmp_path / "ScienceImages" / "odd.fits").read_bytes())  # NAXIS = 1200: a corrupt frame
+    at = huge.index(b"NAXIS   =")
+    huge[at:at + 80] = b"NAXIS   =                 1200".ljust(80)
+    (tmp_path / "ScienceImages" / "huge.fits").write_bytes(bytes(huge))
+    paths.append(tmp_path / "ScienceImages" / "huge.fits")
     for path in paths:
         assert F.read_frame(path, OPTIONS) == _astropy_frame(path, OPTIONS), path.name
+    assert not F.read_frame(paths[-1], OPTIONS).ok
 
 
 def test_files_under_lists_what_rglob_finds(tmp_path):

@@ -29,7 +29,7 @@ END_CARD = "END" + " " * 77
 # Keys whose every numbered form is wanted with the key (NAXIS -> NAXIS1, NAXIS2, ...).
 FAMILIES = ("NAXIS",)
 _STANDARD_KEY = re.compile(r"[A-Z0-9_-]{1,8}")
-_FAMILY_KEY = re.compile(r"(?:%s)\d{1,3}" % "|".join(FAMILIES))
+_FAMILY_KEY = re.compile(r"(?:%s)\d+" % "|".join(FAMILIES))  # as asked for: NAXIS1 .. NAXIS<NAXIS>
 # astropy.io.fits.Card's value syntax (``_value_NFSC_RE``), narrowed to the forms parsed here: a string (the same
 # lazy match as astropy's, so that quotes and comments split the same way), a logical, or a fixed-format number.
 _VALUE = re.compile(
