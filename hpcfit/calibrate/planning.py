@@ -1,8 +1,8 @@
 """Rank 0's plan of a calibrate run, from the config and the frames' headers only (no pixel is read).
 
 Steps: expand ``inputs`` and scan every header (``hpcfit.calibrate.kernels.frames``): the survey, shared by the
-ranks in a run (``hpcfit.calibrate.survey``, handed in as a :class:`Survey`) or made here (:func:`survey_here`); apply the classification policy; check the
-trim/overscan sections and the frame shapes; group the usable calibration frames by (kind, night[, filter]); drop
+ranks in a run (``hpcfit.calibrate.survey``, handed in as a :class:`Survey`) or made here (:func:`survey_here`);
+apply the classification policy; check the trim/overscan sections and the frame shapes; group the usable calibration frames by (kind, night[, filter]); drop
 groups below ``combine.min_frames``; choose for every science frame its bias, dark and flat (same night, else
 nearest in time, or a ready master file); keep only the groups that serve somebody (directly, or as the bias/dark
 subtracted from a dark or flat group); batch the science frames into work items.
