@@ -13,10 +13,10 @@ calls the scaling model needs; every rank records into ``RECORD`` and ``dump(dir
   with other processes stretches the wall time, not the CPU time;
 * ``calls``: for each wrapped call, its count, seconds and bytes — ``alltoallv`` (bytes sent), ``gather``,
   ``allgather``, ``bcast``, ``barrier``/``idle_barrier`` (waiting included), ``h5_write`` (bytes of this rank's
-  pieces), ``h5_meta`` (create_dataset, write_small, set_attrs), ``h5_open``/``h5_commit``, ``checkpoint``
-  (bytes of the pickles written), job-specific ones (gridfit ``fold`` on rank 0, calibrate ``header_scan``
-  on every rank, its "bytes" the number of files scanned, ``masters``, ``scratch_write``, sample ``exchange_round``), ``h5_plane`` (planes written during the
-  work, calibrate).
+  pieces), ``h5_meta`` (create_dataset, write_small, set_attrs), ``h5_open``/``h5_commit``, ``checkpoint`` (bytes
+  of the pickles written), job-specific ones (gridfit ``fold`` on rank 0, calibrate ``header_scan`` on every rank,
+  its "bytes" the number of files scanned, ``masters``, ``scratch_write``, sample ``exchange_round``),
+  ``h5_plane`` (planes written during the work, calibrate).
 
 Timers nest (``write`` contains ``h5_write``); the model reads each where it needs it.
 """

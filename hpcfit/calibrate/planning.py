@@ -2,10 +2,11 @@
 
 Steps: expand ``inputs`` and scan every header (``hpcfit.calibrate.kernels.frames``): the survey, shared by the
 ranks in a run (``hpcfit.calibrate.survey``, handed in as a :class:`Survey`) or made here (:func:`survey_here`);
-apply the classification policy; check the trim/overscan sections and the frame shapes; group the usable calibration frames by (kind, night[, filter]); drop
-groups below ``combine.min_frames``; choose for every science frame its bias, dark and flat (same night, else
-nearest in time, or a ready master file); keep only the groups that serve somebody (directly, or as the bias/dark
-subtracted from a dark or flat group); batch the science frames into work items.
+apply the classification policy; check the trim/overscan sections and the frame shapes; group the usable calibration
+frames by (kind, night[, filter]); drop groups below ``combine.min_frames``; choose for every science frame its
+bias, dark and flat (same night, else nearest in time, or a ready master file); keep only the groups that serve
+somebody (directly, or as the bias/dark subtracted from a dark or flat group); batch the science frames into work
+items.
 
 Problems of the user's making are reported with their key path (exit 2, no output): inputs matching nothing, no
 science or bias frames, darks or science frames without the exposure keyword, flats of a filter no science frame
