@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
 JOBS = {"cubefit", "gridfit", "sample", "calibrate"}
 # A job's modules that take part in collective stages (and so see the communicator); everything else in a job's
 # folder is MPI-free science that runs the same in a notebook.
-JOB_MPI_MODULES = {"job", "shuffle", "masters", "output"}
+JOB_MPI_MODULES = {"job", "shuffle", "masters", "output", "survey"}
 MPI_MODULES = {"hpcfit.runtime.comm", "hpcfit.runtime.schedule", "hpcfit.runtime.shared_array", "mpi4py"}
 
 

@@ -266,12 +266,16 @@ def cubefit_parameters(runs: list[dict[str, Any]], chunk: int, side_of: Callable
             "checkpoint_seconds": ckpt_s, "checkpoint_bytes": ckpt_b, **common(runs)}
 
 
-def calibrate_parameters(runs: list[dict[str, Any]], pixels: int, batch: int) -> dict[str, Any]:
+def calibrate_parameters(runs: list[dict[str, Any]], pixels: int, batch: int,
+                         survey: dict[str, Any] | None = None) -> dict[str, Any]:
     ok = fitted(runs)
-    # The header scan (rank 0) and the master build read files from the page cache here: CPU-bound, so like the
+    # The header scan and the master build read files from the page cache here: CPU-bound, so like the
     # per-frame cost they are taken at the CPU share the ranks got (wall x share), not stretched by other people's
-    # processes on the shared cores (the cluster model adds the masters' file-system time on its own).
-    header_wall = [call(r["per_rank"][0], "header_scan") / (r["size"] + N_CALIBRATION_FRAMES) for r in ok]
+    # processes on the shared cores (the cluster model adds the masters' file-system time on its own). Rank 0
+    # scanned every file before issue 14, its share of them since (the survey: the instrument counts the files
+    # in the call's "bytes").
+    header_wall = [call(r["per_rank"][0], "header_scan")
+                   / (call(r["per_rank"][0], "header_scan", "bytes") or r["size"] + N_CALIBRATION_FRAMES) for r in ok]
     header = [h * cpu_share(r) for h, r in zip(header_wall, ok)]
     m_a, m_b = line_fit([1.0 / r["ranks"] for r in ok],
                         [rank_max(r, lambda pr: call(pr, "masters")) * cpu_share(r) for r in ok])
@@ -286,7 +290,25 @@ def calibrate_parameters(runs: list[dict[str, Any]], pixels: int, batch: int) ->
             "t_frame": items_cpu_per_unit(ok), "write_a": write_a, "write_b": write_b,
             "t_create_frame": median(meta),
             "t_request": request_round_trip(ok), "n_calibration": N_CALIBRATION_FRAMES,
-            "checkpoint_seconds": ckpt_s, "checkpoint_bytes": ckpt_b, **common(runs)}
+            "checkpoint_seconds": ckpt_s, "checkpoint_bytes": ckpt_b, **common(runs),
+            # rank 0's survey step (0 in runs before issue 14, whose header scan is inside "plan")
+            "survey": cpu_bound([r for r in ok if r["ranks"] == 1], lambda r: r["per_rank"][0], "survey"),
+            **survey_parameters(survey, median(header), any("survey" in r["per_rank"][0]["phases"] for r in ok))}
+
+
+def survey_parameters(costs: dict[str, Any] | None, t_header: float, surveyed: bool) -> dict[str, Any]:
+    """calibrate's survey + plan figures (``survey_costs.py``; none without its JSON: the model then keeps rank 0's
+    header scan). The header cost per file stays the runs' (``t_header``), turned into the other parse's by the
+    ratio measured between the two: runs made before issue 14 parsed every header with astropy (``t_header``, the
+    'before' figure) and give the fast parse's cost as t_header / ratio; runs made with the survey the reverse."""
+    if not costs:
+        return {}
+    ratio = costs["header_astropy_seconds_per_file"] / costs["header_seconds_per_file"]
+    fast = t_header if surveyed else t_header / ratio
+    return {"t_header": fast * ratio, "t_survey_file": fast, "survey_parse_ratio": ratio,
+            "t_list_file": costs["list_seconds_per_file"], "t_plan_frame": costs["plan_seconds_per_frame"],
+            "survey_record_bytes": costs["record_bytes"],
+            "t_survey_record": costs["pickle_seconds_per_record"] + costs["unpickle_seconds_per_record"]}
 
 
 def startup_calls(startup: dict[str, Any] | None) -> dict[str, int]:
@@ -351,7 +373,8 @@ def component_parameters(components: dict[str, Any], scheduler4: dict[str, Any] 
 
 def parameters(measurements: dict[str, Any], components: dict[str, Any], scheduler4: dict[str, Any] | None = None,
                startup: dict[str, Any] | None = None, gridfit_extra: dict[str, Any] | None = None,
-               claims: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+               claims: dict[int, dict[str, Any]] | None = None,
+               survey_costs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every job's parameters plus the components', from the JSON files."""
     import inputs
 
@@ -367,5 +390,5 @@ def parameters(measurements: dict[str, Any], components: dict[str, Any], schedul
         out["cubefit"] = cubefit_parameters(by_job["cubefit"], inputs.CUBE_CHUNK, lambda n: math.isqrt(n))
     if by_job.get("calibrate"):
         ny, nx = inputs.FRAME_SHAPE
-        out["calibrate"] = calibrate_parameters(by_job["calibrate"], ny * nx, 4)
+        out["calibrate"] = calibrate_parameters(by_job["calibrate"], ny * nx, 4, survey_costs)
     return out

@@ -5,17 +5,18 @@ calls the scaling model needs; every rank records into ``RECORD`` and ``dump(dir
 ``rank-RRR.json``. What is recorded, per rank:
 
 * ``phases`` (wall) and ``phases_cpu`` (CPU time of the main thread): seconds in ``prepare`` (validation + rank-0 plan + broadcast, waiting included on the other ranks),
-  ``plan`` (rank 0 only), ``setup``, ``run_items`` (the work phase, idle time at its end included), ``write``;
+  ``survey`` (a job with one: every rank, inside ``prepare``), ``plan`` (rank 0 only), ``setup``, ``run_items``
+  (the work phase, idle time at its end included), ``write``;
 * ``items``: (index, size, wall seconds, start as epoch seconds, CPU seconds) of every work item this rank
   computed (``Job.work`` only; the gaps between a worker's items are its scheduler round trips plus its checkpoint
   writes). On a shared machine the CPU seconds are the cleaner measure of an item's compute cost: time-sharing
   with other processes stretches the wall time, not the CPU time;
 * ``calls``: for each wrapped call, its count, seconds and bytes — ``alltoallv`` (bytes sent), ``gather``,
   ``allgather``, ``bcast``, ``barrier``/``idle_barrier`` (waiting included), ``h5_write`` (bytes of this rank's
-  pieces), ``h5_meta`` (create_dataset, write_small, set_attrs), ``h5_open``/``h5_commit``, ``checkpoint``
-  (bytes of the pickles written), job-specific ones (gridfit ``fold`` on rank 0, calibrate ``header_scan``
-  on rank 0, ``masters``, ``scratch_write``, sample ``exchange_round``), ``h5_plane`` (planes written during the
-  work, calibrate).
+  pieces), ``h5_meta`` (create_dataset, write_small, set_attrs), ``h5_open``/``h5_commit``, ``checkpoint`` (bytes
+  of the pickles written), job-specific ones (gridfit ``fold`` on rank 0, calibrate ``header_scan`` on every rank,
+  its "bytes" the number of files scanned, ``masters``, ``scratch_write``, sample ``exchange_round``),
+  ``h5_plane`` (planes written during the work, calibrate).
 
 Timers nest (``write`` contains ``h5_write``); the model reads each where it needs it.
 """
@@ -88,10 +89,10 @@ def install(job_name: str) -> None:
     from hpcfit.engine import run as engine
 
     job = job_class(job_name)
-    for step in ("plan", "setup", "write"):
+    for step in ("plan", "setup", "write") + (("survey",) if job.has_survey() else ()):
         _patch(job, step, step, phase=True)
     job.work = _work_wrapper(job.work)
-    _patch(engine, "prepare", "prepare", phase=True)
+    _patch(engine, "prepare_job", "prepare", phase=True)  # what run_job calls (prepare wraps it for validate)
     _patch(engine, "run_items", "run_items", phase=True)
 
     _patch(comm.MPIComm, "alltoallv", "alltoallv", nbytes=lambda self, send, counts: getattr(send, "nbytes", 0))
@@ -124,7 +125,7 @@ def _install_job_specific(job_name: str) -> None:
         from hpcfit.calibrate import planning
         from hpcfit.calibrate import science
 
-        _patch(planning, "scan", "header_scan")
+        _patch(planning, "scan", "header_scan", nbytes=lambda paths, options: len(paths))  # "bytes": files
         _patch(planning, "find_inputs", "find_inputs")
         _patch(masters, "build_masters", "masters")
         _patch(science, "_write_scratch", "scratch_write",

@@ -8,7 +8,8 @@ runs of its current design: run_jobs.py --jobs gridfit --out ...) and ``measurem
 runs of some jobs): an overlay replaces those jobs' runs; ``components.json`` (components.py on 2 ranks),
 ``scheduler4.json`` (components.py --scheduler-only on 4 ranks: the earlier helper-thread scheduler),
 ``claim_latency_<P>.json`` (claim_latency.py on P ranks: the shared counter), ``startup.json`` (startup.py) and
-``gridfit_components.json`` (gridfit_components.py); writes ``parameters.json`` there (the fitted parameters), the
+``gridfit_components.json`` (gridfit_components.py) and ``survey_costs.json`` (survey_costs.py: calibrate's survey
++ plan; without it the model keeps rank 0's header scan); writes ``parameters.json`` there (the fitted parameters), the
 plot, and the markdown tables. ``--json`` writes nothing and prints, per job, the cluster model's strong speed-up
 and weak efficiency at 64 ranks at the production size and setting (``production_machine``,
 ``PRODUCTION_OPTIONS``), the first bottleneck (the term that loses the most time against perfect scaling at 64
@@ -64,13 +65,15 @@ WHAT_IFS = [  # (job, label, model options, machine factory or None for stripe c
     ("cubefit", "as now: shared counter, maps without fill (fill_time never)", {}, None),
     ("cubefit", "... Python environment node-local or in a container image (docs/cluster.md)", {}, NODE_LOCAL),
     ("calibrate", "before issue 14: scratch files and the fill value of /science/images",
-     {"fill": True, "scratch": True}, None),
+     {"fill": True, "scratch": True, "survey": False}, None),
     ("calibrate", "as now (frames written once, straight into the output), stripe count 8", {}, None),
     ("calibrate", "as now, stripe count 1 (Lustre default, run.mpi_info: none)", {},
      lambda p: model.cluster(p, stripes=1)),
     ("calibrate", "as now, run.mpi_info auto on Lustre, 16 stripes", {},
      lambda p: model.cluster(p, stripes=16)),
     ("calibrate", "as now, run.mpi_info auto on Lustre (stripes by output size: 64 for 168 GB)", {},
+     lambda p: production_machine("calibrate", p)),
+    ("calibrate", "... without the survey (rank 0 reads every header with astropy, as before)", {"survey": False},
      lambda p: production_machine("calibrate", p)),
 ]
 UNIT_COST = {"sample": "row (draw + model)", "gridfit": "pair (chi2 items; grid items counted in)",
@@ -431,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     read = lambda name: json.loads((args.dir / name).read_text()) if (args.dir / name).exists() else None  # noqa: E731
     measurements = load_measurements(args.dir)
     params = fit.parameters(measurements, read("components.json"), read("scheduler4.json"), read("startup.json"),
-                            read("gridfit_components.json"), load_claims(args.dir))
+                            read("gridfit_components.json"), load_claims(args.dir), read("survey_costs.json"))
     if args.json:
         print(json.dumps(summary(params), indent=1))
         return 0

@@ -1,7 +1,8 @@
 """The calibrate job: CCD reduction on MPI (eloy's multiprocessing pipeline / ccdproc), masters in node memory.
 
-Plan (rank 0): read only the headers of every input frame, classify them (IMAGETYP or folder), group by night and
-filter, choose the masters of every science frame, report config problems (exit 2). Setup (all ranks): combine
+Survey (all ranks): read only the headers of the input frames, each rank a share of them. Plan (rank 0): from the
+gathered header facts, classify the frames (IMAGETYP or folder), group by night and filter, choose the masters of
+every science frame, report config problems (exit 2). Setup (all ranks): combine
 every master collectively, each rank one row band of every stack, into node-shared memory (one copy per node).
 Work (any rank, dynamic): a batch of science frames, calibrated against the shared masters and written straight into
 their planes of the output file (open since setup). Write (all ranks): gaps of rejected frames closed, masters by row
@@ -35,6 +36,7 @@ from hpcfit.config.schema import (
 )
 from hpcfit.io.h5out import OutputFile
 from hpcfit.runtime.checkpoint import parts_directory
+from hpcfit.runtime.comm import Comm
 from hpcfit.engine.job import Job, Plan, Report, RunContext, WorkItem
 
 _KIND = Choice("bias", "dark", "flat", "science")
@@ -169,10 +171,16 @@ class CalibrateJob(Job):
             for key, message, allowed in check_settings(c.cosmic_rays):
                 report(("calibrate", "cosmic_rays") + ((key,) if key else ()), message, allowed)
 
-    def plan(self, cfg: Settings, report: Report) -> Plan:
+    def survey(self, cfg: Settings, comm: Comm) -> Any:
+        """Every rank reads the headers of its share of the raw files (``hpcfit.calibrate.survey``)."""
+        from hpcfit.calibrate.survey import survey
+
+        return survey(cfg, comm)
+
+    def plan(self, cfg: Settings, report: Report, survey: Any = None) -> Plan:
         from hpcfit.calibrate.planning import make_plan
 
-        calib = make_plan(cfg, report)
+        calib = make_plan(cfg, report, survey)
         if calib is None:
             return Plan([])
         items = []

@@ -1,10 +1,12 @@
 """Rank 0's plan of a calibrate run, from the config and the frames' headers only (no pixel is read).
 
-Steps: expand ``inputs``; scan every header (``hpcfit.calibrate.kernels.frames``); apply the classification policy; check the
-trim/overscan sections and the frame shapes; group the usable calibration frames by (kind, night[, filter]); drop
-groups below ``combine.min_frames``; choose for every science frame its bias, dark and flat (same night, else
-nearest in time, or a ready master file); keep only the groups that serve somebody (directly, or as the bias/dark
-subtracted from a dark or flat group); batch the science frames into work items.
+Steps: expand ``inputs`` and scan every header (``hpcfit.calibrate.kernels.frames``): the survey, shared by the
+ranks in a run (``hpcfit.calibrate.survey``, handed in as a :class:`Survey`) or made here (:func:`survey_here`);
+apply the classification policy; check the trim/overscan sections and the frame shapes; group the usable calibration
+frames by (kind, night[, filter]); drop groups below ``combine.min_frames``; choose for every science frame its
+bias, dark and flat (same night, else nearest in time, or a ready master file); keep only the groups that serve
+somebody (directly, or as the bias/dark subtracted from a dark or flat group); batch the science frames into work
+items.
 
 Problems of the user's making are reported with their key path (exit 2, no output): inputs matching nothing, no
 science or bias frames, darks or science frames without the exposure keyword, flats of a filter no science frame
@@ -134,17 +136,54 @@ def find_inputs(c: Any, report: Report) -> tuple[list[Path], list[I.Skipped]]:
     return I.find_inputs(c.inputs, report)
 
 
-def scan(paths: Sequence[Path], options: F.ScanOptions) -> list[F.Frame]:
+class UnreadableHeader(RuntimeError):
+    """Reading a frame's header failed in a way the scan does not turn into a bad frame (e.g. astropy refusing a
+    card the plan needs): the message names the file."""
+
+
+def scan(paths: Sequence[str | Path], options: F.ScanOptions) -> list[F.Frame]:
     """Headers of every path, in order (threads overlap the I/O latency of many files)."""
     if len(paths) < _THREADED_SCAN_MIN:
-        return F.scan_frames(paths, options)
+        return [_read_frame(p, options) for p in paths]
     with ThreadPoolExecutor(_SCAN_THREADS) as pool:
-        return list(pool.map(lambda p: F.read_frame(p, options), paths, chunksize=16))
+        return list(pool.map(lambda p: _read_frame(p, options), paths, chunksize=16))
+
+
+def _read_frame(path: str | Path, options: F.ScanOptions) -> F.Frame:
+    try:
+        return F.read_frame(path, options)
+    except Exception as exc:  # read_frame records every bad file it knows as a problem: this is something else
+        raise UnreadableHeader(f"{os.fspath(path)}: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass
+class Survey:
+    """What the plan needs from the files: every file under the inputs found (rank 0), the headers of the FITS
+    files read (shared by the ranks in a run: ``hpcfit.calibrate.survey``; by this process in :func:`survey_here`).
+    """
+
+    frames: list[F.Frame]  # one per FITS file, in find_inputs' order
+    skipped: list[I.Skipped]  # the other files under the inputs
+    reports: list[tuple[Any, ...]] = field(default_factory=list)  # find_inputs' problems: report(*args) each
+
+
+def list_inputs(c: Any) -> tuple[list[str], list[I.Skipped], list[tuple[Any, ...]]]:
+    """(FITS files to scan, other files skipped, the problems to report) of the config's inputs."""
+    reports: list[tuple[Any, ...]] = []
+    paths, skipped = find_inputs(c, lambda *args: reports.append(args))
+    return [os.fspath(p) for p in paths], skipped, reports
+
+
+def survey_here(c: Any) -> Survey:
+    """The survey in this process alone (a plan made outside the engine, e.g. ``Job.plan`` called directly)."""
+    paths, skipped, reports = list_inputs(c)
+    return Survey(scan(paths, scan_options(c)), skipped, reports)
 
 
 # -------------------------------------------------------------------------------------------------------- planning
-def make_plan(cfg: Any, report: Report) -> CalibPlan | None:
-    """The plan, or None when problems were reported (the engine then exits with code 2)."""
+def make_plan(cfg: Any, report: Report, survey: Survey | None = None) -> CalibPlan | None:
+    """The plan from the survey of the inputs (None: made here, see :func:`survey_here`), or None when problems
+    were reported (the engine then exits with code 2)."""
     reported: list[Any] = []
 
     def note(*args: Any) -> None:  # every problem before the master assignment is reported, then planning stops
@@ -152,12 +191,15 @@ def make_plan(cfg: Any, report: Report) -> CalibPlan | None:
         report(*args)
 
     c = cfg.calibrate
-    paths, skipped = find_inputs(c, note)
-    if not paths:
+    if survey is None:
+        survey = survey_here(c)
+    for args in survey.reports:
+        note(*args)
+    if not survey.frames:
         return None
     options = scan_options(c)
-    frames, not_frames = I.split_skipped(scan(paths, options))
-    skipped = sorted(skipped + not_frames, key=lambda s: s.path)
+    frames, not_frames = I.split_skipped(survey.frames)
+    skipped = sorted(survey.skipped + not_frames, key=lambda s: s.path)
     frames = _apply_mismatch_policy(frames, c.on_mismatch, options)
     n_scanned = len(frames)
 

@@ -2,9 +2,12 @@
 
 The engine (``hpcfit.engine.run``) drives every job the same way::
 
-    rank 0: validate config (schema + check)  ->  plan()  ->  work items      [errors: exit 2, no output]
+    rank 0: validate config (schema + check)  ->  [all: survey()]  ->  plan()  ->  work items   [errors: exit 2]
     all:    setup()   ->   work(item) for the items this rank receives   ->   write() into the output file
 
+* ``survey`` (optional) runs on every rank, collectively, after validation and before the plan: pre-plan work worth
+  sharing out, e.g. reading the headers of thousands of input files. Its result on rank 0 is handed to ``plan`` as
+  ``plan(cfg, report, survey=result)``. A job without one (the default) costs nothing: no step, no message.
 * ``plan`` runs on rank 0 only and may read headers/catalogues; it returns small picklable work items (and
   ``Plan.info`` for anything every rank needs). Problems with the user's input are reported through the
   ``report`` callback (key path + message), which the engine turns into ``FILE:LINE: key: message`` errors.
@@ -149,6 +152,19 @@ class Job:
 
     def check(self, cfg: Settings, report: Report) -> None:
         """Cross-key checks that need no file access (rank 0). Report problems; do not raise."""
+
+    def survey(self, cfg: Settings, comm: Comm) -> Any:
+        """Pre-plan work on every rank (collective), after validation: return what ``plan`` needs from it (rank 0's
+        result is handed to ``plan(cfg, report, survey=...)``; the other ranks' is dropped). Bad input found here
+        belongs in the result, for ``plan`` to report with its key; an exception on any rank ends the job naming
+        the rank and the stage ``survey``. A job that overrides this method must accept ``survey`` in ``plan``
+        (None when the plan is made without one: ``plan`` then does the work itself). Not overridden: skipped."""
+        return None
+
+    @classmethod
+    def has_survey(cls) -> bool:
+        """True when the job has a survey step (overrides :meth:`survey`)."""
+        return getattr(cls.survey, "__wrapped__", cls.survey) is not Job.survey
 
     def plan(self, cfg: Settings, report: Report) -> Plan:
         raise NotImplementedError

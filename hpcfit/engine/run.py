@@ -1,6 +1,7 @@
 """The engine: one life cycle for every job.
 
     rank 0:  read YAML -> validate (engine + job keys) -> job.check -> job.plan      (ConfigError -> exit 2)
+             (a job with a survey: every rank runs job.survey, collectively, before rank 0's job.plan)
     bcast :  validated config + plan
     all   :  job.setup -> run work items (dynamic or static schedule; stage after stage, with job.between in
              between, for a staged plan) -> job.write into one HDF5 file
@@ -31,6 +32,7 @@ from hpcfit.engine.place import check_output_place, check_output_space
 from hpcfit.runtime.comm import Comm
 from hpcfit.config.errors import ConfigError, ConfigIssue
 from hpcfit.runtime.errors import EXIT_CONFIG, EXIT_OK, fatal, on_fatal, on_fatal_note, storage_error
+from hpcfit.runtime.faults import maybe_fail_stage
 from hpcfit.runtime import signals
 from hpcfit.runtime.checkpoint import (CheckpointMismatch, SliceStore, find_slices, fingerprint, load_item, parts_directory,
                          slice_items)
@@ -185,16 +187,33 @@ def prepare_job(config_path: str | os.PathLike[str] | YamlSource, overrides: lis
     every rank (listing every problem).
 
     While rank 0 validates and plans, the other ranks import the job's heavy modules (``Job.warm_up``) and then
-    wait without spinning, so that they are ready to work as soon as the plan arrives.
+    wait without spinning, so that they are ready to work as soon as the plan arrives. A job with a survey
+    (``Job.survey``) has every rank run it between the validation (whose config is then shared) and the plan.
     """
     name = comm.bcast(_peek_job_name(config_path, jobs) if comm.is_root else None)
     if name is not None and comm.size > 1 and not comm.is_root:
         _guarded(comm, "importing the job's modules", jobs.load(name)().warm_up)
+    # Every rank knows from the job's name alone whether a survey step runs (a job without one: no extra message).
+    surveyed = plan and name is not None and jobs.load(name).has_survey()
     outcome: tuple[str, Any] = ("ok", None)
+    validated = None
     if comm.is_root:
         try:
-            job, cfg, source, report = load_config(config_path, overrides, comm.size, jobs=jobs)
-            the_plan = job.plan(cfg, report) if plan else None
+            validated = load_config(config_path, overrides, comm.size, jobs=jobs)
+        except ConfigError as exc:
+            outcome = ("config", exc.issues)
+        except Exception as exc:  # noqa: BLE001 - unexpected: end the job naming rank 0 and the stage
+            fatal(comm, exc, item="validation and planning")
+    survey = _survey(comm, jobs, outcome, validated) if surveyed else None
+    if comm.is_root and validated is not None:
+        try:
+            job, cfg, source, report = validated
+            if not plan:
+                the_plan = None
+            elif surveyed and job.has_survey():
+                the_plan = job.plan(cfg, report, survey=survey)
+            else:
+                the_plan = job.plan(cfg, report)
             if the_plan is not None:
                 logger.debug(f"plan: {len(the_plan.items)} work item(s) of {the_plan.unit}; first: "
                              + "; ".join(item.label for item in the_plan.items[:3]))
@@ -212,6 +231,28 @@ def prepare_job(config_path: str | os.PathLike[str] | YamlSource, overrides: lis
     if outcome[0] == "config":
         raise ConfigError(list(outcome[1]))  # rebuilt from the issues: an exception's own pickling drops them
     return outcome[1]
+
+
+def _survey(comm: Comm, jobs: JobCatalog, outcome: tuple[str, Any], validated: Any) -> Any:
+    """The job's survey on every rank, with the config rank 0 validated (shared first); a config problem found by
+    the validation is raised on every rank instead. Returns rank 0's result there, the others' elsewhere."""
+    comm.idle_barrier()  # the other ranks wait without spinning while rank 0 validates
+    shared = comm.bcast(("config", outcome[1]) if outcome[0] == "config" else
+                        ("ok", (validated[0].name, validated[1])) if comm.is_root else None)
+    if shared[0] == "config":
+        raise ConfigError(list(shared[1]))
+    name, cfg = shared[1]
+    if comm.is_root:
+        job = validated[0]
+    else:
+        job = jobs.load(name)()
+        job.n_ranks = comm.size
+
+    def run() -> Any:
+        maybe_fail_stage(comm.rank, "survey")
+        return job.survey(cfg, comm)
+
+    return _guarded(comm, "survey", run)
 
 
 @dataclass

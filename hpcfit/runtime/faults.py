@@ -4,6 +4,9 @@
 first item it gets; ``rank=*``: every rank). Actions: ``raise`` (an exception, the default), ``kill`` (SIGKILL of
 the process, as a node failure or the OOM killer would) or ``delay:S`` (sleep S seconds before every matching
 item, to make a run slow enough to be interrupted in tests).
+
+``stage=NAME`` moves the fault from the work items to an engine stage: ``stage=survey`` fails rank R as it starts
+the job's survey (``Job.survey``, before the plan); ``item`` is then ignored.
 """
 
 from __future__ import annotations
@@ -29,15 +32,27 @@ def _spec() -> dict[str, str] | None:
 def maybe_fail(rank: int, item_index: int) -> None:
     """Raise or die here if the environment asks for a fault at (rank, item)."""
     spec = _spec()
-    if spec is None or spec.get("rank", "-1") not in ("*", str(rank)):
+    if spec is None or spec.get("rank", "-1") not in ("*", str(rank)) or spec.get("stage", "work") != "work":
         return
     item = spec.get("item", "*")
     if item != "*" and int(item) != item_index:
         return
+    _act(spec, f"injected fault on rank {rank}, item {item_index} ({ENV_VAR})")
+
+
+def maybe_fail_stage(rank: int, stage: str) -> None:
+    """Raise or die here if the environment asks for a fault at (rank, stage)."""
+    spec = _spec()
+    if spec is None or spec.get("rank", "-1") not in ("*", str(rank)) or spec.get("stage") != stage:
+        return
+    _act(spec, f"injected fault on rank {rank}, stage {stage} ({ENV_VAR})")
+
+
+def _act(spec: dict[str, str], message: str) -> None:
     action = spec.get("action", "raise")
     if action.startswith("delay:"):
         time.sleep(float(action.split(":", 1)[1]))
         return
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
-    raise InjectedFault(f"injected fault on rank {rank}, item {item_index} ({ENV_VAR})")
+    raise InjectedFault(message)

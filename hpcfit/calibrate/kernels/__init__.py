@@ -2,6 +2,7 @@
 
 - ``frames``: header-only scan of raw FITS frames: discovery, classification (IMAGETYP or folder), night, filter,
   exposure, corrupt/truncated detection, grouping by (kind, night, filter) and master selection per science frame.
+- ``headercards``: a fast read of the few header cards planning needs, astropy's values, astropy for anything odd.
 - ``reading``: read a band of image rows of one frame (one pread, or astropy's section for a compressed file;
   BZERO/BSCALE applied, overscan, trim).
 - ``combine``: sigma-clipped median/mean of a stack band, per-kind preparation of darks and flats, and an exact
@@ -11,6 +12,6 @@
 - ``cosmics``: per-frame uint8 masks (bad, saturated, cosmic ray) and L.A.Cosmic cleaning through astroscrappy.
 - ``synthetic``: a synthetic night of raw frames on disk with known truth, for tests and demos.
 
-The MPI engine (``hpcfit.calibrate.job``) drives these: rank 0 scans headers and plans, each rank combines a row band
+The MPI engine (``hpcfit.calibrate.job``) drives these: every rank scans a share of the headers, rank 0 plans, each rank combines a row band
 of every frame of a stack, masters are shared read-only, science frames are calibrated independently.
 """

@@ -26,7 +26,7 @@ import os
 import re
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -37,10 +37,13 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
 from hpcfit.calibrate.kernels.fitsforms import FITS_NAMES, NoImageError, file_form, locate_image
+from hpcfit.calibrate.kernels.headercards import HeaderCards, parse_cards, wanted_keys
 
 BLOCK = 2880  # FITS logical record size
 FITS_EXTENSIONS = FITS_NAMES  # plain, gzip- and tile-compressed (see fitsforms)
 _MAX_HEADER_BLOCKS = 2000  # ~5.7 MB of header cards: anything longer is not a sane CCD frame
+LAYOUT_KEYS = ("BITPIX", "NAXIS", "BZERO", "BSCALE", "BLANK")  # and NAXISn: what image_layout reads
+TIME_KEYS = ("TIME-OBS", "UT", "UTC-OBS", "UTSTART")  # the clock of a DATE-OBS without one (parse_date_obs)
 
 
 class Kind(StrEnum):
@@ -110,15 +113,34 @@ class ScanOptions:
             for kind in (mapping or {}).values():
                 Kind(kind)  # raises ValueError naming the bad kind
 
+    def _cached(self, name: str, build: Callable[[], Any]) -> Any:
+        """``build()`` once per options object: the scan asks for these maps once per file."""
+        if name not in self.__dict__:
+            object.__setattr__(self, name, build())  # frozen: the cache is no field (not compared, not hashed)
+        return self.__dict__[name]
+
     def imagetyp_kinds(self) -> dict[str, Kind]:
-        merged = dict(DEFAULT_IMAGETYP_MAP)
-        merged.update({_norm(k): Kind(v) for k, v in (self.imagetyp_map or {}).items()})
-        return merged
+        return dict(self.imagetyp_lookup())
 
     def folder_kinds(self) -> dict[str, Kind]:
-        merged = dict(DEFAULT_FOLDER_MAP)
-        merged.update({_norm(k).replace(" ", ""): Kind(v) for k, v in (self.folder_map or {}).items()})
-        return merged
+        return dict(self.folder_lookup())
+
+    def imagetyp_lookup(self) -> Mapping[str, Kind]:
+        """:meth:`imagetyp_kinds`, built once (do not modify)."""
+        return self._cached("_imagetyp_kinds", lambda: {
+            **DEFAULT_IMAGETYP_MAP, **{_norm(k): Kind(v) for k, v in (self.imagetyp_map or {}).items()}})
+
+    def folder_lookup(self) -> Mapping[str, Kind]:
+        """:meth:`folder_kinds`, built once (do not modify)."""
+        return self._cached("_folder_kinds", lambda: {
+            **DEFAULT_FOLDER_MAP, **{_norm(k).replace(" ", ""): Kind(v) for k, v in (self.folder_map or {}).items()}})
+
+    def header_keys(self) -> frozenset[str] | None:
+        """The header cards :func:`read_frame` looks at (``headercards.wanted_keys``: None when one is not a
+        standard keyword, and astropy reads every card)."""
+        return self._cached("_header_keys", lambda: wanted_keys(
+            (*LAYOUT_KEYS, self.imagetyp_key, self.date_key, *TIME_KEYS, *self.exptime_keys, self.filter_key,
+             *self.extra_keys)))
 
 
 @dataclass(frozen=True)
@@ -221,14 +243,33 @@ def candidate_files(item: str | os.PathLike) -> list[Path]:
     searched recursively), or the file itself."""
     text = os.path.expanduser(os.fspath(item))
     if os.path.isdir(text):
-        return [p for p in Path(text).rglob("*") if p.is_file()]
+        return files_under(Path(text))
     if glob.has_magic(text):
         candidates: list[Path] = []
         for match in sorted(glob.glob(text, recursive=True)):
             p = Path(match)
-            candidates.extend((q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])
+            candidates.extend(files_under(p) if p.is_dir() else [p])
         return candidates
     return [Path(text)] if os.path.isfile(text) else []
+
+
+def files_under(directory: Path) -> list[Path]:
+    """The files under ``directory``, recursively: what ``[p for p in directory.rglob("*") if p.is_file()]`` gives
+    (symbolic links to files included, links to directories not followed, unreadable directories left out), from
+    the directory entries' types alone: no ``stat`` per file (but per symbolic link), which on a network file
+    system is one metadata round trip per file saved while rank 0 lists thousands of frames."""
+    found: list[Path] = []
+    try:
+        with os.scandir(directory) as listing:
+            entries = list(listing)
+    except PermissionError:
+        return found
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            found.extend(files_under(directory / entry.name))
+        elif entry.is_file():
+            found.append(directory / entry.name)
+    return found
 
 
 # ------------------------------------------------------------------------------------------------------ header reading
@@ -237,8 +278,14 @@ def read_primary_header(path: str | os.PathLike) -> tuple[fits.Header, int]:
 
     Raises CorruptFrameError (unparseable or no END card) or OSError (unreadable file).
     """
+    raw = read_header_blocks(path)
+    return astropy_header(raw), len(raw)
+
+
+def read_header_blocks(path: str | os.PathLike) -> bytes:
+    """The primary header's 2880-byte blocks, up to the one holding the END card (a gzip stream is decompressed
+    only that far). Raises CorruptFrameError (not FITS, no END card) or OSError (unreadable file)."""
     chunks = []
-    # A gzip stream is read as far as its header: no more is decompressed
     with (gzip.open(path, "rb") if file_form(path) == "gzip" else open(path, "rb")) as fh:
         for _ in range(_MAX_HEADER_BLOCKS):
             block = fh.read(BLOCK)
@@ -253,14 +300,17 @@ def read_primary_header(path: str | os.PathLike) -> tuple[fits.Header, int]:
                 break
         else:
             raise CorruptFrameError(f"no END card in the first {_MAX_HEADER_BLOCKS} header blocks")
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def astropy_header(raw: bytes) -> fits.Header:
+    """Every card of the header blocks ``raw``, as astropy reads them. Raises CorruptFrameError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
-            header = fits.Header.fromstring(raw.decode("ascii", errors="replace"))
+            return fits.Header.fromstring(raw.decode("ascii", errors="replace"))
     except Exception as exc:  # astropy raises several types for malformed cards
         raise CorruptFrameError(f"unparseable header: {exc}") from exc
-    return header, len(raw)
 
 
 def image_layout(path: str | os.PathLike, header: fits.Header, data_offset: int, *, hdu: int = 0,
@@ -292,16 +342,21 @@ def image_layout(path: str | os.PathLike, header: fits.Header, data_offset: int,
     )
 
 
-def open_image(path: str | os.PathLike) -> tuple[fits.Header, ImageLayout, int]:
+def open_image(path: str | os.PathLike, keys: frozenset[str] | None = None
+               ) -> tuple[fits.Header | HeaderCards, ImageLayout, int]:
     """(image header, layout, bytes the file must hold at least, 0: unknown) of any form calibrate reads.
 
     Plain and gzip files are read by their primary header blocks alone (fast); astropy is asked (headers only) for
-    a file whose primary HDU has no data and for tile-compressed files. Raises NoImageError (no image data),
-    CorruptFrameError or OSError.
+    a file whose primary HDU has no data and for tile-compressed files. With ``keys`` (``headercards.wanted_keys``
+    of the cards the caller will look at, the layout's included), a plain header of the common form gives only
+    those cards (``headercards``: the same values, a third of the time); anything else is read by astropy as
+    without. Raises NoImageError (no image data), CorruptFrameError or OSError.
     """
     form = file_form(path)
     if form != "tile":
-        header, offset = read_primary_header(path)
+        raw = read_header_blocks(path)
+        header = (parse_cards(raw, keys) if keys is not None else None) or astropy_header(raw)
+        offset = len(raw)
         if header.get("NAXIS", 0) != 0 or form is None:
             layout = image_layout(path, header, offset, compression="gzip" if form == "gzip" else None)
             # A gzip stream's length says nothing about the data it holds: a short one fails when read
@@ -342,7 +397,7 @@ def parse_date_obs(header: fits.Header, key: str = "DATE-OBS") -> dt.datetime | 
     if when.tzinfo is not None:
         when = when.astimezone(dt.UTC).replace(tzinfo=None)
     if "T" not in text:
-        for time_key in ("TIME-OBS", "UT", "UTC-OBS", "UTSTART"):
+        for time_key in TIME_KEYS:
             clock = header.get(time_key)
             if isinstance(clock, str):
                 try:
@@ -361,14 +416,14 @@ def night_of(when: dt.datetime | None, offset_hours: float = 10.0) -> dt.date | 
 def folder_kind(path: str | os.PathLike, options: ScanOptions = ScanOptions()) -> Kind | None:
     """Kind implied by the name of the frame's parent directory, or None if the name means nothing."""
     name = _norm(Path(path).parent.name).replace(" ", "")
-    return options.folder_kinds().get(name)
+    return options.folder_lookup().get(name)
 
 
 def header_kind(imagetyp: str | None, options: ScanOptions = ScanOptions()) -> Kind | None:
     """Kind implied by an IMAGETYP value, or None when absent or not a known spelling."""
     if not isinstance(imagetyp, str):
         return None
-    return options.imagetyp_kinds().get(_norm(imagetyp))
+    return options.imagetyp_lookup().get(_norm(imagetyp))
 
 
 def _exptime(header: fits.Header, keys: Sequence[str]) -> tuple[float | None, str | None]:
@@ -390,7 +445,7 @@ def read_frame(path: str | os.PathLike, options: ScanOptions = ScanOptions()) ->
     path = os.fspath(path)
     fkind = folder_kind(path, options)
     try:
-        header, layout, needed = open_image(path)
+        header, layout, needed = open_image(path, options.header_keys())
     except NoImageError as exc:
         return Frame(path=path, kind=fkind or Kind.UNKNOWN, folder_kind=fkind, problems=(str(exc),), skip=True)
     except (OSError, EOFError, CorruptFrameError) as exc:
