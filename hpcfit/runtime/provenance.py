@@ -57,8 +57,12 @@ def software_versions() -> dict[str, str]:
 
 def run_provenance(comm: Comm, *, job: str, config_text: str, config_path: str, argv: list[str],
                    start_time: str) -> dict[str, Any]:
-    """Root attributes describing this run (collective: gathers the host names)."""
+    """Root attributes describing this run (collective: gathers the host names). What is the same on every rank
+    (user, directory, platform, package versions) is looked up on rank 0 and broadcast: ``platform.platform()``
+    forks ``uname -p`` and the version lookups stat every sys.path entry, which 64 ranks need not all do."""
     hosts = sorted(set(comm.allgather(comm.host)))
+    same = comm.bcast({"user": _user(), "working_directory": os.getcwd(), "platform": platform.platform(),
+                       "versions": software_versions()} if comm.is_root else None)
     info: dict[str, Any] = {
         "job": job,
         "config": config_text,
@@ -68,12 +72,12 @@ def run_provenance(comm: Comm, *, job: str, config_text: str, config_path: str, 
         "hosts": ",".join(hosts),
         "host": hosts[0] if hosts else "",
         "start_time": start_time,
-        "user": _user(),
-        "working_directory": os.getcwd(),
-        "platform": platform.platform(),
+        "user": same["user"],
+        "working_directory": same["working_directory"],
+        "platform": same["platform"],
     }
     info["peak_rss_mb_per_rank"] = [round(m, 1) for m in comm.allgather(peak_rss_mb())]
-    info.update(software_versions())
+    info.update(same["versions"])
     for var in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
         if var in os.environ:
             info[var.lower()] = os.environ[var]
