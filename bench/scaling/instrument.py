@@ -13,7 +13,8 @@ calls the scaling model needs; every rank records into ``RECORD`` and ``dump(dir
 * ``calls``: for each wrapped call, its count, seconds and bytes — ``alltoallv`` (bytes sent), ``gather``,
   ``allgather``, ``bcast``, ``barrier``/``idle_barrier`` (waiting included), ``h5_write`` (bytes of this rank's
   pieces), ``h5_meta`` (create_dataset, write_small, set_attrs), ``h5_open``/``h5_commit``, ``checkpoint``
-  (bytes of the pickles written), job-specific ones (gridfit ``fold`` on rank 0, calibrate ``header_scan``
+  (bytes of the pickles written; in the writer thread with ``run.checkpoint_async``), ``checkpoint_handoff``
+  (the main thread's hand-offs to that writer), job-specific ones (gridfit ``fold`` on rank 0, calibrate ``header_scan``
   on rank 0, ``masters``, ``scratch_write``, sample ``exchange_round``), ``h5_plane`` (planes written during the
   work, calibrate).
 
@@ -84,7 +85,7 @@ def install(job_name: str) -> None:
     """Wrap the engine, communicator, output and job steps of ``job_name`` (call before ``cli.main``)."""
     from hpcfit.io import h5out
     from hpcfit.registry import job_class
-    from hpcfit.runtime import checkpoint, comm
+    from hpcfit.runtime import checkpoint, checkpoint_writer, comm
     from hpcfit.engine import run as engine
 
     job = job_class(job_name)
@@ -105,11 +106,12 @@ def install(job_name: str) -> None:
     _patch(out, "__init__", "h5_open")
     _patch(out, "commit", "h5_commit")
 
-    def _pickle_bytes(self: Any, index: int, result: Any) -> int:
+    def _pickle_bytes(self: Any, index: int, result: Any, *args: Any, **kwargs: Any) -> int:
         path = self.directory / f"item-{index:06d}.pkl"
         return path.stat().st_size if path.exists() else 0
 
     _patch(checkpoint.SliceStore, "save", "checkpoint", nbytes=_pickle_bytes)
+    _patch(checkpoint_writer.CheckpointWriter, "save", "checkpoint_handoff")
     _install_job_specific(job_name)
 
 

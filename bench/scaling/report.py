@@ -55,6 +55,8 @@ WHAT_IFS = [  # (job, label, model options, machine factory or None for stripe c
      lambda p: model.cluster(p, stripes=16)),
     ("sample", "run.mpi_info auto on Lustre (stripes by output size: 21 for 10.8 GB)", {},
      lambda p: production_machine("sample", p)),
+    ("sample", "... checkpoints saved synchronously (run.checkpoint_async: false)", {},
+     lambda p: replace(production_machine("sample", p), checkpoint_async=False)),
     ("sample", "... Python environment node-local or in a container image (docs/cluster.md)", {}, NODE_LOCAL),
     ("gridfit", "as now (ECSV catalogue)", {}, None),
     ("gridfit", "the same catalogue as FITS (parsed ~14x faster on rank 0)", {"catalogue": "fits"}, None),

@@ -1,0 +1,133 @@
+"""Checkpoints saved in the background (``run.checkpoint_async: true``) against saved by the work loop (``false``):
+the same job, the same ranks, like for like.
+
+    python bench/checkpoint_overlap.py [--rows 400000] [--batch 10000] [--ranks 2] [--repeat 5] [--json OUT]
+
+Runs the scaling study's sample config (``bench/scaling/inputs.py``: 9 parameters, DES bands, float32, checkpoints
+on) under ``mpiexec -n RANKS`` alternately with the checkpoints synchronous and asynchronous (alternating, so that
+both sides see the same drift of a shared machine's load), ``--repeat`` times each, and reports the best (and the
+median) of each side: the work phase (``work_seconds``, from the first item to the last checkpoint on disk, the
+part the writer thread changes) and the whole run (``wall_seconds``), both read from the outputs' provenance, and
+their ratio async / sync. Every async output is compared with the first sync one dataset by dataset: they must be
+identical. Each run's checkpoints (one file per item: ``batch`` rows, ~104 bytes each) are written and then
+removed with the output, as in production (the first sync run keeps them a moment, to report their size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench" / "scaling"))
+
+import inputs  # noqa: E402
+
+MODES = {"sync": "false", "async": "true"}
+
+
+def launcher() -> str:
+    for name in ("mpiexec.mpich", "mpiexec", "mpirun"):
+        path = shutil.which(name)
+        if path:
+            return path
+    raise SystemExit("no mpiexec on PATH")
+
+
+def run_once(config: Path, output: Path, ranks: int, asynchronous: str, batch: int,
+             keep_parts: bool = False) -> dict[str, float]:
+    """One ``hpcfit run``; its provenance's work and wall seconds."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    command = [launcher(), "-n", str(ranks), sys.executable, "-m", "hpcfit", "run", str(config),
+               "--set", f"output={output}", "--set", f"run.checkpoint_async={asynchronous}",
+               "--set", f"sample.sampling.batch_size={batch}"] + (["--keep-parts"] if keep_parts else [])
+    proc = subprocess.run(command, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"run failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    with h5py.File(output, "r") as h5:
+        return {"work_seconds": float(h5.attrs["work_seconds"]), "wall_seconds": float(h5.attrs["wall_seconds"])}
+
+
+def same_datasets(a: Path, b: Path) -> bool:
+    """Every dataset of ``a`` is in ``b`` with the same values (NaN equal to NaN)."""
+    names: list[str] = []
+    with h5py.File(a, "r") as ha, h5py.File(b, "r") as hb:
+        ha.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        return all(name in hb and np.array_equal(ha[name][()], hb[name][()],
+                                                 equal_nan=ha[name].dtype.kind == "f") for name in names)
+
+
+def measure(rows: int, batch: int, ranks: int, repeat: int, directory: Path) -> dict[str, Any]:
+    config = inputs.write_config("sample", rows, directory)
+    times: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+    reference = directory / "reference_sync.h5"
+    identical = True
+    sizes: list[int] = []
+    for trial in range(repeat):
+        for mode in (("sync", "async") if trial % 2 == 0 else ("async", "sync")):
+            output = directory / f"{mode}.h5"
+            first = mode == "sync" and not reference.exists()
+            times[mode].append(run_once(config, output, ranks, MODES[mode], batch, keep_parts=first))
+            if first:  # the reference output, and the size of a checkpoint
+                parts = output.with_name(output.name + ".parts")
+                sizes = [p.stat().st_size for p in parts.rglob("item-*.pkl")]
+                shutil.rmtree(parts)
+                output.rename(reference)
+            elif mode == "async":
+                identical &= same_datasets(reference, output) if reference.exists() else True
+            print(f"  {mode:5s} trial {trial + 1}: work {times[mode][-1]['work_seconds']:.3f} s, "
+                  f"wall {times[mode][-1]['wall_seconds']:.3f} s", flush=True)
+    summary: dict[str, Any] = {"rows": rows, "batch": batch, "ranks": ranks, "repeat": repeat,
+                               "checkpoint_bytes_per_item": statistics.median(sizes), "items": len(sizes),
+                               "identical_outputs": bool(identical), "load_average": os.getloadavg()[0]}
+    for key in ("work_seconds", "wall_seconds"):
+        for mode in MODES:
+            values = [t[key] for t in times[mode]]
+            summary[f"{mode}_{key}_best"] = min(values)
+            summary[f"{mode}_{key}_median"] = statistics.median(values)
+        summary[f"ratio_{key}_best"] = summary[f"async_{key}_best"] / summary[f"sync_{key}_best"]
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=400_000)
+    parser.add_argument("--batch", type=int, default=10_000, help="rows per work item (one checkpoint each)")
+    parser.add_argument("--ranks", type=int, nargs="+", default=[2])
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each side (best-of-N)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="hpcfit_ckpt_overlap_") as tmp:
+        for ranks in args.ranks:
+            print(f"sample, {args.rows:,} rows in items of {args.batch:,}, {ranks} rank(s), load "
+                  f"{os.getloadavg()[0]:.2f}", flush=True)
+            results.append(measure(args.rows, args.batch, ranks, args.repeat, Path(tmp) / f"p{ranks}"))
+    print("\n| ranks | items x bytes | work sync (best/median) | work async (best/median) | ratio work | "
+          "wall sync | wall async | ratio wall | identical | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['ranks']} | {r['items']} x {r['checkpoint_bytes_per_item'] / 1e6:.2f} MB | "
+              f"{r['sync_work_seconds_best']:.3f} / {r['sync_work_seconds_median']:.3f} s | "
+              f"{r['async_work_seconds_best']:.3f} / {r['async_work_seconds_median']:.3f} s | "
+              f"{r['ratio_work_seconds_best']:.3f} | {r['sync_wall_seconds_best']:.3f} s | "
+              f"{r['async_wall_seconds_best']:.3f} s | {r['ratio_wall_seconds_best']:.3f} | "
+              f"{r['identical_outputs']} | {r['load_average']:.2f} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
