@@ -341,12 +341,10 @@ def component_parameters(components: dict[str, Any], scheduler4: dict[str, Any] 
         "h5_chunked_fill_bandwidth": h5.get("chunked_create", {}).get("bandwidth_bytes_per_s", float("nan")),
         "checkpoint_seconds": components["checkpoint"]["seconds_per_save"],
         "checkpoint_bandwidth": components["checkpoint"]["bandwidth_bytes_per_s"],
-        # run.checkpoint_async's main-thread part (components.py); a components.json measured before it existed
-        # gives this machine's whole synchronous save instead (the model then charges a save as it did)
-        "checkpoint_handoff_seconds": components["checkpoint"].get("handoff_seconds",
-                                                                   components["checkpoint"]["seconds_per_save"]),
-        "checkpoint_seconds_per_byte": components["checkpoint"].get(
-            "cpu_seconds_per_byte", 1.0 / components["checkpoint"]["bandwidth_bytes_per_s"]),
+        # run.checkpoint_async's main-thread part (components.py); None from a components.json measured before
+        # it existed: the model then charges today's synchronous saves (file_op, checkpoint_bandwidth) as before
+        "checkpoint_handoff_seconds": components["checkpoint"].get("handoff_seconds"),
+        "checkpoint_seconds_per_byte": components["checkpoint"].get("cpu_seconds_per_byte"),
         "startup_metadata_calls": max(calls.values(), default=0),
         "machine_startup_seconds": (startup or {}).get("machine_startup_seconds"),
         "startup_metadata_calls_by_job": calls,

@@ -87,11 +87,13 @@ class Machine:
         """One item's checkpoint on the rank's critical path. Synchronous: the whole save (create + fsync + rename,
         the bytes at the rank's share of the file system). Asynchronous: the hand-off, plus the CPU the writer
         thread takes from the rank's core (pickling, the copy into the kernel); the waiting for the storage
-        overlaps the next items. Not charged: the stage end's wait for the last save (one save per stage), and a
-        writer slower than the work (never so at the production sizes: a save is < 1/5 of an item's compute)."""
+        overlaps the next items; never more than the synchronous save (the CPU figures are this machine's, the
+        cluster's file system is assumed). Not charged: the stage end's wait for the last save (one save per stage),
+        and a writer slower than the work (never so at the production sizes: a save is < 1/5 of an item's compute)."""
+        save = self.file_op + nbytes / self.rank_bandwidth(ranks)
         if self.checkpoint_async:
-            return self.checkpoint_handoff + nbytes * self.checkpoint_cpu_per_byte
-        return self.file_op + nbytes / self.rank_bandwidth(ranks)
+            return min(self.checkpoint_handoff + nbytes * self.checkpoint_cpu_per_byte, save)
+        return save
 
     def start(self, ranks: int, job: str | None = None) -> float:
         """Start-up: this machine's, plus the metadata calls of Python's imports from a shared file system. The
@@ -124,9 +126,10 @@ def local_machine(params: dict[str, Any], cores: int = 2) -> Machine:
         startup_metadata_calls=c["startup_metadata_calls"], metadata_latency=None, metadata_rate=None,
         claim=(c.get("claim") or {}).get("by_workload"), metadata_calls_by_job=c.get("startup_metadata_calls_by_job"),
         union_piece=c.get("h5_union_piece", 0.0),
-        # parameters fitted before run.checkpoint_async existed: its checkpoints were synchronous
-        checkpoint_async="checkpoint_handoff_seconds" in c, checkpoint_handoff=c.get("checkpoint_handoff_seconds", 0.0),
-        checkpoint_cpu_per_byte=c.get("checkpoint_seconds_per_byte", 0.0))
+        # no writer figures (measured before run.checkpoint_async existed): synchronous saves, as then
+        checkpoint_async=c.get("checkpoint_handoff_seconds") is not None,
+        checkpoint_handoff=c.get("checkpoint_handoff_seconds") or 0.0,
+        checkpoint_cpu_per_byte=c.get("checkpoint_seconds_per_byte") or 0.0)
 
 
 # The reference cluster (docs/scaling.md, "Assumptions"): 32 cores per node, 100 Gb/s network, Lustre.
