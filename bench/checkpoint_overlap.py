@@ -1,14 +1,16 @@
 """Checkpoints saved in the background (``run.checkpoint_async: true``) against saved by the work loop (``false``):
 the same job, the same ranks, like for like.
 
-    python bench/checkpoint_overlap.py [--rows 400000] [--batch 10000] [--ranks 2] [--repeat 5] [--json OUT]
+    python bench/checkpoint_overlap.py [--rows 2000000] [--batch 100000] [--ranks 2 1] [--repeat 5] [--json OUT]
 
 Runs the scaling study's sample config (``bench/scaling/inputs.py``: 9 parameters, DES bands, float32, checkpoints
 on) under ``mpiexec -n RANKS`` alternately with the checkpoints synchronous and asynchronous (alternating, so that
 both sides see the same drift of a shared machine's load), ``--repeat`` times each, and reports the best (and the
 median) of each side: the work phase (``work_seconds``, from the first item to the last checkpoint on disk, the
 part the writer thread changes) and the whole run (``wall_seconds``), both read from the outputs' provenance, and
-their ratio async / sync. Every async output is compared with the first sync one dataset by dataset: they must be
+their ratio async / sync, and the longest time a rank's work loop waited for its checkpoints (the phase timers
+of ``bench/scaling/instrument.py``: ``SliceStore.save`` when synchronous, ``CheckpointWriter.save`` and ``drain``
+when asynchronous). Every async output is compared with the first sync one dataset by dataset: they must be
 identical. Each run's checkpoints (one file per item: ``batch`` rows, ~104 bytes each) are written and then
 removed with the output, as in production (the first sync run keeps them a moment, to report their size).
 """
@@ -47,16 +49,25 @@ def launcher() -> str:
 
 def run_once(config: Path, output: Path, ranks: int, asynchronous: str, batch: int,
              keep_parts: bool = False) -> dict[str, float]:
-    """One ``hpcfit run``; its provenance's work and wall seconds."""
+    """One ``hpcfit run`` (through the scaling study's phase timers); its provenance's work and wall seconds, and
+    the longest time a rank's work loop waited for its checkpoints (``blocked_seconds``: the saves themselves
+    when synchronous, the hand-offs to the writer and the waits for it at the stage's end when asynchronous)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    command = [launcher(), "-n", str(ranks), sys.executable, "-m", "hpcfit", "run", str(config),
+    timings = output.with_name(output.stem + "_timings")
+    shutil.rmtree(timings, ignore_errors=True)
+    command = [launcher(), "-n", str(ranks), sys.executable, str(REPO / "bench" / "scaling" / "timed_run.py"),
+               str(timings), "sample", str(config),
                "--set", f"output={output}", "--set", f"run.checkpoint_async={asynchronous}",
                "--set", f"sample.sampling.batch_size={batch}"] + (["--keep-parts"] if keep_parts else [])
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"run failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    calls = [json.loads(path.read_text())["calls"] for path in sorted(timings.glob("rank-*.json"))]
+    waited = ("checkpoint",) if asynchronous == "false" else ("checkpoint_handoff", "checkpoint_drain")
+    blocked = max(sum(c.get(name, {}).get("seconds", 0.0) for name in waited) for c in calls)
     with h5py.File(output, "r") as h5:
-        return {"work_seconds": float(h5.attrs["work_seconds"]), "wall_seconds": float(h5.attrs["wall_seconds"])}
+        return {"work_seconds": float(h5.attrs["work_seconds"]), "wall_seconds": float(h5.attrs["wall_seconds"]),
+                "blocked_seconds": blocked}
 
 
 def same_datasets(a: Path, b: Path) -> bool:
@@ -86,12 +97,13 @@ def measure(rows: int, batch: int, ranks: int, repeat: int, directory: Path) -> 
                 output.rename(reference)
             elif mode == "async":
                 identical &= same_datasets(reference, output) if reference.exists() else True
-            print(f"  {mode:5s} trial {trial + 1}: work {times[mode][-1]['work_seconds']:.3f} s, "
-                  f"wall {times[mode][-1]['wall_seconds']:.3f} s", flush=True)
+            t = times[mode][-1]
+            print(f"  {mode:5s} trial {trial + 1}: work {t['work_seconds']:.3f} s, wall {t['wall_seconds']:.3f} s, "
+                  f"waiting for checkpoints {t['blocked_seconds']:.3f} s", flush=True)
     summary: dict[str, Any] = {"rows": rows, "batch": batch, "ranks": ranks, "repeat": repeat,
                                "checkpoint_bytes_per_item": statistics.median(sizes), "items": len(sizes),
                                "identical_outputs": bool(identical), "load_average": os.getloadavg()[0]}
-    for key in ("work_seconds", "wall_seconds"):
+    for key in ("work_seconds", "wall_seconds", "blocked_seconds"):
         for mode in MODES:
             values = [t[key] for t in times[mode]]
             summary[f"{mode}_{key}_best"] = min(values)
@@ -102,9 +114,10 @@ def measure(rows: int, batch: int, ranks: int, repeat: int, directory: Path) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=400_000)
-    parser.add_argument("--batch", type=int, default=10_000, help="rows per work item (one checkpoint each)")
-    parser.add_argument("--ranks", type=int, nargs="+", default=[2])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--batch", type=int, default=100_000,
+                        help="rows per work item, one checkpoint each (100,000: production's, 10.8 MB)")
+    parser.add_argument("--ranks", type=int, nargs="+", default=[2, 1])
     parser.add_argument("--repeat", type=int, default=5, help="runs of each side (best-of-N)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -115,14 +128,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"{os.getloadavg()[0]:.2f}", flush=True)
             results.append(measure(args.rows, args.batch, ranks, args.repeat, Path(tmp) / f"p{ranks}"))
     print("\n| ranks | items x bytes | work sync (best/median) | work async (best/median) | ratio work | "
-          "wall sync | wall async | ratio wall | identical | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "wall sync | wall async | ratio wall | waiting for checkpoints sync / async (best) | identical | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['ranks']} | {r['items']} x {r['checkpoint_bytes_per_item'] / 1e6:.2f} MB | "
               f"{r['sync_work_seconds_best']:.3f} / {r['sync_work_seconds_median']:.3f} s | "
               f"{r['async_work_seconds_best']:.3f} / {r['async_work_seconds_median']:.3f} s | "
               f"{r['ratio_work_seconds_best']:.3f} | {r['sync_wall_seconds_best']:.3f} s | "
               f"{r['async_wall_seconds_best']:.3f} s | {r['ratio_wall_seconds_best']:.3f} | "
+              f"{r['sync_blocked_seconds_best']:.3f} / {r['async_blocked_seconds_best']:.3f} s | "
               f"{r['identical_outputs']} | {r['load_average']:.2f} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -14,7 +14,8 @@ calls the scaling model needs; every rank records into ``RECORD`` and ``dump(dir
   ``allgather``, ``bcast``, ``barrier``/``idle_barrier`` (waiting included), ``h5_write`` (bytes of this rank's
   pieces), ``h5_meta`` (create_dataset, write_small, set_attrs), ``h5_open``/``h5_commit``, ``checkpoint``
   (bytes of the pickles written; in the writer thread with ``run.checkpoint_async``), ``checkpoint_handoff``
-  (the main thread's hand-offs to that writer), job-specific ones (gridfit ``fold`` on rank 0, calibrate ``header_scan``
+  and ``checkpoint_drain`` (the main thread's hand-offs to that writer, and its waits for it at a stage's end),
+  job-specific ones (gridfit ``fold`` on rank 0, calibrate ``header_scan``
   on rank 0, ``masters``, ``scratch_write``, sample ``exchange_round``), ``h5_plane`` (planes written during the
   work, calibrate).
 
@@ -112,6 +113,7 @@ def install(job_name: str) -> None:
 
     _patch(checkpoint.SliceStore, "save", "checkpoint", nbytes=_pickle_bytes)
     _patch(checkpoint_writer.CheckpointWriter, "save", "checkpoint_handoff")
+    _patch(checkpoint_writer.CheckpointWriter, "drain", "checkpoint_drain")
     _install_job_specific(job_name)
 
 
