@@ -86,7 +86,11 @@ class CheckpointWriter:
         self._raise_error()
         with self._idle:
             self._pending += 1
-        self._queue.put((index, result))
+        try:
+            self._queue.put((index, result))
+        except BaseException:  # e.g. Ctrl-C while waiting for room: nothing was handed off, so a drain must not wait
+            self._done()
+            raise
 
     def drain(self) -> None:
         """Wait until every handed-off result is saved; raise the writer's failure, if any."""
@@ -119,6 +123,12 @@ class CheckpointWriter:
         if self._error is not None:
             raise self._error
 
+    def _done(self) -> None:
+        """One handed-off result is saved (or skipped, or was never handed off)."""
+        with self._idle:
+            self._pending -= 1
+            self._idle.notify_all()
+
     # -- the writer thread --------------------------------------------------------------------------------------
     def _loop(self) -> None:
         while (task := self._queue.get()) is not None:
@@ -132,9 +142,7 @@ class CheckpointWriter:
                 self._error = error
             finally:
                 del task, result  # not held while waiting for the next one
-                with self._idle:
-                    self._pending -= 1
-                    self._idle.notify_all()
+                self._done()
 
 
 Checkpoints = Union[CheckpointWriter, SyncCheckpoints]  # what the engine hands the scheduler as ``on_done``
