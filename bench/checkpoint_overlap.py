@@ -13,6 +13,11 @@ of ``bench/scaling/instrument.py``: ``SliceStore.save`` when synchronous, ``Chec
 when asynchronous). Every async output is compared with the first sync one dataset by dataset: they must be
 identical. Each run's checkpoints (one file per item: ``batch`` rows, ~104 bytes each) are written and then
 removed with the output, as in production (the first sync run keeps them a moment, to report their size).
+
+``--gil`` measures instead whether the writer thread holds the GIL: the main thread counts in a pure-Python loop
+for 0.3 s, alone and while the writer saves three 10.8 MB results; the counts per CPU second of the main thread
+(time-sharing with other processes changes its CPU share, not its rate per CPU second) are equal when the saves
+run without the GIL (pickle hands the arrays' buffers to ``write``, which, like ``fsync``, releases it).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +118,39 @@ def measure(rows: int, batch: int, ranks: int, repeat: int, directory: Path) -> 
     return summary
 
 
+def gil_probe(trials: int = 5, seconds: float = 0.3) -> dict[str, Any]:
+    """Pure-Python counting on the main thread per CPU second, alone and during background saves."""
+    sys.path.insert(0, str(REPO))
+    from hpcfit.runtime.checkpoint import SliceStore
+    from hpcfit.runtime.checkpoint_writer import CheckpointWriter
+
+    def spin() -> float:
+        count, t0, c0 = 0, time.perf_counter(), time.thread_time()
+        while time.perf_counter() - t0 < seconds:
+            count += 1
+        return count / max(time.thread_time() - c0, 1e-9)
+
+    payload = np.ones(10_800_000 // 8)
+    alone, beside, left = [], [], []
+    with tempfile.TemporaryDirectory(prefix="hpcfit_gil_probe_") as tmp:
+        store = SliceStore(Path(tmp) / "slice", 0, 1)
+        store.directory.mkdir()
+        writer = CheckpointWriter(store, 0)
+        for trial in range(trials):
+            alone.append(spin())
+            for k in range(3):
+                writer.save(3 * trial + k, payload)
+            beside.append(spin())
+            t0 = time.perf_counter()
+            writer.drain()
+            left.append(time.perf_counter() - t0)  # what the saves still needed after the main thread's 0.3 s
+        writer.close()
+    return {"loops_per_cpu_second_alone": statistics.median(alone),
+            "loops_per_cpu_second_during_saves": statistics.median(beside),
+            "ratio": statistics.median(beside) / statistics.median(alone),
+            "drain_seconds_after_spin": statistics.median(left), "load_average": os.getloadavg()[0]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
@@ -120,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ranks", type=int, nargs="+", default=[2, 1])
     parser.add_argument("--repeat", type=int, default=5, help="runs of each side (best-of-N)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--gil", action="store_true", help="only the GIL probe (one process, no mpiexec)")
     args = parser.parse_args(argv)
+    if args.gil:
+        print(json.dumps(gil_probe(), indent=1))
+        return 0
     results = []
     with tempfile.TemporaryDirectory(prefix="hpcfit_ckpt_overlap_") as tmp:
         for ranks in args.ranks:
