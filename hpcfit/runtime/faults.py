@@ -15,7 +15,6 @@ import signal
 import time
 
 ENV_VAR = "HPCFIT_INJECT_FAULT"
-POINTS = ("work", "checkpoint")
 
 
 class InjectedFault(RuntimeError):
