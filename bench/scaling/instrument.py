@@ -13,10 +13,12 @@ calls the scaling model needs; every rank records into ``RECORD`` and ``dump(dir
   with other processes stretches the wall time, not the CPU time;
 * ``calls``: for each wrapped call, its count, seconds and bytes — ``alltoallv`` (bytes sent), ``gather``,
   ``allgather``, ``bcast``, ``barrier``/``idle_barrier`` (waiting included), ``h5_write`` (bytes of this rank's
-  pieces), ``h5_meta`` (create_dataset, write_small, set_attrs), ``h5_open``/``h5_commit``, ``checkpoint`` (bytes
-  of the pickles written), job-specific ones (gridfit ``fold`` on rank 0, calibrate ``header_scan`` on every rank,
-  its "bytes" the number of files scanned, ``masters``, ``scratch_write``, sample ``exchange_round``),
-  ``h5_plane`` (planes written during the work, calibrate).
+  pieces), ``h5_meta`` (create_dataset, write_small, set_attrs), ``h5_open``/``h5_commit``, ``checkpoint``
+  (bytes of the pickles written; in the writer thread with ``run.checkpoint_async``), ``checkpoint_handoff``
+  and ``checkpoint_drain`` (the main thread's hand-offs to that writer, and its waits for it at a stage's end),
+  job-specific ones (gridfit ``fold`` on rank 0, calibrate ``header_scan`` on every rank, its "bytes" the number
+  of files scanned, ``masters``, ``scratch_write``, sample ``exchange_round``), ``h5_plane`` (planes written
+  during the work, calibrate).
 
 Timers nest (``write`` contains ``h5_write``); the model reads each where it needs it.
 """
@@ -85,7 +87,7 @@ def install(job_name: str) -> None:
     """Wrap the engine, communicator, output and job steps of ``job_name`` (call before ``cli.main``)."""
     from hpcfit.io import h5out
     from hpcfit.registry import job_class
-    from hpcfit.runtime import checkpoint, comm
+    from hpcfit.runtime import checkpoint, checkpoint_writer, comm
     from hpcfit.engine import run as engine
 
     job = job_class(job_name)
@@ -106,11 +108,13 @@ def install(job_name: str) -> None:
     _patch(out, "__init__", "h5_open")
     _patch(out, "commit", "h5_commit")
 
-    def _pickle_bytes(self: Any, index: int, result: Any) -> int:
+    def _pickle_bytes(self: Any, index: int, result: Any, *args: Any, **kwargs: Any) -> int:
         path = self.directory / f"item-{index:06d}.pkl"
         return path.stat().st_size if path.exists() else 0
 
     _patch(checkpoint.SliceStore, "save", "checkpoint", nbytes=_pickle_bytes)
+    _patch(checkpoint_writer.CheckpointWriter, "save", "checkpoint_handoff")
+    _patch(checkpoint_writer.CheckpointWriter, "drain", "checkpoint_drain")
     _install_job_specific(job_name)
 
 

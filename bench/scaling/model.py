@@ -54,6 +54,9 @@ class Machine:
     claim: dict[str, float] | None = None  # the dynamic schedule's claim latency by rank-0 workload (shared counter)
     metadata_calls_by_job: dict[str, int] | None = None  # start-up metadata calls per job (else the one figure)
     union_piece: float = 0.0         # CPU per piece of a rank's pieces merged into one union write (measured)
+    checkpoint_async: bool = True        # run.checkpoint_async (the default): a writer thread saves the checkpoints
+    checkpoint_handoff: float = 0.0      # ... the main thread's CPU seconds per hand-off to it
+    checkpoint_cpu_per_byte: float = 0.0  # ... and the CPU seconds per byte of a save (pickle, write's copy)
 
     def nodes(self, ranks: int) -> int:
         return -(-ranks // self.cores_per_node)
@@ -81,7 +84,16 @@ class Machine:
                    self.fs_bandwidth / ranks)
 
     def checkpoint(self, nbytes: float, ranks: int) -> float:
-        return self.file_op + nbytes / self.rank_bandwidth(ranks)
+        """One item's checkpoint on the rank's critical path. Synchronous: the whole save (create + fsync + rename,
+        the bytes at the rank's share of the file system). Asynchronous: the hand-off, plus the CPU the writer
+        thread takes from the rank's core (pickling, the copy into the kernel); the waiting for the storage
+        overlaps the next items; never more than the synchronous save (the CPU figures are this machine's, the
+        cluster's file system is assumed). Not charged: the stage end's wait for the last save (one save per stage),
+        and a writer slower than the work (never so at the production sizes: a save is < 1/5 of an item's compute)."""
+        save = self.file_op + nbytes / self.rank_bandwidth(ranks)
+        if self.checkpoint_async:
+            return min(self.checkpoint_handoff + nbytes * self.checkpoint_cpu_per_byte, save)
+        return save
 
     def start(self, ranks: int, job: str | None = None) -> float:
         """Start-up: this machine's, plus the metadata calls of Python's imports from a shared file system. The
@@ -113,7 +125,11 @@ def local_machine(params: dict[str, Any], cores: int = 2) -> Machine:
         create_dataset=c["h5_create_dataset"], service_time=c["service_time"], startup=startup,
         startup_metadata_calls=c["startup_metadata_calls"], metadata_latency=None, metadata_rate=None,
         claim=(c.get("claim") or {}).get("by_workload"), metadata_calls_by_job=c.get("startup_metadata_calls_by_job"),
-        union_piece=c.get("h5_union_piece", 0.0))
+        union_piece=c.get("h5_union_piece", 0.0),
+        # no writer figures (measured before run.checkpoint_async existed): synchronous saves, as then
+        checkpoint_async=c.get("checkpoint_handoff_seconds") is not None,
+        checkpoint_handoff=c.get("checkpoint_handoff_seconds") or 0.0,
+        checkpoint_cpu_per_byte=c.get("checkpoint_seconds_per_byte") or 0.0)
 
 
 # The reference cluster (docs/scaling.md, "Assumptions"): 32 cores per node, 100 Gb/s network, Lustre.
@@ -153,7 +169,8 @@ def cluster(params: dict[str, Any], stripes: int | None = None, **changes: Any) 
         service_time=c["service_time"], startup=base.startup,
         startup_metadata_calls=c["startup_metadata_calls"], metadata_latency=a["metadata_latency"],
         metadata_rate=a["metadata_rate"], claim=base.claim, metadata_calls_by_job=base.metadata_calls_by_job,
-        union_piece=base.union_piece)
+        union_piece=base.union_piece, checkpoint_async=base.checkpoint_async,
+        checkpoint_handoff=base.checkpoint_handoff, checkpoint_cpu_per_byte=base.checkpoint_cpu_per_byte)
     return replace(machine, **changes)
 
 

@@ -57,6 +57,8 @@ WHAT_IFS = [  # (job, label, model options, machine factory or None for stripe c
     ("sample", "run.mpi_info auto on Lustre (stripes by output size: 21 for 10.8 GB)", {},
      lambda p: production_machine("sample", p)),
     ("sample", "... Python environment node-local or in a container image (docs/cluster.md)", {}, NODE_LOCAL),
+    ("sample", "stripes by output size, checkpoints saved synchronously (run.checkpoint_async: false)", {},
+     lambda p: replace(production_machine("sample", p), checkpoint_async=False)),
     ("gridfit", "as now (ECSV catalogue)", {}, None),
     ("gridfit", "the same catalogue as FITS (parsed ~14x faster on rank 0)", {"catalogue": "fits"}, None),
     ("cubefit", "as before: helper-thread scheduler, maps written with their fill value", {"server": True,

@@ -36,6 +36,7 @@ from hpcfit.runtime.faults import maybe_fail_stage
 from hpcfit.runtime import signals
 from hpcfit.runtime.checkpoint import (CheckpointMismatch, SliceStore, find_slices, fingerprint, load_item, parts_directory,
                          slice_items)
+from hpcfit.runtime.checkpoint_writer import Checkpoints, open_checkpoints
 from hpcfit.runtime.progress import Progress, format_duration
 from hpcfit.runtime import iostats
 from hpcfit.runtime.provenance import run_provenance, utc_now
@@ -59,6 +60,11 @@ RUN_SECTION = Section(
                             "Save each completed work item beside the output (`<output>.parts/`) so that "
                             "a killed or preempted run can continue with --resume; removed when the "
                             "output is written."),
+        "checkpoint_async": Field(Bool(), True,
+                                  "Save the checkpoints in a background thread per rank (at most 2 results "
+                                  "waiting), so the work goes on while a checkpoint is written; every stage "
+                                  "ends when its checkpoints are on disk. `false`: each item's checkpoint is "
+                                  "written before the rank starts its next item."),
         "hdf5_transfer": Field(Choice("auto", "collective", "independent"), "auto",
                                "MPI-IO transfer mode of parallel HDF5 writes: `collective` (two-phase "
                                "I/O, best for large writes on parallel file systems), `independent`, "
@@ -335,23 +341,29 @@ def run_job(config: str | os.PathLike[str] | YamlSource, overrides: list[str], c
     store = SliceStore.for_slice(output, mode.slice_k, mode.slice_n) if checkpointing and not mode.merge else None
     if checkpointing and not mode.merge:
         signals.install()
-    unregister = _on_fatal_checkpoints(store, config_path, mode)
+    saver = None if store is None else open_checkpoints(
+        store, comm.rank, asynchronous=cfg.run.checkpoint_async,
+        label=lambda i: f"work item {i} ({plan.items[i].label})")
+    unregister = _on_fatal_checkpoints(store, saver, config_path, mode)
     try:
         # The results must not depend on the BLAS threads the caller's process happens to have (see
         # hpcfit.runtime.threads): pinned for the job's whole life cycle, restored on return.
         with pinned_threads(cfg.run.blas_threads):
             return _run(job, ctx, prepared, mode, checkpointing, output, todo, stored, argv, start_time, t0, io0,
-                        store)
+                        store, saver)
     finally:
+        if saver is not None:
+            saver.close()  # a serial run's failed item: the items finished before it are saved first
         signals.restore()
         for remove in unregister:
             remove()
 
 
-def _on_fatal_checkpoints(store: SliceStore | None, config_path: str, mode: RunMode) -> list[Callable[[], None]]:
-    """A fatal end of this run removes the checkpoints' temporary pieces and its message says which completed
-    items stay for --resume; returns the functions that unregister both."""
-    if store is None:
+def _on_fatal_checkpoints(store: SliceStore | None, saver: Checkpoints | None,
+                          config_path: str, mode: RunMode) -> list[Callable[[], None]]:
+    """A fatal end of this run lets the checkpoint writer finish, removes the checkpoints' temporary pieces and its
+    message says which completed items stay for --resume; returns the functions that unregister all three."""
+    if store is None or saver is None:
         return []
     resume = f"hpcfit run {config_path} --resume" + (f" --slice {mode.slice_k}/{mode.slice_n}"
                                                       if mode.slice_n > 1 else "")
@@ -360,12 +372,13 @@ def _on_fatal_checkpoints(store: SliceStore | None, config_path: str, mode: RunM
         note = store.describe_kept()
         return f"{note} (`{resume}` once the cause is fixed)" if note else None
 
-    return [on_fatal(store.remove_temporary), on_fatal_note(kept)]
+    return [on_fatal(saver.settle), on_fatal(store.remove_temporary), on_fatal_note(kept)]
 
 
 def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpointing: bool, output: Path,
          todo: list[int], stored: dict[int, Path], argv: list[str], start_time: str, t0: float,
-         io0: iostats.IoSnapshot, store: SliceStore | None) -> RunOutcome:
+         io0: iostats.IoSnapshot, store: SliceStore | None,
+         saver: Checkpoints | None) -> RunOutcome:
     """The run proper, from the job's setup to the output's final name (see ``execute``)."""
     comm, cfg, plan, config_path = ctx.comm, ctx.cfg, ctx.plan, ctx.config_path
     temp = incomplete_path(output)
@@ -396,7 +409,7 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
         if not stage_todo:
             continue
         try:
-            results.update(_run_stage(job, ctx, stage, s, len(stages), stage_todo, store))
+            results.update(_run_stage(job, ctx, stage, s, len(stages), stage_todo, saver))
         except BaseException:  # a serial run's failed item propagates (with ranks, errors.fatal has cleaned up)
             if ctx.out is not None:
                 ctx.out.abandon()
@@ -457,8 +470,9 @@ def _run(job: Job, ctx: RunContext, prepared: Prepared, mode: RunMode, checkpoin
 
 
 def _run_stage(job: Job, ctx: RunContext, stage: Stage, s: int, n_stages: int, todo: list[int],
-               store: SliceStore | None) -> dict[int, Any]:
-    """Schedule one stage's items over the ranks, with its own progress line; return this rank's results."""
+               saver: Checkpoints | None) -> dict[int, Any]:
+    """Schedule one stage's items over the ranks, with its own progress line; return this rank's results once
+    their checkpoints are on disk."""
     comm, cfg, plan = ctx.comm, ctx.cfg, ctx.plan
     progress = None
     if comm.is_root:
@@ -467,7 +481,9 @@ def _run_stage(job: Job, ctx: RunContext, stage: Stage, s: int, n_stages: int, t
                             interval=cfg.run.progress_interval, label=name)
     results = run_items(comm, plan.items, lambda item: job.work(item, ctx), schedule=stage.schedule or cfg.run.schedule,
                         progress=progress, label=lambda item: f"work item {item.index} ({item.label})",
-                        todo=todo, on_done=store.save if store is not None else None)
+                        todo=todo, on_done=saver.save if saver is not None else None)
+    if saver is not None:
+        _guarded(comm, "saving the checkpoints" + (f" of stage {stage.name}" if n_stages > 1 else ""), saver.drain)
     if progress:
         progress.finish(stopped=signals.stop_requested.is_set())
     return results

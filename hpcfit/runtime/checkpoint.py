@@ -1,7 +1,8 @@
 """Checkpoints of completed work items: what makes resume, job-array slices and merge possible.
 
-Each completed item's result is saved as its own file, written to a temporary name and renamed, the moment the
-item finishes (so "flushing the checkpoint" is continuous: a kill loses at most the items in progress). The files
+Each completed item's result is saved as its own file, written to a temporary name and renamed, as soon as the
+item finishes (so "flushing the checkpoint" is continuous: a kill loses at most the items in progress and, with
+``run.checkpoint_async``, the few finished ones its writer thread has not saved yet: ``checkpoint_writer``). The files
 of one run — or of one slice of a job array — live in a directory beside the output::
 
     <output>.parts/slice-003-of-008/manifest.json      fingerprint of the config and plan, the slice's items
@@ -23,7 +24,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from hpcfit._version import __version__
 
@@ -121,14 +122,22 @@ class SliceStore:
         return (self.directory / "COMPLETE").exists()
 
     # -- any rank -----------------------------------------------------------------------------------------------
-    def save(self, index: int, result: Any) -> None:
-        path = self.directory / f"item-{index:06d}.pkl"
+    def item_path(self, index: int) -> Path:
+        return self.directory / f"item-{index:06d}.pkl"
+
+    def save(self, index: int, result: Any, before_rename: Callable[[], None] | None = None) -> None:
+        """Write one item's result atomically: a temporary file, fsync, rename (``before_rename`` runs between
+        the last two: the fault-injection point of ``hpcfit.runtime.checkpoint_writer``). Any thread may call it,
+        for distinct items."""
+        path = self.item_path(index)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as handle:
                 pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
                 handle.flush()
                 os.fsync(handle.fileno())
+            if before_rename is not None:
+                before_rename()
             os.replace(tmp, path)
         except BaseException as exc:
             tmp.unlink(missing_ok=True)  # a full disk must not be left fuller by a piece nobody will read
