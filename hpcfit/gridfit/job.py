@@ -204,12 +204,17 @@ class GridfitJob(Job):
                                             "to replace it)")
 
     def plan(self, cfg: Settings, report: Report) -> Plan:
-        catalog = _read_catalog(cfg, report)
+        # On several ranks a catalogue that can be read in slices is only checked here as far as its header tells
+        # (columns, dtypes, units, row count); its values are read and checked by every rank, its own rows, in
+        # setup. One process (a one-rank run, ``hpcfit validate``) reads and checks every value here.
+        layout = _catalog_layout(cfg, report) if self.n_ranks > 1 else None
+        catalog = _read_catalog(cfg, report) if layout is None else None
         filters = _load_filters(cfg, report)
         spec = _grid_spec(cfg, report, filters)
-        if catalog is None or filters is None or spec is None:
+        if layout is False or (catalog is None and layout is None) or filters is None or spec is None:
             return Plan([])
-        if catalog.n_galaxies == 0:
+        n_galaxies = catalog.n_galaxies if layout is None else layout.n_rows
+        if n_galaxies == 0:
             report("gridfit.catalog.path", f"{cfg.gridfit.catalog.path}: the catalogue has no rows")
             return Plan([])
         if not _check_coverage(cfg, spec, filters, report):
@@ -218,17 +223,20 @@ class GridfitJob(Job):
         from hpcfit.gridfit.chi2_stage import decompose
 
         fit = cfg.gridfit.fit
-        parts = decompose(catalog.n_galaxies, n_models, fit.block_memory_mb * 2**20,
+        parts = decompose(n_galaxies, n_models, fit.block_memory_mb * 2**20,
                           models_per_chunk=fit.models_per_chunk, galaxies_per_block=fit.galaxies_per_block)
         chunk, block = parts.chunk, parts.block
-        _PLANNED[_planned_key(cfg)] = catalog  # rank 0's setup broadcasts it instead of reading the file again
+        if catalog is not None:
+            _PLANNED[_planned_key(cfg)] = catalog  # rank 0's setup broadcasts it instead of reading the file again
         items = [WorkItem(index=k, label=f"models {a:,}-{min(a + chunk, n_models) - 1:,} of {n_models:,}",
                           size=min(chunk, n_models - a), cost=float(min(chunk, n_models - a)),
                           data=(a, min(a + chunk, n_models)))
                  for k, a in enumerate(range(0, n_models, chunk))]
         info = {"spec": spec.to_json(), "n_models": n_models, "chunk": chunk, "block": block,
-                "n_galaxies": catalog.n_galaxies, "n_bands": catalog.n_bands,
-                "n_upper": int(catalog.upper.sum()), "n_missing": int((~catalog.valid).sum())}
+                "n_galaxies": n_galaxies, "n_bands": len(cfg.gridfit.bands),
+                # how setup gets the catalogue: each rank its slice (the layout, without its empty table), or
+                # rank 0's parsed catalogue
+                "catalog_layout": None if layout is None else replace(layout, empty=None)}
         return _staged_plan(items, info)
 
     def estimate_output_bytes(self, cfg: Settings, plan: Plan) -> int | None:
@@ -252,7 +260,7 @@ class GridfitJob(Job):
         from hpcfit.gridfit.grid import BandProjector, GridSpec, spectral_model
 
         cfg = ctx.cfg
-        catalog = _share_catalog(ctx.comm, _PLANNED.pop(_planned_key(cfg), None) if ctx.comm.is_root else None, cfg)
+        catalog = _share_catalog(ctx, _PLANNED.pop(_planned_key(cfg), None) if ctx.comm.is_root else None)
         filters = _load_filters(cfg, raise_report)
         spec = GridSpec.from_json(ctx.plan.info["spec"])
         model = spectral_model(spec, filters)
@@ -268,7 +276,8 @@ class GridfitJob(Job):
             info = ctx.plan.info
             ctx.log(f"gridfit: {info['n_galaxies']:,} galaxies x {info['n_models']:,} {spec.model} models x "
                     f"{info['n_bands']} bands; chunks of {info['chunk']:,} models, blocks of {info['block']:,} "
-                    f"galaxies; {info['n_upper']} upper limits, {info['n_missing']} missing values")
+                    f"galaxies; {int(catalog.upper.sum())} upper limits, {int((~catalog.valid).sum())} missing "
+                    f"values")
 
     def work(self, item: WorkItem, ctx: RunContext) -> Any:
         if item.stage == GRID_STAGE:
@@ -399,6 +408,29 @@ def _planned_key(cfg: Settings) -> str:
     except OSError:
         version = None
     return repr((str(path), version, bands, sorted(options.items())))
+
+
+def _catalog_layout(cfg: Settings, report: Report) -> Any:
+    """The catalogue's layout (``catalog_rows``) after every check that needs no value (the reader on its zero-row
+    table); False when such a check failed (reported); None when the format is not read in slices or the header
+    cannot be read (the whole read then does it, or says what is wrong)."""
+    from hpcfit.gridfit.catalog import CatalogError, read_catalog
+    from hpcfit.gridfit.catalog_rows import read_layout, sliceable
+
+    path, bands, options = _catalog_args(cfg)
+    kind = sliceable(path, options.pop("format"))
+    if kind is None:
+        return None
+    try:
+        layout = read_layout(path, kind)
+    except Exception:  # noqa: BLE001 - astropy raises many types: the whole read says what is wrong, as always
+        return None
+    try:
+        read_catalog(layout.empty, bands, **options, source_name=str(path))
+    except CatalogError as exc:
+        report(_catalog_key(exc), str(exc))
+        return False
+    return layout
 
 
 def _read_catalog(cfg: Settings, report: Report) -> Any:
@@ -784,25 +816,31 @@ def _gather_rows(comm: Any, rows: np.ndarray) -> np.ndarray | None:
     return whole
 
 
-def _share_catalog(comm: Any, catalog: Any, cfg: Settings) -> Any:
-    """The catalogue on every rank: rank 0's (parsed in ``plan``, else read now) broadcast as numpy arrays, so the
-    file is parsed once per run whatever the rank count."""
-    from hpcfit.gridfit.catalog import Catalog
+def _share_catalog(ctx: RunContext, catalog: Any) -> Any:
+    """The catalogue on every rank (``catalog_share``): read in slices, one per rank, when the plan says so
+    (``catalog_layout``), else rank 0's (parsed in ``plan``, else read now) broadcast as numpy arrays."""
+    from hpcfit.gridfit.catalog import check_unique_ids, read_catalog
+    from hpcfit.gridfit.catalog_rows import read_share
+    from hpcfit.gridfit.catalog_share import broadcast_catalog, gather_slices
 
-    if comm.is_root and catalog is None:
-        catalog = _read_catalog(cfg, raise_report)
-    if comm.size == 1:
-        return catalog
-    meta, arrays = catalog.to_arrays() if comm.is_root else (None, {})
-    meta, layout = comm.bcast((meta, {k: (a.shape, a.dtype.str) for k, a in arrays.items()}) if comm.is_root
-                              else None)
-    shared = {}
-    for name, (shape, dtype) in layout.items():
-        array = arrays[name] if comm.is_root else np.empty(shape, np.dtype(dtype))
-        if array.size:
-            comm.mpi.Bcast(array.reshape(-1).view(np.uint8), root=0)
-        shared[name] = array
-    return catalog if comm.is_root else Catalog.from_arrays(meta, shared)
+    comm, cfg, layout = ctx.comm, ctx.cfg, ctx.plan.info.get("catalog_layout")
+    if layout is None:
+        if comm.is_root and catalog is None:
+            catalog = _read_catalog(cfg, raise_report)
+        return broadcast_catalog(comm, catalog)
+    path, bands, options = _catalog_args(cfg)
+    options.pop("format")
+    table = read_share(layout, comm.rank, comm.size)
+    offset = comm.exscan_sum(len(table))
+    # the same checks as a whole read, on this rank's rows; a problem ends the job naming this rank and the rows
+    part = read_catalog(table, bands, **options, source_name=str(path), row_offset=offset)
+    whole = gather_slices(comm, part)
+    if whole.n_galaxies != ctx.plan.info["n_galaxies"]:
+        raise ValueError(f"{path}: {whole.n_galaxies} rows read, {ctx.plan.info['n_galaxies']} when planned: "
+                         f"the file changed during the run")
+    if comm.is_root:  # ids unique across the slices (each slice checked its own)
+        check_unique_ids(whole.ids, options["id_column"], str(path))
+    return whole
 
 
 def _attributes(ctx: RunContext, seconds: dict[str, float], total_chi2_seconds: float,
