@@ -322,7 +322,7 @@ class GridfitJob(Job):
         total_chi2 = comm.allreduce(timings["chi2"], "sum")
         computed = comm.allreduce(timings["pairs"], "sum")
         exchanged = comm.allreduce(collected.exchanged_bytes, "sum")
-        collected.write_table(_gather_rows(comm, collected.table_rows()))
+        collected.write_table()
         attrs = _attributes(ctx, seconds, total_chi2, computed, exchanged)
         out.set_attrs("/", attrs)
         state["timing"] = attrs
@@ -744,34 +744,52 @@ class _Collected:
         columns = [np.asarray(v, dtype=np.float64).reshape(self.n_galaxies, -1) for v in self.arrays.values()]
         return np.hstack(columns) if columns else np.zeros((self.n_galaxies, 0))
 
-    def write_table(self, rows: np.ndarray | None) -> None:
-        """Rank 0: the results table from every galaxy's ``table_rows`` (None on the other ranks)."""
-        from hpcfit.gridfit.fit_block import SCALE_UNITS
-        from hpcfit.gridfit.results_table import result_columns, results_path, write_table
+    def write_table(self) -> None:
+        """The results table (collective). FITS: every rank encodes its galaxies' rows and writes them in place
+        (``results_table.fits_parts``, ``io.rank_bytes``): nothing is gathered. ECSV (text of varying width):
+        rank 0 writes it from every galaxy's ``table_rows`` (a Gatherv)."""
+        from hpcfit.gridfit.results_table import FITS_BLOCK, fits_parts, results_path, write_table
+        from hpcfit.io.rank_bytes import write_in_rank_order
         from hpcfit.runtime.errors import on_fatal
 
-        cfg = self.ctx.cfg
-        if rows is None or cfg.gridfit.fit.results_table == "none":
+        cfg, comm = self.ctx.cfg, self.ctx.comm
+        fmt = cfg.gridfit.fit.results_table
+        if fmt == "none":
             return
-        a, at = {}, 0
-        for name, values in self.arrays.items():
-            width = int(np.prod(values.shape[1:], dtype=np.int64))
-            a[name] = rows[:, at:at + width].reshape((rows.shape[0],) + values.shape[1:]).astype(values.dtype)
-            at += width
-        spec, cat = self.spec, self.ctx.state["catalog"]
+        path = results_path(cfg.output, fmt)
+        cat = self.ctx.state["catalog"]
+        ids = cat.ids if cat.ids.dtype.kind in "iuU" else np.array([str(v) for v in cat.ids])
+        if fmt == "fits" and comm.size > 1:
+            head, rows = fits_parts(ids[self.lo:self.hi], self._table_columns(self.arrays), cat.n_galaxies)
+            write_in_rank_order(comm, path, rows, head=head, pad_to=FITS_BLOCK)
+        else:
+            rows = _gather_rows(comm, self.table_rows())
+            if rows is None:
+                return
+            a, at = {}, 0
+            for name, values in self.arrays.items():
+                width = int(np.prod(values.shape[1:], dtype=np.int64))
+                a[name] = rows[:, at:at + width].reshape((rows.shape[0],) + values.shape[1:]).astype(values.dtype)
+                at += width
+            write_table(path, ids, self._table_columns(a))
+        if comm.is_root:
+            # A run that fails after this point (provenance, closing the file) must not leave a table behind.
+            on_fatal(lambda: path.unlink(missing_ok=True))
+
+    def _table_columns(self, a: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, str]]:
+        """The results table's columns from per-galaxy arrays named as ``self.arrays``."""
+        from hpcfit.gridfit.fit_block import SCALE_UNITS
+        from hpcfit.gridfit.results_table import result_columns
+
+        spec = self.spec
         units = dict(zip(spec.names, spec.units)) | SCALE_UNITS
-        columns = result_columns(
+        return result_columns(
             n_bands=a["n_bands"], n_upper=a["n_upper_limits"], model_index=a["best/model_index"],
             chi2=a["best/chi2"], reduced_chi2=a["best/reduced_chi2"], param_names=spec.names,
             param_units=spec.units, params=np.column_stack([a[f"best/{p}"] for p in spec.names]),
-            dust_mass=a["best/dust_mass"], dust_luminosity=a["best/dust_luminosity"], band_names=cat.band_names,
-            model_flux=a["best/fluxes"],
+            dust_mass=a["best/dust_mass"], dust_luminosity=a["best/dust_luminosity"],
+            band_names=self.ctx.state["catalog"].band_names, model_flux=a["best/fluxes"],
             bayes={q: (a[f"bayes/{q}"], a[f"bayes/{q}_err"], units[q]) for q in self.estimates.names})
-        path = results_path(cfg.output, cfg.gridfit.fit.results_table)
-        ids = cat.ids if cat.ids.dtype.kind in "iuU" else np.array([str(v) for v in cat.ids])
-        write_table(path, ids, columns)
-        # A run that fails after this point (provenance, closing the file) must not leave a table behind.
-        on_fatal(lambda: path.unlink(missing_ok=True))
 
 
 def _fold_owned(ctx: RunContext, parts: list[tuple[Any, Any]]) -> _Collected:
