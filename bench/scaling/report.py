@@ -8,7 +8,7 @@ runs of its current design: run_jobs.py --jobs gridfit --out ...) and ``measurem
 runs of some jobs): an overlay replaces those jobs' runs; ``components.json`` (components.py on 2 ranks),
 ``scheduler4.json`` (components.py --scheduler-only on 4 ranks: the earlier helper-thread scheduler),
 ``claim_latency_<P>.json`` (claim_latency.py on P ranks: the shared counter), ``startup.json`` (startup.py) and
-``gridfit_components.json`` (gridfit_components.py); writes ``parameters.json`` there (the fitted parameters), the
+``gridfit_components.json`` (gridfit_components.py), ``gridfit_rank0.json`` (gridfit_rank0.py); writes ``parameters.json`` there (the fitted parameters), the
 plot, and the markdown tables. ``--json`` writes nothing and prints, per job, the cluster model's strong speed-up
 and weak efficiency at 64 ranks at the production size and setting (``production_machine``,
 ``PRODUCTION_OPTIONS``), the first bottleneck (the term that loses the most time against perfect scaling at 64
@@ -431,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     read = lambda name: json.loads((args.dir / name).read_text()) if (args.dir / name).exists() else None  # noqa: E731
     measurements = load_measurements(args.dir)
     params = fit.parameters(measurements, read("components.json"), read("scheduler4.json"), read("startup.json"),
-                            read("gridfit_components.json"), load_claims(args.dir))
+                            read("gridfit_components.json"), load_claims(args.dir),
+                            gridfit_rank0=read("gridfit_rank0.json"))
     if args.json:
         print(json.dumps(summary(params), indent=1))
         return 0
