@@ -203,3 +203,16 @@ def test_ids_duplicated_across_slices_are_found(workdir):
     result = hpcfit(["run", "dup_fits.yaml"], n=2, cwd=workdir)
     assert result.returncode == 1, result.output
     assert re.search(r"dup\.fits: column 'id': duplicate ids: gal00000", result.output), result.output
+
+
+def test_zero_rows_check_everything_but_values_with_a_redshift_column():
+    """The layout check and an empty share (P > rows) run the reader on no rows, redshifts and flags included."""
+    empty = Table({"id": np.array([], "U3"), "z": np.array([]), "f": np.array([]), "e": np.array([]),
+                   "flag": np.array([], "U3")})
+    bands = [BandSpec("b", "f", "e", upper_limit_column="flag")]
+    cat = read_catalog(empty, bands, redshift_column="z", cosmology="Planck18")
+    assert cat.n_galaxies == 0 and cat.distance_mpc.shape == (0,)
+    with pytest.raises(ValueError, match="unknown cosmology 'Nope'"):
+        read_catalog(empty, bands, redshift_column="z", cosmology="Nope")
+    with pytest.raises(ValueError, match="column 'e1': column not found"):
+        read_catalog(empty, [BandSpec("b", "f", "e1")], redshift_column="z")

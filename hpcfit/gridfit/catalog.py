@@ -458,4 +458,6 @@ def _luminosity_distance_mpc(redshift: np.ndarray, cosmology: Any) -> np.ndarray
         cosmo = getattr(cosmo_mod, cosmology)
     else:
         cosmo = cosmology
+    if redshift.size == 0:  # a zero-row table (a layout check, an empty slice): astropy cannot vectorise over none
+        return np.zeros(0)
     return cosmo.luminosity_distance(redshift).to_value(u.Mpc)

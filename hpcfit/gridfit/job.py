@@ -839,7 +839,7 @@ def _gather_rows(comm: Any, rows: np.ndarray) -> np.ndarray | None:
 def _share_catalog(ctx: RunContext, catalog: Any) -> Any:
     """The catalogue on every rank (``catalog_share``): read in slices, one per rank, when the plan says so
     (``catalog_layout``), else rank 0's (parsed in ``plan``, else read now) broadcast as numpy arrays."""
-    from hpcfit.gridfit.catalog import check_unique_ids, read_catalog
+    from hpcfit.gridfit.catalog import CatalogError, check_unique_ids, read_catalog
     from hpcfit.gridfit.catalog_rows import read_share
     from hpcfit.gridfit.catalog_share import broadcast_catalog, gather_slices
 
@@ -850,7 +850,11 @@ def _share_catalog(ctx: RunContext, catalog: Any) -> Any:
         return broadcast_catalog(comm, catalog)
     path, bands, options = _catalog_args(cfg)
     options.pop("format")
-    table = read_share(layout, comm.rank, comm.size)
+    try:
+        table = read_share(layout, comm.rank, comm.size)
+    except Exception as exc:  # noqa: BLE001 - astropy raises many types for a malformed row
+        raise CatalogError(None, f"cannot read the table (the rows of share {comm.rank + 1} of {comm.size}): {exc}",
+                           path=str(path)) from None
     offset = comm.exscan_sum(len(table))
     # the same checks as a whole read, on this rank's rows; a problem ends the job naming this rank and the rows
     part = read_catalog(table, bands, **options, source_name=str(path), row_offset=offset)
