@@ -216,3 +216,16 @@ def test_zero_rows_check_everything_but_values_with_a_redshift_column():
         read_catalog(empty, bands, redshift_column="z", cosmology="Nope")
     with pytest.raises(ValueError, match="column 'e1': column not found"):
         read_catalog(empty, [BandSpec("b", "f", "e1")], redshift_column="z")
+
+
+def test_more_ranks_than_rows(workdir):
+    """3 ranks, 2 galaxies: one rank reads an empty share and writes no row of the table (but its padding)."""
+    Table.read(workdir / "catalog.ecsv")[:2].write(workdir / "two.ecsv", overwrite=True)
+    write_config(workdir, "two.yaml", "two.h5", catalog="two.ecsv", extra="run:\n  progress: none\n  overwrite: true\n")
+    outputs = []
+    for n in (1, 3):
+        result = hpcfit(["run", "two.yaml", "--set", f"output=two{n}.h5"], n=n, cwd=workdir)
+        assert result.returncode == 0, result.output
+        outputs.append(workdir / f"two{n}.h5")
+    assert_same_datasets(*outputs)
+    assert filecmp.cmp(workdir / "two1_results.fits", workdir / "two3_results.fits", shallow=False)
