@@ -125,7 +125,8 @@ def test_fits_text_ids_are_text_not_bytes_reprs(workdir):
 def _table_inputs(n: int):
     rng = np.random.default_rng(5)
     ids = np.array([f"gal{i:05d}" for i in range(n)])
-    columns = {"n_bands": (rng.integers(0, 7, n).astype(np.int32), ""), "best.model_index": (rng.integers(-1, 99, n), ""),
+    columns = {"n_bands": (rng.integers(0, 7, n).astype(np.int32), ""),
+               "best.model_index": (rng.integers(-1, 99, n), ""),
                "best.temperature": (rng.random(n), "K"), "bayes.log_dust_mass": (rng.random(n), "dex(solMass)"),
                "best.flux": (rng.random(n), "mJy")}
     return ids, columns

@@ -3,17 +3,16 @@
     python bench/scaling/report.py [--dir bench/scaling] [--plot docs/img/scaling.png] [--tables bench/scaling/report.md]
     python bench/scaling/report.py --json
 
-Reads from ``--dir``: ``measurements.json`` (run_jobs.py), overlaid by ``measurements_gridfit.json`` (gridfit's
-runs of its current design: run_jobs.py --jobs gridfit --out ...) and ``measurements/*.json`` (later run_jobs.py
-runs of some jobs): an overlay replaces those jobs' runs; ``components.json`` (components.py on 2 ranks),
+Reads from ``--dir``: ``measurements.json`` (run_jobs.py), overlaid by ``measurements_gridfit.json`` (gridfit's runs
+of its current design: run_jobs.py --jobs gridfit --out ...) and ``measurements/*.json`` (later run_jobs.py runs of
+some jobs): an overlay replaces those jobs' runs; ``components.json`` (components.py on 2 ranks),
 ``scheduler4.json`` (components.py --scheduler-only on 4 ranks: the earlier helper-thread scheduler),
 ``claim_latency_<P>.json`` (claim_latency.py on P ranks: the shared counter), ``startup.json`` (startup.py) and
-``gridfit_components.json`` (gridfit_components.py), ``gridfit_rank0.json`` (gridfit_rank0.py); writes ``parameters.json`` there (the fitted parameters), the
-plot, and the markdown tables. ``--json`` writes nothing and prints, per job, the cluster model's strong speed-up
-and weak efficiency at 64 ranks at the production size and setting (``production_machine``,
-``PRODUCTION_OPTIONS``), the first bottleneck (the term that loses the most time against perfect scaling at 64
-ranks) and, for calibrate, the share of the file system's limit reached.
-"""
+``gridfit_components.json`` (gridfit_components.py), ``gridfit_rank0.json`` (gridfit_rank0.py); writes
+``parameters.json`` there (the fitted parameters), the plot, and the markdown tables. ``--json`` writes nothing and
+prints, per job, the cluster model's strong speed-up and weak efficiency at 64 ranks at the production size and
+setting (``production_machine``, ``PRODUCTION_OPTIONS``), the first bottleneck (the term that loses the most time
+against perfect scaling at 64 ranks) and, for calibrate, the share of the file system's limit reached. """
 
 from __future__ import annotations
 

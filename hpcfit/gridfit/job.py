@@ -1,8 +1,9 @@
 """The gridfit job: fit a grid of SED models to every galaxy of a photometric catalogue, CIGALE-like, on MPI.
 
 Plan (rank 0): check the catalogue (on several ranks only its layout when it is FITS or ECSV: ``catalog_rows``),
-the filters and the grid axes (against the DL07 templates); build no model. The grid is cut into contiguous *chunks* of models and the catalogue into *blocks* of galaxies, both
-fixed here from the grid size and ``fit.block_memory_mb`` -- never from the number of ranks.
+the filters and the grid axes (against the DL07 templates); build no model. The grid is cut into contiguous
+*chunks* of models and the catalogue into *blocks* of galaxies, both fixed here from the grid size and
+``fit.block_memory_mb`` -- never from the number of ranks.
 
 The plan has two stages (``Plan.staged``), both scheduled, shown in progress and checkpointed by the engine:
 
@@ -14,14 +15,14 @@ The plan has two stages (``Plan.staged``), both scheduled, shown in progress and
   moments (log-sum-exp) for the block; with ``chi2: full`` the item also keeps its chi2 columns. There are at
   least 256 such items when the problem is big enough (``chi2_stage.decompose``), so 64 ranks stay busy.
 
-Nothing is serial on rank 0 beyond planning: in ``setup`` every rank reads and validates its slice of a FITS or
-ECSV catalogue and the slices are allgathered as numpy arrays (``catalog_share``); other formats, and one-rank
-runs, are read once by rank 0 in ``plan`` (broadcast in ``setup``). The FITS results table is written by every
-rank, its galaxies' rows (``io.rank_bytes``). Write (all ranks, collective): each rank writes the /grid rows of its grid items and its
-chi2 columns (``chi2: full``); every galaxy has an owner rank (contiguous ranges of ~G/P galaxies), and the chi2
-items' partial records travel to their owners as float64 rows (an Alltoallv per round, ``partials``); each owner
-folds its galaxies' records in chunk order and writes their rows of every per-galaxy dataset. The fold order is
-the chunk order whatever the rank count, so the result is bit-identical for any rank count, schedule, resume or
+Nothing is serial on rank 0 beyond planning: in ``setup`` every rank reads and validates its slice of a FITS or ECSV
+catalogue and the slices are allgathered as numpy arrays (``catalog_share``); other formats, and one-rank runs, are
+read once by rank 0 in ``plan`` (broadcast in ``setup``). The FITS results table is written by every rank, its
+galaxies' rows (``io.rank_bytes``). Write (all ranks, collective): each rank writes the /grid rows of its grid items
+and its chi2 columns (``chi2: full``); every galaxy has an owner rank (contiguous ranges of ~G/P galaxies), and the
+chi2 items' partial records travel to their owners as float64 rows (an Alltoallv per round, ``partials``); each
+owner folds its galaxies' records in chunk order and writes their rows of every per-galaxy dataset. The fold order
+is the chunk order whatever the rank count, so the result is bit-identical for any rank count, schedule, resume or
 slicing (and to the fold of a single rank holding everything). With ``--slice`` every slice builds the whole grid
 (the cheap stage) and computes its share of the chi2 items.
 
