@@ -178,19 +178,26 @@ def sample_parameters(runs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
             "row_bytes": SAMPLE_ROW_BYTES, "exchange_bytes": SAMPLE_EXCHANGE_BYTES, **common(runs)}
 
 
-def gridfit_parameters(runs: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """gridfit as it is now: rank 0 parses the catalogue once and broadcasts it; grid items, then chi2 items
-    (galaxy block x model chunk, dynamic); the partial records travel to the galaxies' owner ranks (Alltoallv),
-    which fold, finalise and write them; rank 0 writes the results table after a Gatherv. ``extra``:
-    gridfit_components.json (catalogue read per format, results table, bytes per galaxy)."""
+def gridfit_parameters(runs: list[dict[str, Any]], extra: dict[str, Any] | None = None,
+                       rank0: dict[str, Any] | None = None) -> dict[str, Any]:
+    """gridfit as it is now: on several ranks rank 0 reads the catalogue's layout, each rank reads and validates
+    its slice of the rows and the slices are allgathered (one rank: the whole read in plan); grid items, then chi2
+    items (galaxy block x model chunk, dynamic); the partial records travel to the galaxies' owner ranks
+    (Alltoallv), which fold, finalise and write them; every rank writes its rows of the FITS results table.
+    ``extra``: gridfit_components.json (catalogue read per format, results table, bytes per galaxy); ``rank0``:
+    gridfit_rank0.json (layout, slice and table-encoding costs; without it the whole-read figures stand in)."""
     ok = fitted(runs)
     a = ok[0]["attributes"]
     n_models, chunk, block = (int(a[k]) for k in ("gridfit_n_models", "gridfit_chunk_models",
                                                   "gridfit_block_galaxies"))
     n_chunks = -(-n_models // chunk)
-    plan_a, plan_b = line_fit([r["size"] for r in ok], [phase(r["per_rank"][0], "plan", cpu=True) for r in ok])
-    setup_a, setup_b = line_fit([r["size"] for r in ok], [rank_max(r, lambda pr: phase(pr, "setup", cpu=True))
-                                                          for r in ok])
+    # plan and set-up from one-rank runs when there are two sizes of them: there plan reads the whole catalogue and
+    # set-up none, while on several ranks plan reads the layout only and set-up a slice (charged from rank0)
+    one = [r for r in ok if r["ranks"] == 1]
+    base = one if len({r["size"] for r in one}) >= 2 else ok
+    plan_a, plan_b = line_fit([r["size"] for r in base], [phase(r["per_rank"][0], "plan", cpu=True) for r in base])
+    setup_a, setup_b = line_fit([r["size"] for r in base], [rank_max(r, lambda pr: phase(pr, "setup", cpu=True))
+                                                            for r in base])
     model_cpu, pair_cpu, fold, finalise, out, table, share, exchange_bw = [], [], [], [], [], [], [], []
     for r in ok:
         g, p = r["size"], r["ranks"]
@@ -222,12 +229,27 @@ def gridfit_parameters(runs: list[dict[str, Any]], extra: dict[str, Any] | None 
             "read_catalog": extra.get("read_catalog_cpu_per_galaxy", {}),
             "t_table_cpu": extra.get("results_table_cpu_per_galaxy", float("nan")),
             "broadcast_bytes": extra.get("catalogue_broadcast_bytes_per_galaxy", 124.0),
+            **_slice_parameters(extra, rank0 or {}),
             "record_bytes": extra.get("exchange_row_bytes", 224),
             "table_row_bytes": extra.get("table_row_bytes", 248),
             "checkpoint_seconds": ckpt_s, "checkpoint_bytes": ckpt_b, "t_request": request_round_trip(ok),
             **common(runs),
             # validation + plan on rank 0 in CPU time: these runs' machine was loaded (wall time 5-10x CPU time)
             "prepare": median(phase(r["per_rank"][0], "prepare", cpu=True) for r in ok if r["ranks"] == 1)}
+
+
+def _slice_parameters(extra: dict[str, Any], rank0: dict[str, Any]) -> dict[str, Any]:
+    """The catalogue read in slices and the FITS table written by every rank (gridfit_rank0.json), each as
+    ``{"a": fixed seconds, "b": seconds per galaxy}`` (CPU); without the file, today's whole-read figures: the
+    layout free, a slice at the whole read's cost per galaxy, the table at the one-rank table's."""
+    whole = extra.get("read_catalog_cpu_per_galaxy", {})
+    return {
+        "layout": rank0.get("layout", {kind: {"a": 0.0, "b": 0.0} for kind in whole}),
+        "slice": rank0.get("slice", {kind: {"a": 0.0, "b": b} for kind, b in whole.items()}),
+        "table_fits": rank0.get("table_fits", {"a": 0.0, "b": extra.get("results_table_cpu_per_galaxy", 0.0)}),
+        "gather_bytes": rank0.get("gather_bytes_per_galaxy", extra.get("catalogue_broadcast_bytes_per_galaxy", 124.0)),
+        "slices_measured": bool(rank0),
+    }
 
 
 def gridfit_gather_parameters(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -380,7 +402,8 @@ def component_parameters(components: dict[str, Any], scheduler4: dict[str, Any] 
 def parameters(measurements: dict[str, Any], components: dict[str, Any], scheduler4: dict[str, Any] | None = None,
                startup: dict[str, Any] | None = None, gridfit_extra: dict[str, Any] | None = None,
                claims: dict[int, dict[str, Any]] | None = None,
-               survey_costs: dict[str, Any] | None = None) -> dict[str, Any]:
+               survey_costs: dict[str, Any] | None = None,
+               gridfit_rank0: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every job's parameters plus the components', from the JSON files."""
     import inputs
 
@@ -391,7 +414,7 @@ def parameters(measurements: dict[str, Any], components: dict[str, Any], schedul
     if by_job.get("sample"):
         out["sample"] = sample_parameters(by_job["sample"], inputs.SAMPLE_BATCH)
     if by_job.get("gridfit"):
-        out["gridfit"] = gridfit_parameters(by_job["gridfit"], gridfit_extra)
+        out["gridfit"] = gridfit_parameters(by_job["gridfit"], gridfit_extra, gridfit_rank0)
     if by_job.get("cubefit"):
         out["cubefit"] = cubefit_parameters(by_job["cubefit"], inputs.CUBE_CHUNK, lambda n: math.isqrt(n))
     if by_job.get("calibrate"):

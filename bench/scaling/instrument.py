@@ -124,6 +124,8 @@ def _install_job_specific(job_name: str) -> None:
 
         _patch(gridfit._Collected, "add", "fold")
         _patch(gridfit, "_photometry", "photometry")
+        _patch(gridfit, "_share_catalog", "catalogue_share")  # slice read + Allgatherv, or the broadcast
+        _patch(gridfit._Collected, "write_table", "results_table")  # an ECSV table's Gatherv included
     elif job_name == "calibrate":
         from hpcfit.calibrate import masters
         from hpcfit.calibrate import planning

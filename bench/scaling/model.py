@@ -202,12 +202,14 @@ def sample(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine) -> d
 
 
 def gridfit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *,
-            catalogue: str = "ecsv") -> dict[str, float]:
-    """G galaxies x N models: rank 0 parses the catalogue once (``catalogue``: its format, ecsv as measured or
-    fits) and broadcasts it; grid items (model chunks, static), then chi2 items (galaxy block x model chunk, dynamic;
-    the decomposition of ``hpcfit.gridfit.chi2_stage.decompose``, >= 256 items when the problem allows); the
-    partial records go to the galaxies' owner ranks (Alltoallv), which fold, finalise and write their rows; rank 0
-    writes the results table after a Gatherv."""
+            catalogue: str = "ecsv", table: str = "fits") -> dict[str, float]:
+    """G galaxies x N models: on one rank, plan parses the whole catalogue (``catalogue``: its format, ecsv as
+    measured or fits); on several, rank 0 reads its layout, each rank reads and validates its 1/P slice of the rows
+    in set-up and the slices are allgathered; grid items (model chunks, static), then chi2 items (galaxy block x
+    model chunk, dynamic; the decomposition of ``hpcfit.gridfit.chi2_stage.decompose``, >= 256 items when the
+    problem allows); the partial records go to the galaxies' owner ranks (Alltoallv), which fold, finalise and
+    write their rows; the FITS results table is written by every rank, its rows (``table="ecsv"``: rank 0, after
+    a Gatherv)."""
     from hpcfit.gridfit.chi2_stage import decompose
 
     g, n = size["galaxies"], size.get("models", p["n_models"])
@@ -219,9 +221,17 @@ def gridfit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *,
     c = m.ranks_per_node(ranks)
     read = p["read_catalog"]
     per_galaxy_plan = p["plan_b"] - read.get("ecsv", 0.0) + read.get(catalogue, read.get("ecsv", 0.0))
-    # broadcast: a binomial tree, log2 P steps of the whole catalogue (within a node, then across nodes)
+    prepare_fixed = p["prepare"] - p["plan"] + p["plan_a"]
+    net = m.net_bandwidth / c if ranks > c else m.intra_bandwidth
     steps = math.ceil(math.log2(ranks)) if ranks > 1 else 0
-    bcast = g * p["broadcast_bytes"] * steps / (m.net_bandwidth / c if ranks > c else m.intra_bandwidth)
+    if ranks == 1 or "slice" not in p:  # the whole catalogue parsed in plan (and broadcast)
+        prepare = prepare_fixed + per_galaxy_plan * g
+        share = g * p["broadcast_bytes"] * steps / net  # a binomial tree, log2 P steps of the whole catalogue
+    else:  # rank 0: the layout; every rank: its slice, validated, then an Allgatherv of the arrays
+        layout, piece = p["layout"][catalogue], p["slice"][catalogue]
+        prepare = prepare_fixed + layout["a"] + layout["b"] * g
+        share = ((piece["a"] + piece["b"] * math.ceil(g / ranks)) * over
+                 + g * p["gather_bytes"] * (ranks - 1) / ranks / net + steps * m.net_latency)
     grid_bytes = n * 8 * (6 + 2 + 1)  # every chunk to every rank: band fluxes, parameters, luminosity
     ckpt_bytes = block * p["record_bytes"] * 1.05  # a chi2 item's checkpoint: its partial records (+ pickle)
     # a worker's wait for its next item: a claim on the shared counter with rank 0 busy in numpy (claim_latency.py;
@@ -235,13 +245,19 @@ def gridfit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *,
                             + (ranks - c) / max(ranks - 1, 1) * c / m.net_bandwidth) if ranks > 1 else 0.0
     rounds = math.ceil(math.ceil(g / ranks) * n_chunks * p["record_bytes"] / (256 * 2**20))
     latency = rounds * (m.intra_latency + (ranks > c) * ranks * m.net_latency) if ranks > 1 else 0.0
+    if table == "fits" and ranks > 1 and "table_fits" in p:  # each rank encodes and writes its rows, one call
+        encode = p["table_fits"]
+        results_table = ((encode["a"] + encode["b"] * math.ceil(g / ranks)) * over
+                         + g * p["table_row_bytes"] / m.file_bandwidth(ranks) + m.collective_round)
+    else:  # rank 0 after a Gatherv
+        results_table = g * (p["t_table_cpu"] + p["table_row_bytes"]
+                             / (m.net_bandwidth if ranks > c else m.intra_bandwidth))
     galaxy_bytes = GRIDFIT_GALAXY_BYTES
     output = (g / ranks * p["t_output_galaxy"] * over if not m.shared_fs
               else g * galaxy_bytes / m.file_bandwidth(ranks))
     return {**_common(p, m, ranks, "gridfit"),
-            "prepare: catalogue read once, filters (rank 0)": p["prepare"] - p["plan"] + p["plan_a"]
-            + per_galaxy_plan * g,
-            "set-up: catalogue broadcast, filters, model (every rank)": p["setup_a"] * over + bcast,
+            "prepare: catalogue layout (one rank: the whole read), filters (rank 0)": prepare,
+            "set-up: catalogue slice per rank + Allgatherv, filters, model (every rank)": p["setup_a"] * over + share,
             "work: model chunks": math.ceil(n_chunks / ranks) * (chunk * p["t_model"] * over
                                                                  + m.checkpoint(chunk * 80, ranks)),
             "between: every chunk to every rank": grid_bytes * (ranks - 1) / ranks / m.intra_bandwidth,
@@ -251,8 +267,7 @@ def gridfit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, *,
             "write: fold + finalise (each rank its galaxies)": g / ranks * (n_chunks * p["t_fold"]
                                                                            + p["t_finalise"]) * over,
             "write: per-galaxy output (each rank its rows)": output,
-            "write: results table (Gatherv, rank 0)": g * (p["t_table_cpu"] + p["table_row_bytes"]
-                                                            / (m.net_bandwidth if ranks > c else m.intra_bandwidth))}
+            "write: results table (FITS: each rank its rows)": results_table}
 
 
 def cubefit(ranks: int, size: dict[str, Any], p: dict[str, Any], m: Machine, workload: str = "cubefit", *,

@@ -3,13 +3,14 @@
     python bench/scaling/report.py [--dir bench/scaling] [--plot docs/img/scaling.png] [--tables bench/scaling/report.md]
     python bench/scaling/report.py --json
 
-Reads from ``--dir``: ``measurements.json`` (run_jobs.py), overlaid by ``measurements_gridfit.json`` (gridfit's
-runs of its current design: run_jobs.py --jobs gridfit --out ...) and ``measurements/*.json`` (later run_jobs.py
-runs of some jobs): an overlay replaces those jobs' runs; ``components.json`` (components.py on 2 ranks),
+Reads from ``--dir``: ``measurements.json`` (run_jobs.py), overlaid by ``measurements_gridfit.json`` (gridfit's runs
+of its current design: run_jobs.py --jobs gridfit --out ...) and ``measurements/*.json`` (later run_jobs.py runs of
+some jobs): an overlay replaces those jobs' runs; ``components.json`` (components.py on 2 ranks),
 ``scheduler4.json`` (components.py --scheduler-only on 4 ranks: the earlier helper-thread scheduler),
 ``claim_latency_<P>.json`` (claim_latency.py on P ranks: the shared counter), ``startup.json`` (startup.py) and
-``gridfit_components.json`` (gridfit_components.py) and ``survey_costs.json`` (survey_costs.py: calibrate's survey
-+ plan; without it the model keeps rank 0's header scan); writes ``parameters.json`` there (the fitted parameters), the
+``gridfit_components.json`` (gridfit_components.py), ``survey_costs.json`` (survey_costs.py: calibrate's survey
++ plan; without it the model keeps rank 0's header scan), ``gridfit_rank0.json`` (gridfit_rank0.py: the catalogue's
+layout and row slices); writes ``parameters.json`` there (the fitted parameters), the
 plot, and the markdown tables. ``--json`` writes nothing and prints, per job, the cluster model's strong speed-up
 and weak efficiency at 64 ranks at the production size and setting (``production_machine``,
 ``PRODUCTION_OPTIONS``), the first bottleneck (the term that loses the most time against perfect scaling at 64
@@ -436,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     read = lambda name: json.loads((args.dir / name).read_text()) if (args.dir / name).exists() else None  # noqa: E731
     measurements = load_measurements(args.dir)
     params = fit.parameters(measurements, read("components.json"), read("scheduler4.json"), read("startup.json"),
-                            read("gridfit_components.json"), load_claims(args.dir), read("survey_costs.json"))
+                            read("gridfit_components.json"), load_claims(args.dir), read("survey_costs.json"),
+                            gridfit_rank0=read("gridfit_rank0.json"))
     if args.json:
         print(json.dumps(summary(params), indent=1))
         return 0

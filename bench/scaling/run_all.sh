@@ -17,6 +17,7 @@ $MPIEXEC -n 2 $PY $OUT/claim_latency.py $OUT/claim_latency_2.json --repeat 3
 $MPIEXEC -n 4 $PY $OUT/claim_latency.py $OUT/claim_latency_4.json --repeat 3
 $PY $OUT/gridfit_components.py $OUT/gridfit_components.json
 $PY $OUT/survey_costs.py $OUT/survey_costs.json
+$PY $OUT/gridfit_rank0.py $OUT/gridfit_rank0.json
 $PY $OUT/run_jobs.py --repeat 3 --out $OUT/measurements.json "$@"
 rm -rf $OUT/measurements $OUT/measurements_gridfit.json
 $PY $OUT/report.py

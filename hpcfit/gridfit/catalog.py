@@ -189,19 +189,24 @@ def read_catalog(
     upper_limit_nsigma: float = 3.0,
     negative_flux: Literal["upper_limit", "measurement"] = "upper_limit",
     accept_cigale_upper_limits: bool = False,
+    source_name: str | None = None,
+    row_offset: int | None = None,
 ) -> Catalog:
     """Read and validate a catalogue (see the module docstring for the rules).
 
     Distances: ``distance_column`` (default ``"distance"`` when no redshift column is given), in the column's unit
     or ``distance_unit``; or, with only ``redshift_column``, the luminosity distance of ``cosmology`` (an astropy
     cosmology or the name of a built-in realisation such as ``"Planck18"``; default astropy's default cosmology).
+
+    A ``Table`` source may be some rows of a file: ``source_name`` is the file (errors name it) and ``row_offset``
+    the file row of its first row (errors then also give the rows, counted from 0). A zero-row table checks
+    everything that does not need values: columns, dtypes, units, options.
     """
-    path = None if isinstance(source, Table) else str(source)
+    path = source_name if source_name is not None else None if isinstance(source, Table) else str(source)
     try:
         table = source if isinstance(source, Table) else _read_table(source, format)
-        return _Reader(table, path, flux_unit, upper_limit_nsigma, negative_flux, accept_cigale_upper_limits).read(
-            bands, id_column, distance_column, redshift_column, cosmology, distance_unit
-        )
+        return _Reader(table, path, flux_unit, upper_limit_nsigma, negative_flux, accept_cigale_upper_limits,
+                       row_offset).read(bands, id_column, distance_column, redshift_column, cosmology, distance_unit)
     except CatalogError as exc:
         if exc.path is None and path is not None:
             raise CatalogError(exc.key, exc.message, path=path, kind=exc.kind, location=exc.location,
@@ -224,8 +229,9 @@ class _Reader:
     """Column lookups, unit conversion and validation on one astropy table."""
 
     def __init__(self, table: Table, path: str | None, flux_unit: str, nsigma: float, negative_flux: str,
-                 cigale_limits: bool = False):
+                 cigale_limits: bool = False, row_offset: int | None = None):
         self.table = table
+        self.row_offset = row_offset
         self.cigale_limits = bool(cigale_limits)
         self.path = path
         self.default_unit = self._unit(flux_unit, ("flux_unit",))
@@ -273,7 +279,10 @@ class _Reader:
         label = "ids" if ids is not None else "rows"
         names = [str(ids[i]) if ids is not None else str(i) for i in where[:5]]
         more = ", ..." if where.size > 5 else ""
-        return f"{where.size} row{'s' if where.size != 1 else ''} ({label}: {', '.join(names)}{more})"
+        rows = ""
+        if self.row_offset is not None:  # a slice of the file: say where in the file
+            rows = f"; file rows: {', '.join(str(self.row_offset + i) for i in where[:5])}{more}"
+        return f"{where.size} row{'s' if where.size != 1 else ''} ({label}: {', '.join(names)}{more}{rows})"
 
     def column_unit(self, name: str, setting: Setting) -> u.UnitBase | None:
         unit = getattr(self.column(name, setting), "unit", None)
@@ -341,11 +350,9 @@ class _Reader:
         if np.ma.is_masked(np.ma.asarray(col)):
             raise CatalogError(id_column, "has missing ids", setting=("id_column",))
         ids = np.asarray(col)
-        uniq, counts = np.unique(ids, return_counts=True)
-        if np.any(counts > 1):
-            dups = uniq[counts > 1]
-            shown = ", ".join(str(d) for d in dups[:5]) + (", ..." if dups.size > 5 else "")
-            raise CatalogError(id_column, f"duplicate ids: {shown}", setting=("id_column",))
+        if ids.dtype.kind == "S":  # FITS text columns come as bytes: the ids are their text, not "b'...'"
+            ids = np.char.decode(ids, "utf-8")
+        check_unique_ids(ids, id_column)
         return ids
 
     def distance(self, name: str, distance_unit: str) -> np.ndarray:
@@ -414,6 +421,16 @@ class _Reader:
         return flux, error, upper | detected, upper
 
 
+def check_unique_ids(ids: np.ndarray, id_column: str, path: str | None = None) -> None:
+    """Raise a CatalogError naming the duplicates (at most five) when ``ids`` are not unique (e.g. the ids of the
+    whole catalogue after its slices were read apart)."""
+    uniq, counts = np.unique(ids, return_counts=True)
+    if np.any(counts > 1):
+        dups = uniq[counts > 1]
+        shown = ", ".join(str(d) for d in dups[:5]) + (", ..." if dups.size > 5 else "")
+        raise CatalogError(id_column, f"duplicate ids: {shown}", path=path, setting=("id_column",))
+
+
 def _option_name(setting: Setting) -> str:
     """How an option's error names it: ``flux_unit``, ``bands[2].unit``."""
     if setting and setting[0] == "bands" and len(setting) == 3:
@@ -441,4 +458,6 @@ def _luminosity_distance_mpc(redshift: np.ndarray, cosmology: Any) -> np.ndarray
         cosmo = getattr(cosmo_mod, cosmology)
     else:
         cosmo = cosmology
+    if redshift.size == 0:  # a zero-row table (a layout check, an empty slice): astropy cannot vectorise over none
+        return np.zeros(0)
     return cosmo.luminosity_distance(redshift).to_value(u.Mpc)

@@ -1,8 +1,9 @@
 """The gridfit job: fit a grid of SED models to every galaxy of a photometric catalogue, CIGALE-like, on MPI.
 
-Plan (rank 0): read and validate the catalogue, the filters and the grid axes (against the DL07 templates); build
-no model. The grid is cut into contiguous *chunks* of models and the catalogue into *blocks* of galaxies, both
-fixed here from the grid size and ``fit.block_memory_mb`` -- never from the number of ranks.
+Plan (rank 0): check the catalogue (on several ranks only its layout when it is FITS or ECSV: ``catalog_rows``),
+the filters and the grid axes (against the DL07 templates); build no model. The grid is cut into contiguous
+*chunks* of models and the catalogue into *blocks* of galaxies, both fixed here from the grid size and
+``fit.block_memory_mb`` -- never from the number of ranks.
 
 The plan has two stages (``Plan.staged``), both scheduled, shown in progress and checkpointed by the engine:
 
@@ -14,12 +15,14 @@ The plan has two stages (``Plan.staged``), both scheduled, shown in progress and
   moments (log-sum-exp) for the block; with ``chi2: full`` the item also keeps its chi2 columns. There are at
   least 256 such items when the problem is big enough (``chi2_stage.decompose``), so 64 ranks stay busy.
 
-Nothing is serial on rank 0 beyond planning: rank 0 reads the catalogue once (in ``plan``) and broadcasts it as
-numpy arrays in ``setup``. Write (all ranks, collective): each rank writes the /grid rows of its grid items and its
-chi2 columns (``chi2: full``); every galaxy has an owner rank (contiguous ranges of ~G/P galaxies), and the chi2
-items' partial records travel to their owners as float64 rows (an Alltoallv per round, ``partials``); each owner
-folds its galaxies' records in chunk order and writes their rows of every per-galaxy dataset. The fold order is
-the chunk order whatever the rank count, so the result is bit-identical for any rank count, schedule, resume or
+Nothing is serial on rank 0 beyond planning: in ``setup`` every rank reads and validates its slice of a FITS or ECSV
+catalogue and the slices are allgathered as numpy arrays (``catalog_share``); other formats, and one-rank runs, are
+read once by rank 0 in ``plan`` (broadcast in ``setup``). The FITS results table is written by every rank, its
+galaxies' rows (``io.rank_bytes``). Write (all ranks, collective): each rank writes the /grid rows of its grid items
+and its chi2 columns (``chi2: full``); every galaxy has an owner rank (contiguous ranges of ~G/P galaxies), and the
+chi2 items' partial records travel to their owners as float64 rows (an Alltoallv per round, ``partials``); each
+owner folds its galaxies' records in chunk order and writes their rows of every per-galaxy dataset. The fold order
+is the chunk order whatever the rank count, so the result is bit-identical for any rank count, schedule, resume or
 slicing (and to the fold of a single rank holding everything). With ``--slice`` every slice builds the whole grid
 (the cheap stage) and computes its share of the chi2 items.
 
@@ -204,12 +207,17 @@ class GridfitJob(Job):
                                             "to replace it)")
 
     def plan(self, cfg: Settings, report: Report) -> Plan:
-        catalog = _read_catalog(cfg, report)
+        # On several ranks a catalogue that can be read in slices is only checked here as far as its header tells
+        # (columns, dtypes, units, row count); its values are read and checked by every rank, its own rows, in
+        # setup. One process (a one-rank run, ``hpcfit validate``) reads and checks every value here.
+        layout = _catalog_layout(cfg, report) if self.n_ranks > 1 else None
+        catalog = _read_catalog(cfg, report) if layout is None else None
         filters = _load_filters(cfg, report)
         spec = _grid_spec(cfg, report, filters)
-        if catalog is None or filters is None or spec is None:
+        if layout is False or (catalog is None and layout is None) or filters is None or spec is None:
             return Plan([])
-        if catalog.n_galaxies == 0:
+        n_galaxies = catalog.n_galaxies if layout is None else layout.n_rows
+        if n_galaxies == 0:
             report("gridfit.catalog.path", f"{cfg.gridfit.catalog.path}: the catalogue has no rows")
             return Plan([])
         if not _check_coverage(cfg, spec, filters, report):
@@ -218,17 +226,20 @@ class GridfitJob(Job):
         from hpcfit.gridfit.chi2_stage import decompose
 
         fit = cfg.gridfit.fit
-        parts = decompose(catalog.n_galaxies, n_models, fit.block_memory_mb * 2**20,
+        parts = decompose(n_galaxies, n_models, fit.block_memory_mb * 2**20,
                           models_per_chunk=fit.models_per_chunk, galaxies_per_block=fit.galaxies_per_block)
         chunk, block = parts.chunk, parts.block
-        _PLANNED[_planned_key(cfg)] = catalog  # rank 0's setup broadcasts it instead of reading the file again
+        if catalog is not None:
+            _PLANNED[_planned_key(cfg)] = catalog  # rank 0's setup broadcasts it instead of reading the file again
         items = [WorkItem(index=k, label=f"models {a:,}-{min(a + chunk, n_models) - 1:,} of {n_models:,}",
                           size=min(chunk, n_models - a), cost=float(min(chunk, n_models - a)),
                           data=(a, min(a + chunk, n_models)))
                  for k, a in enumerate(range(0, n_models, chunk))]
         info = {"spec": spec.to_json(), "n_models": n_models, "chunk": chunk, "block": block,
-                "n_galaxies": catalog.n_galaxies, "n_bands": catalog.n_bands,
-                "n_upper": int(catalog.upper.sum()), "n_missing": int((~catalog.valid).sum())}
+                "n_galaxies": n_galaxies, "n_bands": len(cfg.gridfit.bands),
+                # how setup gets the catalogue: each rank its slice (the layout, without its empty table), or
+                # rank 0's parsed catalogue
+                "catalog_layout": None if layout is None else replace(layout, empty=None)}
         return _staged_plan(items, info)
 
     def estimate_output_bytes(self, cfg: Settings, plan: Plan) -> int | None:
@@ -252,7 +263,7 @@ class GridfitJob(Job):
         from hpcfit.gridfit.grid import BandProjector, GridSpec, spectral_model
 
         cfg = ctx.cfg
-        catalog = _share_catalog(ctx.comm, _PLANNED.pop(_planned_key(cfg), None) if ctx.comm.is_root else None, cfg)
+        catalog = _share_catalog(ctx, _PLANNED.pop(_planned_key(cfg), None) if ctx.comm.is_root else None)
         filters = _load_filters(cfg, raise_report)
         spec = GridSpec.from_json(ctx.plan.info["spec"])
         model = spectral_model(spec, filters)
@@ -268,7 +279,8 @@ class GridfitJob(Job):
             info = ctx.plan.info
             ctx.log(f"gridfit: {info['n_galaxies']:,} galaxies x {info['n_models']:,} {spec.model} models x "
                     f"{info['n_bands']} bands; chunks of {info['chunk']:,} models, blocks of {info['block']:,} "
-                    f"galaxies; {info['n_upper']} upper limits, {info['n_missing']} missing values")
+                    f"galaxies; {int(catalog.upper.sum())} upper limits, {int((~catalog.valid).sum())} missing "
+                    f"values")
 
     def work(self, item: WorkItem, ctx: RunContext) -> Any:
         if item.stage == GRID_STAGE:
@@ -313,7 +325,7 @@ class GridfitJob(Job):
         total_chi2 = comm.allreduce(timings["chi2"], "sum")
         computed = comm.allreduce(timings["pairs"], "sum")
         exchanged = comm.allreduce(collected.exchanged_bytes, "sum")
-        collected.write_table(_gather_rows(comm, collected.table_rows()))
+        collected.write_table()
         attrs = _attributes(ctx, seconds, total_chi2, computed, exchanged)
         out.set_attrs("/", attrs)
         state["timing"] = attrs
@@ -399,6 +411,29 @@ def _planned_key(cfg: Settings) -> str:
     except OSError:
         version = None
     return repr((str(path), version, bands, sorted(options.items())))
+
+
+def _catalog_layout(cfg: Settings, report: Report) -> Any:
+    """The catalogue's layout (``catalog_rows``) after every check that needs no value (the reader on its zero-row
+    table); False when such a check failed (reported); None when the format is not read in slices or the header
+    cannot be read (the whole read then does it, or says what is wrong)."""
+    from hpcfit.gridfit.catalog import CatalogError, read_catalog
+    from hpcfit.gridfit.catalog_rows import read_layout, sliceable
+
+    path, bands, options = _catalog_args(cfg)
+    kind = sliceable(path, options.pop("format"))
+    if kind is None:
+        return None
+    try:
+        layout = read_layout(path, kind)
+    except Exception:  # noqa: BLE001 - astropy raises many types: the whole read says what is wrong, as always
+        return None
+    try:
+        read_catalog(layout.empty, bands, **options, source_name=str(path))
+    except CatalogError as exc:
+        report(_catalog_key(exc), str(exc))
+        return False
+    return layout
 
 
 def _read_catalog(cfg: Settings, report: Report) -> Any:
@@ -712,34 +747,52 @@ class _Collected:
         columns = [np.asarray(v, dtype=np.float64).reshape(self.n_galaxies, -1) for v in self.arrays.values()]
         return np.hstack(columns) if columns else np.zeros((self.n_galaxies, 0))
 
-    def write_table(self, rows: np.ndarray | None) -> None:
-        """Rank 0: the results table from every galaxy's ``table_rows`` (None on the other ranks)."""
-        from hpcfit.gridfit.fit_block import SCALE_UNITS
-        from hpcfit.gridfit.results_table import result_columns, results_path, write_table
+    def write_table(self) -> None:
+        """The results table (collective). FITS: every rank encodes its galaxies' rows and writes them in place
+        (``results_table.fits_parts``, ``io.rank_bytes``): nothing is gathered. ECSV (text of varying width):
+        rank 0 writes it from every galaxy's ``table_rows`` (a Gatherv)."""
+        from hpcfit.gridfit.results_table import FITS_BLOCK, fits_parts, results_path, write_table
+        from hpcfit.io.rank_bytes import write_in_rank_order
         from hpcfit.runtime.errors import on_fatal
 
-        cfg = self.ctx.cfg
-        if rows is None or cfg.gridfit.fit.results_table == "none":
+        cfg, comm = self.ctx.cfg, self.ctx.comm
+        fmt = cfg.gridfit.fit.results_table
+        if fmt == "none":
             return
-        a, at = {}, 0
-        for name, values in self.arrays.items():
-            width = int(np.prod(values.shape[1:], dtype=np.int64))
-            a[name] = rows[:, at:at + width].reshape((rows.shape[0],) + values.shape[1:]).astype(values.dtype)
-            at += width
-        spec, cat = self.spec, self.ctx.state["catalog"]
+        path = results_path(cfg.output, fmt)
+        cat = self.ctx.state["catalog"]
+        ids = cat.ids if cat.ids.dtype.kind in "iuU" else np.array([str(v) for v in cat.ids])
+        if fmt == "fits" and comm.size > 1:
+            head, rows = fits_parts(ids[self.lo:self.hi], self._table_columns(self.arrays), cat.n_galaxies)
+            write_in_rank_order(comm, path, rows, head=head, pad_to=FITS_BLOCK)
+        else:
+            rows = _gather_rows(comm, self.table_rows())
+            if rows is None:
+                return
+            a, at = {}, 0
+            for name, values in self.arrays.items():
+                width = int(np.prod(values.shape[1:], dtype=np.int64))
+                a[name] = rows[:, at:at + width].reshape((rows.shape[0],) + values.shape[1:]).astype(values.dtype)
+                at += width
+            write_table(path, ids, self._table_columns(a))
+        if comm.is_root:
+            # A run that fails after this point (provenance, closing the file) must not leave a table behind.
+            on_fatal(lambda: path.unlink(missing_ok=True))
+
+    def _table_columns(self, a: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, str]]:
+        """The results table's columns from per-galaxy arrays named as ``self.arrays``."""
+        from hpcfit.gridfit.fit_block import SCALE_UNITS
+        from hpcfit.gridfit.results_table import result_columns
+
+        spec = self.spec
         units = dict(zip(spec.names, spec.units)) | SCALE_UNITS
-        columns = result_columns(
+        return result_columns(
             n_bands=a["n_bands"], n_upper=a["n_upper_limits"], model_index=a["best/model_index"],
             chi2=a["best/chi2"], reduced_chi2=a["best/reduced_chi2"], param_names=spec.names,
             param_units=spec.units, params=np.column_stack([a[f"best/{p}"] for p in spec.names]),
-            dust_mass=a["best/dust_mass"], dust_luminosity=a["best/dust_luminosity"], band_names=cat.band_names,
-            model_flux=a["best/fluxes"],
+            dust_mass=a["best/dust_mass"], dust_luminosity=a["best/dust_luminosity"],
+            band_names=self.ctx.state["catalog"].band_names, model_flux=a["best/fluxes"],
             bayes={q: (a[f"bayes/{q}"], a[f"bayes/{q}_err"], units[q]) for q in self.estimates.names})
-        path = results_path(cfg.output, cfg.gridfit.fit.results_table)
-        ids = cat.ids if cat.ids.dtype.kind in "iuU" else np.array([str(v) for v in cat.ids])
-        write_table(path, ids, columns)
-        # A run that fails after this point (provenance, closing the file) must not leave a table behind.
-        on_fatal(lambda: path.unlink(missing_ok=True))
 
 
 def _fold_owned(ctx: RunContext, parts: list[tuple[Any, Any]]) -> _Collected:
@@ -784,25 +837,35 @@ def _gather_rows(comm: Any, rows: np.ndarray) -> np.ndarray | None:
     return whole
 
 
-def _share_catalog(comm: Any, catalog: Any, cfg: Settings) -> Any:
-    """The catalogue on every rank: rank 0's (parsed in ``plan``, else read now) broadcast as numpy arrays, so the
-    file is parsed once per run whatever the rank count."""
-    from hpcfit.gridfit.catalog import Catalog
+def _share_catalog(ctx: RunContext, catalog: Any) -> Any:
+    """The catalogue on every rank (``catalog_share``): read in slices, one per rank, when the plan says so
+    (``catalog_layout``), else rank 0's (parsed in ``plan``, else read now) broadcast as numpy arrays."""
+    from hpcfit.gridfit.catalog import CatalogError, check_unique_ids, read_catalog
+    from hpcfit.gridfit.catalog_rows import read_share
+    from hpcfit.gridfit.catalog_share import broadcast_catalog, gather_slices
 
-    if comm.is_root and catalog is None:
-        catalog = _read_catalog(cfg, raise_report)
-    if comm.size == 1:
-        return catalog
-    meta, arrays = catalog.to_arrays() if comm.is_root else (None, {})
-    meta, layout = comm.bcast((meta, {k: (a.shape, a.dtype.str) for k, a in arrays.items()}) if comm.is_root
-                              else None)
-    shared = {}
-    for name, (shape, dtype) in layout.items():
-        array = arrays[name] if comm.is_root else np.empty(shape, np.dtype(dtype))
-        if array.size:
-            comm.mpi.Bcast(array.reshape(-1).view(np.uint8), root=0)
-        shared[name] = array
-    return catalog if comm.is_root else Catalog.from_arrays(meta, shared)
+    comm, cfg, layout = ctx.comm, ctx.cfg, ctx.plan.info.get("catalog_layout")
+    if layout is None:
+        if comm.is_root and catalog is None:
+            catalog = _read_catalog(cfg, raise_report)
+        return broadcast_catalog(comm, catalog)
+    path, bands, options = _catalog_args(cfg)
+    options.pop("format")
+    try:
+        table = read_share(layout, comm.rank, comm.size)
+    except Exception as exc:  # noqa: BLE001 - astropy raises many types for a malformed row
+        raise CatalogError(None, f"cannot read the table (the rows of share {comm.rank + 1} of {comm.size}): {exc}",
+                           path=str(path)) from None
+    offset = comm.exscan_sum(len(table))
+    # the same checks as a whole read, on this rank's rows; a problem ends the job naming this rank and the rows
+    part = read_catalog(table, bands, **options, source_name=str(path), row_offset=offset)
+    whole = gather_slices(comm, part)
+    if whole.n_galaxies != ctx.plan.info["n_galaxies"]:
+        raise ValueError(f"{path}: {whole.n_galaxies} rows read, {ctx.plan.info['n_galaxies']} when planned: "
+                         f"the file changed during the run")
+    if comm.is_root:  # ids unique across the slices (each slice checked its own)
+        check_unique_ids(whole.ids, options["id_column"], str(path))
+    return whole
 
 
 def _attributes(ctx: RunContext, seconds: dict[str, float], total_chi2_seconds: float,
