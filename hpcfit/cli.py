@@ -252,7 +252,7 @@ def _validate(args: argparse.Namespace, comm) -> int:
     from hpcfit.engine.run import prepare
     from hpcfit.registry import JOBS
 
-    prepared, code = prepare(args.config, args.overrides, comm, plan=True, jobs=JOBS)
+    prepared, code = prepare(args.config, args.overrides, comm, plan=True, jobs=JOBS, validating=True)
     if prepared is not None and comm.is_root:
         print(f"{args.config}: valid {prepared.job_name} configuration")
         if args.plan and prepared.plan is not None:

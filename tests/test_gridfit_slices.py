@@ -194,8 +194,10 @@ def test_bad_value_in_another_ranks_slice_ends_setup_naming_rank_file_column_row
 
 
 @pytest.mark.parametrize("fmt", ["fits", "ecsv"])
-def test_validate_still_reads_every_value(workdir, fmt):
-    result = hpcfit(["validate", f"bad_{fmt}.yaml"], cwd=workdir)
+@pytest.mark.parametrize("n", [None, 2])
+def test_validate_still_reads_every_value(workdir, fmt, n):
+    """One process or under mpiexec: validate has no set-up to leave the values to."""
+    result = hpcfit(["validate", f"bad_{fmt}.yaml"], n=n, cwd=workdir)
     assert result.returncode == 2, result.output
     assert f"column '{BAD_COLUMN}': errors must be positive: 1 row (ids: gal000{BAD_ROW})" in result.output
 

@@ -143,6 +143,9 @@ class Job:
     # error that shows the new spelling.
     moved_keys: ClassVar[dict[str, str]] = {}
     n_ranks: int = 1  # set by the engine before check/plan, for checks that depend on the rank count
+    # set by the engine: True for ``hpcfit validate``, whose plan is all there is (a job that leaves some checks of
+    # its inputs to the set-up when it runs on several ranks makes them in the plan then)
+    validating: bool = False
     # True: the engine opens the output before ``setup`` (``ctx.out``), so that setup can create datasets and
     # ``work`` can write its results straight into them (``OutputFile.write_plane``) instead of a scratch detour.
     writes_during_work: ClassVar[bool] = False

@@ -123,8 +123,9 @@ class Prepared:
 
 
 def load_config(path: str | os.PathLike[str] | YamlSource, overrides: list[str], n_ranks: int = 1, *,
-                jobs: JobCatalog) -> tuple[Job, Settings, YamlSource, Reporter]:
-    """Parse and validate a config file (or parsed source; rank 0). Raises ConfigError listing every problem."""
+                jobs: JobCatalog, validating: bool = False) -> tuple[Job, Settings, YamlSource, Reporter]:
+    """Parse and validate a config file (or parsed source; rank 0). Raises ConfigError listing every problem.
+    ``validating``: for ``hpcfit validate`` (``Job.validating``: no check may be left to the set-up)."""
     source = read_source(path)
     for assignment in overrides:
         source.apply_override(assignment)
@@ -139,6 +140,7 @@ def load_config(path: str | os.PathLike[str] | YamlSource, overrides: list[str],
         report.raise_if_any()
     job = jobs.load(name)()
     job.n_ranks = n_ranks
+    job.validating = validating
     _report_moved_keys(job, source, report)
     schema = engine_schema(known).merged(job.schema)
     cfg = validate(schema, source, report)
@@ -176,11 +178,11 @@ def _peek_job_name(config: str | os.PathLike[str] | YamlSource, jobs: JobCatalog
 
 
 def prepare(config_path: str | os.PathLike[str] | YamlSource, overrides: list[str], comm: Comm, *, plan: bool,
-            jobs: JobCatalog) -> tuple[Prepared | None, int]:
+            jobs: JobCatalog, validating: bool = False) -> tuple[Prepared | None, int]:
     """Validate (and plan) on rank 0, then share the outcome. Returns (prepared, exit code); a config problem is
     logged once (rank 0) and gives (None, EXIT_CONFIG) on every rank."""
     try:
-        return prepare_job(config_path, overrides, comm, plan=plan, jobs=jobs), EXIT_OK
+        return prepare_job(config_path, overrides, comm, plan=plan, jobs=jobs, validating=validating), EXIT_OK
     except ConfigError as exc:
         if comm.is_root:
             logger.error(str(exc))
@@ -188,7 +190,7 @@ def prepare(config_path: str | os.PathLike[str] | YamlSource, overrides: list[st
 
 
 def prepare_job(config_path: str | os.PathLike[str] | YamlSource, overrides: list[str], comm: Comm, *, plan: bool,
-                jobs: JobCatalog) -> Prepared:
+                jobs: JobCatalog, validating: bool = False) -> Prepared:
     """Validate (and plan) on rank 0, then share the outcome: the Prepared job, or the same ConfigError raised on
     every rank (listing every problem).
 
@@ -205,7 +207,7 @@ def prepare_job(config_path: str | os.PathLike[str] | YamlSource, overrides: lis
     validated = None
     if comm.is_root:
         try:
-            validated = load_config(config_path, overrides, comm.size, jobs=jobs)
+            validated = load_config(config_path, overrides, comm.size, jobs=jobs, validating=validating)
         except ConfigError as exc:
             outcome = ("config", exc.issues)
         except Exception as exc:  # noqa: BLE001 - unexpected: end the job naming rank 0 and the stage

@@ -210,7 +210,8 @@ class GridfitJob(Job):
         # On several ranks a catalogue that can be read in slices is only checked here as far as its header tells
         # (columns, dtypes, units, row count); its values are read and checked by every rank, its own rows, in
         # setup. One process (a one-rank run, ``hpcfit validate``) reads and checks every value here.
-        layout = _catalog_layout(cfg, report) if self.n_ranks > 1 else None
+        # on several ranks the values are read in slices at set-up; validate has no set-up: it reads them all here
+        layout = _catalog_layout(cfg, report) if self.n_ranks > 1 and not self.validating else None
         catalog = _read_catalog(cfg, report) if layout is None else None
         filters = _load_filters(cfg, report)
         spec = _grid_spec(cfg, report, filters)
