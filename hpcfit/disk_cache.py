@@ -6,8 +6,9 @@ Where: ``$HPCFIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/hpcfit``, else ``~/.cache/h
 turns the cache off (every table is then computed, as before). One entry is one ``<kind>-<hash>.npz`` file holding
 pure arrays (never pickles: ``np.load(allow_pickle=False)``), keyed by a hash of every input that determines it —
 the caller lists them (data files by path, size and modification time, parameters, library versions, the source
-files of the code that computes the entry) and hpcfit's version is always added. A changed input gives another key, so a stale entry is never read; entries are
-not deleted (they are small; delete the directory to reclaim the space).
+files of the code that computes the entry) and hpcfit's version is always added. A changed input gives another
+key, so a stale entry is never read; entries are not deleted (they are small; delete the directory to reclaim the
+space).
 
 Many ranks and jobs may compute and write the same entry at once: each writes a file of its own name and renames
 it into place (``os.replace`` is atomic on POSIX file systems, Lustre and GPFS included), so a reader sees a whole
@@ -165,5 +166,5 @@ def cached(kind: str, inputs: Any, compute: Callable[[], Mapping[str, np.ndarray
     return arrays
 
 
-__all__ = ["ENV_VAR", "OFF_VALUES", "cache_directory", "file_signature", "code_signature", "package_version", "entry_key", "entry_path", "load", "store",
-           "cached"]
+__all__ = ["ENV_VAR", "OFF_VALUES", "cache_directory", "file_signature", "code_signature", "package_version",
+           "entry_key", "entry_path", "load", "store", "cached"]

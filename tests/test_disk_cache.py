@@ -193,6 +193,20 @@ def test_distance_table_grows_and_matches_the_uncached_one(cache_dir, monkeypatc
     np.testing.assert_array_equal(z_ages[0], cosmology.age_table("Planck18", 1.0)[1])
 
 
+def test_a_shorter_table_never_replaces_a_longer_one(cache_dir):
+    """Ranks of one job write the entry at the same time with different ranges: the longest stays."""
+    from hpcfit.models.sed import cosmology
+
+    def racing(cosmo, dz, start, stop):
+        # another rank, needing more nodes, stores its table while this one computes
+        cosmology.lattice_table("cosmology-distance", "Planck18", 1e-3, 5000, cosmology._distance_over_z)
+        return cosmology._distance_over_z(cosmo, dz, start, stop)
+
+    short = cosmology.lattice_table("cosmology-distance", "Planck18", 1e-3, 100, racing)
+    assert short.size == 100
+    assert disk_cache.load("cosmology-distance", _distance_inputs())["values"].size == 5000
+
+
 def _distance_inputs():
     from hpcfit.models.sed import cosmology
 

