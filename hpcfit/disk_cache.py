@@ -7,8 +7,8 @@ turns the cache off (every table is then computed, as before). One entry is one 
 pure arrays (never pickles: ``np.load(allow_pickle=False)``), keyed by a hash of every input that determines it —
 the caller lists them (data files by path, size and modification time, parameters, library versions, the source
 files of the code that computes the entry) and hpcfit's version is always added. A changed input gives another
-key, so a stale entry is never read; entries are not deleted (they are small; delete the directory to reclaim the
-space).
+key, so a stale entry is never read; entries are not deleted (they are small; delete the `.npz` files to reclaim
+the space).
 
 Many ranks and jobs may compute and write the same entry at once: each writes a file of its own name and renames
 it into place (``os.replace`` is atomic on POSIX file systems, Lustre and GPFS included), so a reader sees a whole

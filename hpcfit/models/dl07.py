@@ -374,7 +374,8 @@ def _load_cached(directory: str, cache_file: str | None) -> DL07Templates:
         np.savez(cache_file, **_to_arrays(templates))
         return templates
     inputs = (directory, _directory_signature(Path(directory)), disk_cache.code_signature(__file__))
-    return _from_arrays(directory, disk_cache.cached("dl07", inputs, lambda: _to_arrays(_parse_directory(Path(directory)))))
+    arrays = disk_cache.cached("dl07", inputs, lambda: _to_arrays(_parse_directory(Path(directory))))
+    return _from_arrays(directory, arrays)
 
 
 def _directory_signature(directory: Path) -> list[tuple[str, int, int]]:

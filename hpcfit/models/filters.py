@@ -731,7 +731,8 @@ def _package_curve(package: str, distribution: str, name: str, path: Path,
 
     def compute() -> dict[str, np.ndarray]:
         wavelength, transmission = read(name)
-        return {"wavelength": np.asarray(wavelength, dtype=float), "transmission": np.asarray(transmission, dtype=float)}
+        return {"wavelength": np.asarray(wavelength, dtype=float),
+                "transmission": np.asarray(transmission, dtype=float)}
 
     inputs = (name, disk_cache.file_signature(path), disk_cache.package_version(distribution),
               disk_cache.code_signature(__file__))
