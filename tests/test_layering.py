@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hpcfit"
 
 LAYERS: list[set[str]] = [
     {"_version", "config", "shared_data", "process", "steady_imports"},
+    {"disk_cache"},
     {"runtime", "models"},
     {"io"},
     {"engine"},

@@ -4,9 +4,11 @@
 calls the scaling model needs; every rank records into ``RECORD`` and ``dump(directory)`` writes
 ``rank-RRR.json``. What is recorded, per rank:
 
-* ``phases`` (wall) and ``phases_cpu`` (CPU time of the main thread): seconds in ``prepare`` (validation + rank-0 plan + broadcast, waiting included on the other ranks),
-  ``survey`` (a job with one: every rank, inside ``prepare``), ``plan`` (rank 0 only), ``setup``, ``run_items``
-  (the work phase, idle time at its end included), ``write``;
+* ``phases`` (wall) and ``phases_cpu`` (CPU time of the main thread): seconds in ``prepare`` (``prepare_job``, the
+  function the run calls: validation + rank-0 plan + broadcast, waiting included on the other ranks), ``warm_up``
+  (inside prepare, ranks other than 0: the job's imports), ``survey`` (a job with one: every rank, inside
+  ``prepare``), ``plan`` (rank 0 only), ``setup``, ``run_items`` (the work phase, idle time at its end included),
+  ``write``;
 * ``items``: (index, size, wall seconds, start as epoch seconds, CPU seconds) of every work item this rank
   computed (``Job.work`` only; the gaps between a worker's items are its scheduler round trips plus its checkpoint
   writes). On a shared machine the CPU seconds are the cleaner measure of an item's compute cost: time-sharing
@@ -91,10 +93,11 @@ def install(job_name: str) -> None:
     from hpcfit.engine import run as engine
 
     job = job_class(job_name)
-    for step in ("plan", "setup", "write") + (("survey",) if job.has_survey() else ()):
+    for step in ("warm_up", "plan", "setup", "write") + (("survey",) if job.has_survey() else ()):
         _patch(job, step, step, phase=True)
     job.work = _work_wrapper(job.work)
-    _patch(engine, "prepare_job", "prepare", phase=True)  # what run_job calls (prepare wraps it for validate)
+    # run_job calls prepare_job (engine.prepare is only the CLI's validate path): wrap what the run really calls.
+    _patch(engine, "prepare_job", "prepare", phase=True)
     _patch(engine, "run_items", "run_items", phase=True)
 
     _patch(comm.MPIComm, "alltoallv", "alltoallv", nbytes=lambda self, send, counts: getattr(send, "nbytes", 0))

