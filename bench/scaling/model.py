@@ -54,6 +54,7 @@ class Machine:
     claim: dict[str, float] | None = None  # the dynamic schedule's claim latency by rank-0 workload (shared counter)
     metadata_calls_by_job: dict[str, int] | None = None  # start-up metadata calls per job (else the one figure)
     union_piece: float = 0.0         # CPU per piece of a rank's pieces merged into one union write (measured)
+    startup_by_job: dict[str, float] | None = None  # launch to engine start per job, measured (else ``startup``)
     checkpoint_async: bool = True        # run.checkpoint_async (the default): a writer thread saves the checkpoints
     checkpoint_handoff: float = 0.0      # ... the main thread's CPU seconds per hand-off to it
     checkpoint_cpu_per_byte: float = 0.0  # ... and the CPU seconds per byte of a save (pickle, write's copy)
@@ -99,11 +100,12 @@ class Machine:
         """Start-up: this machine's, plus the metadata calls of Python's imports from a shared file system. The
         ranks of a node share its client cache, so each node pays the calls once (a round trip each), until the
         nodes together exceed the metadata server's rate."""
+        base = (self.startup_by_job or {}).get(job or "", self.startup)
         if not self.metadata_rate or not self.metadata_latency:
-            return self.startup
+            return base
         calls = (self.metadata_calls_by_job or {}).get(job or "", self.startup_metadata_calls)
         per_call = max(self.metadata_latency, self.nodes(ranks) / self.metadata_rate)
-        return self.startup + calls * per_call
+        return base + calls * per_call
 
     @property
     def shared_fs(self) -> bool:
@@ -113,8 +115,11 @@ class Machine:
 def local_machine(params: dict[str, Any], cores: int = 2) -> Machine:
     """This machine, from the micro-benchmarks (one node, ``cores`` cores, a local disk)."""
     c = params["components"]
-    # launch to engine start: stored from quiet runs when the latest runs were made on a crowded machine
-    startup = c.get("machine_startup_seconds") or min(p["startup"] for k, p in params.items() if k != "components")
+    # launch to engine start, each job's own (its runs here); an older startup.json's one stored figure (taken from
+    # quiet runs when the runs were made on a crowded machine) replaces them all
+    measured = {k: p["startup"] for k, p in params.items() if k != "components" and "startup" in p}
+    startup = c.get("machine_startup_seconds") or min(measured.values())
+    by_job = None if c.get("machine_startup_seconds") else measured
     disk = c["h5_independent_bandwidth"]
     return Machine(
         name="this machine (2 cores)", cores_per_node=10**6, oversubscribe_cores=cores,

@@ -38,13 +38,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-# This machine's launch-to-engine-start time (mpiexec, Python, imports): the median of the first study's sample
-# runs (load average 4); the scaling model's t_start. The re-measured runs (load average 15-23 on 2 cores) give
-# time-sharing, not start-up; the start-up changes since (half the metadata calls, each ~1 us on a local disk)
-# are below its noise here and act on a cluster through the per-job call counts measured below.
-MACHINE_STARTUP = {"machine_startup_seconds": 0.581,
-                   "machine_startup_note": "launch to engine start, median of the first study's sample runs at "
-                                           "load average 4 (bench/scaling/measurements.json)"}
 TINY = {"sample": ["--set", "sample.sampling.n_samples=2000", "--set", "sample.sampling.batch_size=1000"],
         "gridfit": [], "cubefit": [], "calibrate": []}
 
@@ -129,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("strace is needed (apt-get install strace)")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hpcfit_startup_"))
     python = sys.executable
-    result: dict[str, Any] = {"load_average": os.getloadavg()[0], "python": sys.version.split()[0], "jobs": {},
-                              **MACHINE_STARTUP}
+    # (the launch-to-engine time itself is measured per job by run_jobs.py: its runs' "startup")
+    result: dict[str, Any] = {"load_average": os.getloadavg()[0], "python": sys.version.split()[0], "jobs": {}}
     for job in args.jobs.split(","):
         directory = workdir / job
         if not any(directory.glob("*.yaml")):
