@@ -45,9 +45,10 @@ PRODUCTION = {
     "cubefit": {"fits": 2048 * 2048, "chunk": 2048, "shape": (2048, 2048)},
     "calibrate": {"frames": 10_000, "pixels": 2048 * 2048, "calibration": 100},
 }
-def NODE_LOCAL(params: dict[str, Any]) -> model.Machine:
-    """Stripe count 8, and start-up's metadata calls served locally (a local stat: ~1 µs; docs/cluster.md)."""
-    return model.cluster(params, stripes=8, metadata_latency=1e-6, metadata_rate=1e9)
+def node_local(job: str) -> Callable[[dict[str, Any]], model.Machine]:
+    """The job's production setting (``production_machine``) with start-up's metadata calls served locally (a
+    local stat: ~1 µs; the Python environment node-local or in a container image, docs/cluster.md)."""
+    return lambda params: replace(production_machine(job, params), metadata_latency=1e-6, metadata_rate=1e9)
 
 
 WHAT_IFS = [  # (job, label, model options, machine factory or None for stripe count 8)
@@ -57,16 +58,20 @@ WHAT_IFS = [  # (job, label, model options, machine factory or None for stripe c
      lambda p: model.cluster(p, stripes=16)),
     ("sample", "run.mpi_info auto on Lustre (stripes by output size: 21 for 10.8 GB)", {},
      lambda p: production_machine("sample", p)),
-    ("sample", "... Python environment node-local or in a container image (docs/cluster.md)", {}, NODE_LOCAL),
+    ("sample", "... Python environment node-local or in a container image (docs/cluster.md)", {},
+     node_local("sample")),
     ("sample", "stripes by output size, checkpoints saved synchronously (run.checkpoint_async: false)", {},
      lambda p: replace(production_machine("sample", p), checkpoint_async=False)),
-    ("gridfit", "as now (ECSV catalogue)", {}, None),
-    ("gridfit", "the same catalogue as FITS (parsed ~14x faster on rank 0)", {"catalogue": "fits"}, None),
-    ("cubefit", "as before: helper-thread scheduler, maps written with their fill value", {"server": True,
-                                                                                           "fill": True}, None),
-    ("cubefit", "... with the shared counter", {"fill": True}, None),
-    ("cubefit", "as now: shared counter, maps without fill (fill_time never)", {}, None),
-    ("cubefit", "... Python environment node-local or in a container image (docs/cluster.md)", {}, NODE_LOCAL),
+    ("gridfit", "as now (ECSV catalogue, read in row slices by every rank)", {}, None),
+    ("gridfit", "the same catalogue as FITS", {"catalogue": "fits"}, None),
+    ("cubefit", "as before: helper-thread scheduler, maps written with their fill value, piece by piece",
+     {"server": True, "fill": True, "separate": True}, None),
+    ("cubefit", "... with the shared counter", {"fill": True, "separate": True}, None),
+    ("cubefit", "... maps without fill (fill_time never), each piece written on its own", {"separate": True}, None),
+    ("cubefit", "as now: shared counter, no fill, a rank's pieces of a map as one union write", {}, None),
+    ("cubefit", "as now, run.mpi_info auto on Lustre (16 stripes)", {}, lambda p: production_machine("cubefit", p)),
+    ("cubefit", "... Python environment node-local or in a container image (docs/cluster.md)", {},
+     node_local("cubefit")),
     ("calibrate", "before issue 14: scratch files and the fill value of /science/images",
      {"fill": True, "scratch": True, "survey": False}, None),
     ("calibrate", "as now (frames written once, straight into the output), stripe count 8", {}, None),
@@ -269,7 +274,7 @@ def tables(params: dict[str, Any], meas: dict[tuple[str, str, int], dict[str, An
         cells, balance, shares = [], [], []
         for p in (1, 2, 4):
             runs = [r for r in measurements_runs if r["job"] == job and r["ranks"] == p]
-            cells.append(f"{fit.items_cpu_per_unit(runs) * 1e6:.1f} µs")
+            cells.append(per_unit_text(fit.items_cpu_per_unit(runs)))
             shares.append(f"{fit.median(fit.cpu_share(r) for r in runs):.2f}")
             if p > 1:
                 balance.append(f"{fit.median(busiest_share(r) for r in runs):.2f}")
@@ -375,6 +380,15 @@ def load_claims(directory: Path) -> dict[int, dict[str, Any]]:
 # the others; the 1-rank baseline, conservatively, is given the same file); gridfit's catalogue as FITS, as
 # docs/gridfit.md recommends for large catalogues (parsed ~14x faster on rank 0, measured).
 PRODUCTION_OPTIONS: dict[str, dict[str, Any]] = {"gridfit": {"catalogue": "fits"}}
+
+
+def per_unit_text(seconds: float) -> str:
+    """A per-unit cost in the unit that shows it (gridfit's pairs are tens of ns, calibrate's frames ms)."""
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    if seconds >= 1e-6:
+        return f"{seconds * 1e6:.1f} µs"
+    return f"{seconds * 1e9:.1f} ns"
 
 
 def production_output_bytes(job: str, size: dict[str, Any], params: dict[str, Any]) -> float:

@@ -381,8 +381,9 @@ def _load_cached(directory: str, cache_file: str | None) -> DL07Templates:
 def _directory_signature(directory: Path) -> list[tuple[str, int, int]]:
     """(relative path, size, modification time) of every template file: a changed file changes the cache key."""
     try:
-        return sorted((str(p.relative_to(directory)), *disk_cache.file_signature(p)[1:])
-                      for p in directory.glob("U*/U*.txt"))
+        # the directory is resolved already: one stat per file, not a path resolution (an lstat per component)
+        return sorted((str(p.relative_to(directory)), st.st_size, st.st_mtime_ns)
+                      for p in directory.glob("U*/U*.txt") for st in (p.stat(),))
     except OSError:
         return []
 
