@@ -41,16 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench" / "scaling"))
 
 import inputs  # noqa: E402
+from run_jobs import mpiexec  # noqa: E402
 
 MODES = {"sync": "false", "async": "true"}
-
-
-def launcher() -> str:
-    for name in ("mpiexec.mpich", "mpiexec", "mpirun"):
-        path = shutil.which(name)
-        if path:
-            return path
-    raise SystemExit("no mpiexec on PATH")
 
 
 def run_once(config: Path, output: Path, ranks: int, asynchronous: str, batch: int,
@@ -61,7 +54,7 @@ def run_once(config: Path, output: Path, ranks: int, asynchronous: str, batch: i
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     timings = output.with_name(output.stem + "_timings")
     shutil.rmtree(timings, ignore_errors=True)
-    command = [launcher(), "-n", str(ranks), sys.executable, str(REPO / "bench" / "scaling" / "timed_run.py"),
+    command = [mpiexec(), "-n", str(ranks), sys.executable, str(REPO / "bench" / "scaling" / "timed_run.py"),
                str(timings), "sample", str(config),
                "--set", f"output={output}", "--set", f"run.checkpoint_async={asynchronous}",
                "--set", f"sample.sampling.batch_size={batch}"] + (["--keep-parts"] if keep_parts else [])

@@ -24,7 +24,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +33,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 sys.path.insert(0, str(HERE))
 
 import inputs  # noqa: E402
-
-
-def best_cpu(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.process_time()
-        fn()
-        times.append(time.process_time() - t0)
-    return min(times)
+from gridfit_components import best_cpu  # noqa: E402
 
 
 def line(sizes: tuple[int, int], seconds: tuple[float, float]) -> dict[str, float]:
