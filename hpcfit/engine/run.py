@@ -218,7 +218,7 @@ def prepare_job(config_path: str | os.PathLike[str] | YamlSource, overrides: lis
             job, cfg, source, report = validated
             if not plan:
                 the_plan = None
-            elif surveyed and job.has_survey():
+            elif surveyed:  # the same job class every rank chose the survey step from
                 the_plan = job.plan(cfg, report, survey=survey)
             else:
                 the_plan = job.plan(cfg, report)
