@@ -39,7 +39,8 @@ from hpcfit.config.schema import (Any_, Bool, Choice, Field, Float, Int, ListOf,
 from hpcfit.engine.job import Job, Plan, Report, RunContext, WorkItem
 from hpcfit.io.h5out import OutputFile
 from hpcfit.sample.axes import LOG_PREFIX, is_log, linear_range, model_name, to_model
-from hpcfit.sample.priors import PRIORS, Prior, apply_priors, prior_attrs, prior_of
+from hpcfit.sample.batch import DrawRecipe
+from hpcfit.sample.priors import PRIORS, Prior, prior_attrs, prior_of
 
 _METHODS = ("uniform", "latin_hypercube", "sobol")
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20,
@@ -259,6 +260,8 @@ class SampleJob(Job):
         ctx.state["model"] = spec.build(filters=filters, options=dict(cfg.sample.model.options or {}), bounds=bounds)
         ctx.state["permutation"] = KeyedPermutation(s.n_samples, s.seed) if s.shuffle else None
         ctx.state["partition"] = partition
+        ctx.state["recipe"] = DrawRecipe(s.method, s.seed, s.n_samples, tuple(info["low"]), tuple(info["high"]),
+                                         tuple(priors), partition, s.dtype)
         width = 2 * len(names) + len(info["filter_names"])
         row_bytes = width * np.dtype(s.dtype).itemsize + 8
         share = -(-s.n_samples // ctx.comm.size)
@@ -269,29 +272,21 @@ class SampleJob(Job):
         ctx.state["spill"] = Path(s.spill_dir) if s.spill_dir else parts_directory(cfg.output) / "spill"
 
     def work(self, item: WorkItem, ctx: RunContext) -> Any:
-        from hpcfit.sample.hypercube import unit_points
-        from hpcfit.sample.shuffle import Rows, bucket_edges, scatter_to_buckets
+        from hpcfit.sample.shuffle import bucket_edges, scatter_to_buckets
 
         cfg, info = ctx.cfg, ctx.plan.info
         s = cfg.sample.sampling
         start, stop = item.data
-        names, partition = info["names"], ctx.state["partition"]
-        low, high = np.array(info["low"]), np.array(info["high"])
-        # Draw with the partition axis in column 0 (stratified by index), then restore the config's order.
-        order = [partition] + [j for j in range(len(names)) if j != partition]
-        drawn = unit_points(s.method, s.seed, start, stop, s.n_samples, len(names))
-        unit = np.empty_like(drawn)
-        unit[:, order] = drawn
-        theta = apply_priors(low + (high - low) * unit, unit, _plan_priors(info))
-        params = {model_name(p): to_model(p, theta[:, j]) for j, p in enumerate(names)}
+        recipe = ctx.state["recipe"]
+        theta, unit = recipe.draw(start, stop)
+        params = {model_name(p): to_model(p, theta[:, j]) for j, p in enumerate(info["names"])}
         for p, value in (cfg.sample.fixed_params or {}).items():
             params[model_name(p)] = np.full(stop - start, to_model(p, value))
         y = np.asarray(ctx.state["model"](params))
         if y.shape != (stop - start, len(info["filter_names"])) or not np.all(np.isfinite(y)):
             raise ValueError(f"the model returned {y.shape} values (expected {(stop - start, len(info['filter_names']))})"
                              f"{'' if np.all(np.isfinite(y)) else ' with non-finite entries'}")
-        rows = Rows(np.arange(start, stop, dtype=np.int64),
-                    np.concatenate([theta, unit, y], axis=1).astype(s.dtype, copy=False))
+        rows = recipe.rows(start, stop, y, drawn=(theta, unit))
         if ctx.state["in_memory"]:
             return rows
         edges = bucket_edges(s.n_samples, ctx.state["bucket_rows"])
