@@ -13,6 +13,11 @@ packages, namespace packages and extension modules come out exactly as before; z
 cannot list are left to the standard hooks. ``importlib.invalidate_caches()`` forgets every listing (the documented
 way to import a file created after start-up). The ``hpcfit`` command installs it for its run (``install`` /
 ``uninstall``); ``HPCFIT_STEADY_IMPORTS=0`` turns it off. Standard library only: it runs before anything else.
+
+The same holds for the message catalogues of ``gettext``, through which argparse passes each of its messages:
+``gettext.find`` tries four file names per message (``en_US.UTF-8``, ``en_US``, ``en.UTF-8``, ``en``) and keeps
+no memory of the catalogues it did not find, about 130 ``stat`` calls per run. While installed, its answers are
+kept per (domain, directory, language variables).
 """
 
 from __future__ import annotations
@@ -134,6 +139,7 @@ def install() -> bool:
     # First, even before zipimport's hook, which stats every new directory to see whether it is a zip file: this
     # one refuses anything it cannot list as a directory, and the standard hooks then take it as before.
     sys.path_hooks.insert(0, _path_hook)
+    _steady_gettext(True)
     for path, finder in list(sys.path_importer_cache.items()):
         if _is_standard(finder):
             try:
@@ -148,6 +154,7 @@ def uninstall() -> None:
     """Back to the standard finders (an in-process caller of the command keeps its usual imports afterwards)."""
     if enabled():
         sys.path_hooks.remove(_path_hook)
+        _steady_gettext(False)
     for path, finder in list(sys.path_importer_cache.items()):
         if isinstance(finder, SteadyFileFinder):
             if path in _replaced:
@@ -156,3 +163,29 @@ def uninstall() -> None:
                 del sys.path_importer_cache[path]
     _replaced.clear()
     _listings.clear()
+
+
+_LANGUAGE_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")  # what gettext.find reads when not told
+
+
+def _steady_gettext(on: bool) -> None:
+    """Remember ``gettext.find``'s answers (on) or forget them and restore it (off)."""
+    import gettext
+
+    original = getattr(gettext.find, "__wrapped__", gettext.find)
+    if not on:
+        gettext.find = original
+        return
+    found: dict[tuple, object] = {}
+
+    def find(domain, localedir=None, languages=None, all=False):  # noqa: A002 - gettext's own signature
+        if languages is not None:  # a caller's explicit list: rare, not worth a key
+            return original(domain, localedir, languages, all)
+        key = (domain, localedir, bool(all), tuple(os.environ.get(name) for name in _LANGUAGE_VARIABLES))
+        if key not in found:
+            found[key] = original(domain, localedir, languages, all)
+        result = found[key]
+        return list(result) if isinstance(result, list) else result  # callers may change the list they get
+
+    find.__wrapped__ = original  # type: ignore[attr-defined]
+    gettext.find = find

@@ -196,3 +196,64 @@ def test_python_dash_m_hpcfit_installs_it_before_the_command_line(tmp_path):
             "print('RESULT ' + json.dumps([steady_imports.enabled(), sorted(type(f).__name__ for p, f in "
             "sys.path_importer_cache.items() if p.endswith('hpcfit/runtime'))]))")
     assert _run(code, cwd=tmp_path) == [True, ["SteadyFileFinder"]]
+
+
+def test_gettext_catalogue_lookups_are_answered_once_per_run(tmp_path, monkeypatch):
+    """argparse's messages go through gettext.find, which stats four catalogue names per message and remembers
+    none it did not find; while installed the answers are kept (a catalogue that does exist is still found), and
+    uninstall gives back the standard function."""
+    code = r"""
+import gettext, json, os, sys
+from hpcfit import steady_imports
+calls = []
+real_exists = os.path.exists
+def counting(path):
+    calls.append(path)
+    return real_exists(path)
+os.path.exists = counting
+def lookups(domain, localedir=None):
+    calls.clear()
+    answers = [gettext.find(domain, localedir, all=True) for _ in range(5)]
+    return len(calls), answers[0], all(a == answers[0] for a in answers)
+plain = lookups("argparse")
+steady_imports.install()
+cached = lookups("argparse")
+catalogue = lookups("demo", sys.argv[1])
+translated = gettext.translation("demo", sys.argv[1], fallback=True).gettext("hello")
+steady_imports.uninstall()
+restored = gettext.find.__name__ == "find" and not hasattr(gettext.find, "__wrapped__")
+print("RESULT " + json.dumps({"plain": plain, "cached": cached, "catalogue": catalogue,
+                              "translated": translated, "restored": restored}))
+"""
+    messages = tmp_path / "en" / "LC_MESSAGES"
+    messages.mkdir(parents=True)
+    _write_mo(messages / "demo.mo", {"hello": "hello from the catalogue"})
+    monkeypatch.setenv("LANGUAGE", "en_US.UTF-8")  # four names to try, whatever the machine's locale
+    got = _run(code, str(tmp_path))
+    plain_calls, plain_answer, _ = got["plain"]
+    cached_calls, cached_answer, same = got["cached"]
+    assert plain_calls >= 5 * 2 and plain_answer == []  # every call looks again
+    assert cached_calls == plain_calls // 5 and cached_answer == [] and same
+    assert got["catalogue"][1] == [str(messages / "demo.mo")] and got["catalogue"][0] <= 4
+    assert got["translated"] == "hello from the catalogue"
+    assert got["restored"]
+
+
+def _write_mo(path: Path, messages: dict[str, str]) -> None:
+    """A GNU message catalogue (.mo) holding ``messages`` (the format gettext reads: header, two string tables)."""
+    import struct
+
+    keys = sorted(messages)
+    ids, strs = b"", b""
+    offsets = []
+    for key in keys:
+        k, v = key.encode(), messages[key].encode()
+        offsets.append((len(ids), len(k), len(strs), len(v)))
+        ids += k + b"\0"
+        strs += v + b"\0"
+    n = len(keys)
+    start = 7 * 4 + 16 * n
+    key_table = b"".join(struct.pack("<II", length, start + o) for o, length, _, _ in offsets)
+    value_table = b"".join(struct.pack("<II", length, start + len(ids) + o) for _, _, o, length in offsets)
+    header = struct.pack("<7I", 0x950412DE, 0, n, 7 * 4, 7 * 4 + 8 * n, 0, 0)
+    path.write_bytes(header + key_table + value_table + ids + strs)
