@@ -196,7 +196,7 @@ class OutputFile:
             self.h5.close()
         for turn in range(self.comm.size):
             if turn == self.comm.rank and local:
-                with h5py.File(self.temp, "r+") as h5:
+                with _unbuffered(self.temp) as h5:
                     self._write_direct(h5, local)
             self.comm.barrier()
         if self.comm.is_root:
@@ -403,3 +403,13 @@ def _attr_value(value: Any) -> Any:
 
         return json.dumps(value, default=str)
     return value
+
+
+def _unbuffered(path: Path) -> h5py.File:
+    """The file opened for writing with HDF5's sieve buffer off: each raw-data write reaches the OS at once, so a
+    full disk fails the write that hit it (one clear error) instead of the file's close, whose failure h5py can
+    only report as a traceback from a destructor. The writes here are whole pieces, not worth buffering."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_fclose_degree(h5py.h5f.CLOSE_STRONG)  # what h5py.File asks for (every object closes with the file)
+    fapl.set_sieve_buf_size(0)
+    return h5py.File(h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDWR, fapl=fapl))
