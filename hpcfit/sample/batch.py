@@ -91,5 +91,6 @@ def _rebuild(recipe: DrawRecipe, start: int, stop: int, y: np.ndarray, spot: np.
     if not np.array_equal(rows.values[spot_rows(stop - start), :width], spot, equal_nan=True):
         raise CheckpointDrawMismatch(
             f"the checkpoint of samples {start}..{stop - 1} was drawn differently from how this version of hpcfit "
-            "draws them (another hpcfit version?): its band values cannot be reused. Run again without --resume.")
+            "draws them (written by another hpcfit version, or a model that changed the parameter arrays it was given): "
+            "its band values cannot be reused. Run again without --resume.")
     return rows
