@@ -43,6 +43,11 @@ class DrawRecipe:
     partition: int      # the column drawn stratified by index (column 0 of the design)
     dtype: str
 
+    @property
+    def parameter_columns(self) -> int:
+        """The columns a row's draws take: theta, then the unit draws, one per free parameter each."""
+        return 2 * len(self.low)
+
     def draw(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """(theta, unit) of global indices start..stop-1, float64, columns in the config's order."""
         dim = len(self.low)
@@ -73,7 +78,7 @@ class BatchRows(Rows):
         self.start = start
 
     def __reduce__(self) -> tuple[Any, ...]:
-        width = 2 * len(self.recipe.low)
+        width = self.recipe.parameter_columns
         stop = self.start + self.index.size
         picks = spot_rows(self.index.size)
         return (_rebuild, (self.recipe, self.start, stop, np.ascontiguousarray(self.values[:, width:]),
@@ -87,7 +92,7 @@ def spot_rows(n: int) -> np.ndarray:
 
 def _rebuild(recipe: DrawRecipe, start: int, stop: int, y: np.ndarray, spot: np.ndarray) -> BatchRows:
     rows = recipe.rows(start, stop, y)
-    width = 2 * len(recipe.low)
+    width = recipe.parameter_columns
     if not np.array_equal(rows.values[spot_rows(stop - start), :width], spot, equal_nan=True):
         raise CheckpointDrawMismatch(
             f"the checkpoint of samples {start}..{stop - 1} was drawn differently from how this version of hpcfit "

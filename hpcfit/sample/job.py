@@ -259,7 +259,6 @@ class SampleJob(Job):
         filters = load_filter_set(s.filters)
         ctx.state["model"] = spec.build(filters=filters, options=dict(cfg.sample.model.options or {}), bounds=bounds)
         ctx.state["permutation"] = KeyedPermutation(s.n_samples, s.seed) if s.shuffle else None
-        ctx.state["partition"] = partition
         ctx.state["recipe"] = DrawRecipe(s.method, s.seed, s.n_samples, tuple(info["low"]), tuple(info["high"]),
                                          tuple(priors), partition, s.dtype)
         width = 2 * len(names) + len(info["filter_names"])
